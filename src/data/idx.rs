@@ -1,0 +1,452 @@
+//! IDX, the format MNIST ships in: a big-endian header (magic, then one u32 per dimension)
+//! followed by the raw u8 values. Files may be gzipped; both forms are read here.
+//!
+//! Every fault is an [`IdxError`] naming the file. Sizes claimed by a header are checked against
+//! the bytes actually present before anything of that size is allocated.
+
+use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Magic number of an IDX file of u8 values with 3 dimensions (images).
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic number of an IDX file of u8 values with 1 dimension (labels).
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+/// MNIST images are 28×28.
+pub const SIDE: usize = 28;
+/// Pixels in one flattened image.
+pub const PIXELS: usize = SIDE * SIDE;
+/// Digits 0–9.
+pub const CLASSES: usize = 10;
+
+/// What an IDX file holds, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxKind {
+    Images,
+    Labels,
+}
+
+impl IdxKind {
+    fn magic(self) -> u32 {
+        match self {
+            IdxKind::Images => IMAGES_MAGIC,
+            IdxKind::Labels => LABELS_MAGIC,
+        }
+    }
+
+    fn header_len(self) -> usize {
+        match self {
+            IdxKind::Images => 16,
+            IdxKind::Labels => 8,
+        }
+    }
+
+    fn item_len(self) -> usize {
+        match self {
+            IdxKind::Images => PIXELS,
+            IdxKind::Labels => 1,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            IdxKind::Images => "images",
+            IdxKind::Labels => "labels",
+        }
+    }
+}
+
+/// A fault in an IDX file. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IdxError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: is a directory, expected an IDX file", path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("{}: file is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    Gzip {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: truncated header: {found} bytes, an IDX {} header has {expected}", path.display(), kind.noun())]
+    TruncatedHeader {
+        path: PathBuf,
+        kind: IdxKind,
+        found: usize,
+        expected: usize,
+    },
+    #[error("{}: magic number {found:#010x} is not {expected:#010x} (IDX {})", path.display(), kind.noun())]
+    Magic {
+        path: PathBuf,
+        kind: IdxKind,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{}: images are {rows}×{cols}, MNIST images are 28×28", path.display())]
+    Dimensions { path: PathBuf, rows: u32, cols: u32 },
+    #[error("{}: header says {claimed} {}, file holds {found}", path.display(), kind.noun())]
+    Truncated {
+        path: PathBuf,
+        kind: IdxKind,
+        claimed: u64,
+        found: u64,
+    },
+    #[error("{}: {extra} bytes after the {claimed} {} the header announces", path.display(), kind.noun())]
+    TrailingBytes {
+        path: PathBuf,
+        kind: IdxKind,
+        claimed: u64,
+        extra: u64,
+    },
+    #[error("{}: label {label} at index {index} is not a digit 0-9", path.display())]
+    Label {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+    },
+}
+
+/// The contents of one IDX file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdxData {
+    /// Number of items (images or labels).
+    pub count: usize,
+    /// The values after the header: `count × 784` pixels or `count` labels.
+    pub values: Vec<u8>,
+    /// SHA-256 of the uncompressed file (header and values), as lowercase hex.
+    pub sha256: String,
+}
+
+/// Reads an IDX images file (raw or gzipped) from disk.
+pub fn read_images(path: &Path) -> Result<IdxData, IdxError> {
+    read_file(path, IdxKind::Images)
+}
+
+/// Reads an IDX labels file (raw or gzipped) from disk.
+pub fn read_labels(path: &Path) -> Result<IdxData, IdxError> {
+    read_file(path, IdxKind::Labels)
+}
+
+fn read_file(path: &Path, kind: IdxKind) -> Result<IdxData, IdxError> {
+    let read_error = |source| IdxError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    if metadata.is_dir() {
+        return Err(IdxError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let file = File::open(path).map_err(read_error)?;
+    parse(BufReader::new(file), path, kind, Some(metadata.len()))
+}
+
+/// Parses IDX data of `kind` from `reader`; `path` is only used in messages. Gzip is detected
+/// by its magic bytes. `size_hint` is the on-disk size, used to size the buffer.
+pub fn parse(
+    mut reader: impl BufRead,
+    path: &Path,
+    kind: IdxKind,
+    size_hint: Option<u64>,
+) -> Result<IdxData, IdxError> {
+    let start = reader.fill_buf().map_err(|source| IdxError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if start.is_empty() {
+        return Err(IdxError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    if start.starts_with(&[0x1f, 0x8b]) {
+        let decoder = GzDecoder::new(reader);
+        parse_raw(decoder, path, kind, None, true)
+    } else {
+        parse_raw(reader, path, kind, size_hint, false)
+    }
+}
+
+fn parse_raw(
+    mut reader: impl Read,
+    path: &Path,
+    kind: IdxKind,
+    size_hint: Option<u64>,
+    gzipped: bool,
+) -> Result<IdxData, IdxError> {
+    let path_buf = || path.to_path_buf();
+    let io_error = |source: std::io::Error| {
+        if gzipped {
+            IdxError::Gzip {
+                path: path_buf(),
+                source,
+            }
+        } else {
+            IdxError::Read {
+                path: path_buf(),
+                source,
+            }
+        }
+    };
+
+    let header_len = kind.header_len();
+    let mut header = [0u8; 16];
+    let found = read_up_to(&mut reader, &mut header[..header_len]).map_err(io_error)?;
+    if found == 0 && !gzipped {
+        return Err(IdxError::Empty { path: path_buf() });
+    }
+    if found < header_len {
+        return Err(IdxError::TruncatedHeader {
+            path: path_buf(),
+            kind,
+            found,
+            expected: header_len,
+        });
+    }
+    let word =
+        |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let magic = word(0);
+    if magic != kind.magic() {
+        return Err(IdxError::Magic {
+            path: path_buf(),
+            kind,
+            found: magic,
+            expected: kind.magic(),
+        });
+    }
+    let count = u64::from(word(4));
+    if kind == IdxKind::Images {
+        let (rows, cols) = (word(8), word(12));
+        if rows as usize != SIDE || cols as usize != SIDE {
+            return Err(IdxError::Dimensions {
+                path: path_buf(),
+                rows,
+                cols,
+            });
+        }
+    }
+
+    // The header's claim is only trusted as an upper bound on what is read: the buffer grows
+    // with the bytes that really arrive, so a header claiming 2^31 images allocates nothing.
+    let item_len = kind.item_len() as u64;
+    let expected = count * item_len;
+    let mut values = Vec::new();
+    if let Some(size) = size_hint {
+        values.reserve(expected.min(size) as usize);
+    }
+    reader
+        .by_ref()
+        .take(expected)
+        .read_to_end(&mut values)
+        .map_err(io_error)?;
+    if (values.len() as u64) < expected {
+        return Err(IdxError::Truncated {
+            path: path_buf(),
+            kind,
+            claimed: count,
+            found: values.len() as u64 / item_len,
+        });
+    }
+    let mut rest = Vec::new();
+    reader
+        .take(1 << 20)
+        .read_to_end(&mut rest)
+        .map_err(io_error)?;
+    if !rest.is_empty() {
+        return Err(IdxError::TrailingBytes {
+            path: path_buf(),
+            kind,
+            claimed: count,
+            extra: rest.len() as u64,
+        });
+    }
+    if kind == IdxKind::Labels
+        && let Some(index) = values.iter().position(|&label| label as usize >= CLASSES)
+    {
+        return Err(IdxError::Label {
+            path: path_buf(),
+            index,
+            label: values[index],
+        });
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(&header[..header_len]);
+    hasher.update(&values);
+    Ok(IdxData {
+        count: count as usize,
+        values,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builders of IDX bytes, for tests and fixtures.
+pub mod encode {
+    use super::{IMAGES_MAGIC, LABELS_MAGIC, SIDE};
+
+    /// An IDX images file holding `pixels` (a multiple of 784 bytes).
+    pub fn images(pixels: &[u8]) -> Vec<u8> {
+        let count = (pixels.len() / (SIDE * SIDE)) as u32;
+        let mut bytes = Vec::with_capacity(16 + pixels.len());
+        for word in [IMAGES_MAGIC, count, SIDE as u32, SIDE as u32] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        bytes.extend_from_slice(pixels);
+        bytes
+    }
+
+    /// An IDX labels file holding `labels`.
+    pub fn labels(labels: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(8 + labels.len());
+        for word in [LABELS_MAGIC, labels.len() as u32] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        bytes.extend_from_slice(labels);
+        bytes
+    }
+
+    /// `bytes` gzipped.
+    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        encoder.write_all(bytes).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_bytes(bytes: &[u8], kind: IdxKind) -> Result<IdxData, IdxError> {
+        parse(bytes, Path::new("test.idx"), kind, Some(bytes.len() as u64))
+    }
+
+    fn sample_pixels(count: usize) -> Vec<u8> {
+        (0..count * PIXELS).map(|i| (i % 256) as u8).collect()
+    }
+
+    #[test]
+    fn reads_raw_and_gzipped_images_alike() {
+        let pixels = sample_pixels(3);
+        let raw = encode::images(&pixels);
+        let from_raw = parse_bytes(&raw, IdxKind::Images).unwrap();
+        let from_gz = parse_bytes(&encode::gzip(&raw), IdxKind::Images).unwrap();
+        assert_eq!(from_raw.count, 3);
+        assert_eq!(from_raw.values, pixels);
+        assert_eq!(from_raw, from_gz);
+        // The checksum is of the uncompressed file, header included.
+        assert_eq!(from_raw.sha256, hex(&Sha256::digest(&raw)));
+    }
+
+    #[test]
+    fn reads_labels() {
+        let data = parse_bytes(&encode::labels(&[7, 2, 1, 0, 9]), IdxKind::Labels).unwrap();
+        assert_eq!(data.count, 5);
+        assert_eq!(data.values, vec![7, 2, 1, 0, 9]);
+    }
+
+    #[test]
+    fn rejects_wrong_magic() {
+        let err = parse_bytes(&encode::labels(&[1]), IdxKind::Images).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: truncated header: 9 bytes, an IDX images header has 16"
+        );
+        let err = parse_bytes(&encode::images(&sample_pixels(1)), IdxKind::Labels).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: magic number 0x00000803 is not 0x00000801 (IDX labels)"
+        );
+    }
+
+    #[test]
+    fn rejects_other_sizes_than_28_by_28() {
+        let mut bytes = encode::images(&sample_pixels(1));
+        bytes[11] = 32;
+        let err = parse_bytes(&bytes, IdxKind::Images).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: images are 32×28, MNIST images are 28×28"
+        );
+    }
+
+    #[test]
+    fn rejects_a_body_shorter_than_the_header_claims() {
+        let bytes = encode::images(&sample_pixels(3));
+        let err = parse_bytes(&bytes[..16 + 2 * PIXELS + 5], IdxKind::Images).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: header says 3 images, file holds 2"
+        );
+    }
+
+    #[test]
+    fn a_huge_claimed_count_is_checked_against_the_bytes_present() {
+        let mut bytes = encode::images(&sample_pixels(1));
+        bytes[4..8].copy_from_slice(&(1u32 << 31).to_be_bytes());
+        let err = parse_bytes(&bytes, IdxKind::Images).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: header says 2147483648 images, file holds 1"
+        );
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_and_labels_above_nine() {
+        let mut bytes = encode::labels(&[1, 2]);
+        bytes.push(3);
+        let err = parse_bytes(&bytes, IdxKind::Labels).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: 1 bytes after the 2 labels the header announces"
+        );
+        let err = parse_bytes(&encode::labels(&[1, 10, 2]), IdxKind::Labels).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: label 10 at index 1 is not a digit 0-9"
+        );
+    }
+
+    #[test]
+    fn rejects_empty_and_corrupt_gzip() {
+        let err = parse_bytes(&[], IdxKind::Labels).unwrap_err();
+        assert_eq!(err.to_string(), "test.idx: file is empty");
+        let gz = encode::gzip(&encode::labels(&[1, 2, 3]));
+        let err = parse_bytes(&gz[..gz.len() / 2], IdxKind::Labels).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("test.idx: corrupt or truncated gzip data"),
+            "{err}"
+        );
+    }
+}

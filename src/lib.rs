@@ -1,0 +1,19 @@
+//! The Keras MNIST MLP tutorial, in Rust on Burn.
+//!
+//! The modules follow the tutorial's stages:
+//! [`data`] (IDX files, where they come from, the Burn `Dataset`) →
+//! [`batcher`] (flatten, divide by 255, one-hot) →
+//! [`model`] (Dense 512 relu → Dense 512 relu → Dense 10 softmax) →
+//! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
+//! [`run_dir`] owns the layout of what a training run records; [`config`] turns the TOML file and
+//! the command-line flags into one validated [`config::TrainConfig`].
+
+pub mod backend;
+pub mod batcher;
+pub mod config;
+pub mod data;
+pub mod fsutil;
+pub mod model;
+pub mod optim;
+pub mod run_dir;
+pub mod training;
