@@ -1,0 +1,204 @@
+//! The tutorial's model: `Dense(512, relu) → Dense(512, relu) → Dense(10, softmax)` on 784
+//! inputs, initialised as Keras initialises `Dense` (Glorot uniform weights, zero biases).
+//!
+//! [`Mlp::forward`] returns logits; the softmax of the tutorial's last layer is
+//! [`Mlp::probabilities`], and the loss is computed from the logits
+//! ([`categorical_crossentropy`]), which is what Keras does too when a softmax output feeds
+//! categorical cross-entropy.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, Linear, LinearConfig, Relu};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor};
+
+/// The model's shape. Saved as JSON beside each model file so that what is loaded is exactly
+/// what was trained.
+#[derive(Config, Debug, PartialEq)]
+pub struct MlpConfig {
+    /// Inputs per sample: a flattened 28×28 image.
+    #[config(default = 784)]
+    pub inputs: usize,
+    /// Width of each hidden `Dense(relu)` layer.
+    pub hidden: Vec<usize>,
+    /// Outputs: one per digit.
+    #[config(default = 10)]
+    pub classes: usize,
+}
+
+impl MlpConfig {
+    /// The tutorial's network: two hidden layers of 512.
+    pub fn tutorial() -> Self {
+        Self::new(vec![512, 512])
+    }
+
+    /// `(inputs, outputs)` of each dense layer, in order.
+    pub fn layer_sizes(&self) -> Vec<(usize, usize)> {
+        let widths: Vec<usize> = std::iter::once(self.inputs)
+            .chain(self.hidden.iter().copied())
+            .chain(std::iter::once(self.classes))
+            .collect();
+        widths.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+
+    /// Trainable parameters: weights and biases of every layer (669,706 for the tutorial's).
+    pub fn num_params(&self) -> usize {
+        self.layer_sizes().iter().map(|(i, o)| i * o + o).sum()
+    }
+
+    /// A freshly initialised model on `device`.
+    pub fn init(&self, device: &Device) -> Mlp {
+        let layers = self
+            .layer_sizes()
+            .into_iter()
+            .map(|(inputs, outputs)| {
+                let mut layer = LinearConfig::new(inputs, outputs)
+                    .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                    .init(device);
+                // Burn initialises the bias with the weight's initializer; Keras uses zeros.
+                layer.bias = Some(Param::from_tensor(Tensor::zeros([outputs], device)));
+                layer
+            })
+            .collect();
+        Mlp {
+            layers,
+            activation: Relu::new(),
+        }
+    }
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        Self::tutorial()
+    }
+}
+
+/// The multilayer perceptron: dense layers with ReLU between them.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// The dense layers in order; weights are `[inputs, outputs]`.
+    pub layers: Vec<Linear>,
+    activation: Relu,
+}
+
+impl Mlp {
+    /// Logits `[batch, 10]` for images `[batch, 784]`.
+    pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len().saturating_sub(1);
+        let mut x = images;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = self.activation.forward(x);
+            }
+        }
+        x
+    }
+
+    /// Class probabilities `[batch, 10]`: the tutorial's softmax output.
+    pub fn probabilities(&self, images: Tensor<2>) -> Tensor<2> {
+        softmax(self.forward(images), 1)
+    }
+}
+
+/// Categorical cross-entropy of each sample, `[batch]`, from logits and one-hot targets:
+/// `-Σ y·log_softmax(z)`, stable for any logits.
+pub fn categorical_crossentropy(logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1> {
+    let [batch, _] = logits.dims();
+    (log_softmax(logits, 1) * one_hot)
+        .sum_dim(1)
+        .neg()
+        .reshape([batch])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    fn device() -> Device {
+        Backend::Ndarray.device(0).unwrap()
+    }
+
+    #[test]
+    fn the_tutorial_model_has_669_706_parameters() {
+        let config = MlpConfig::tutorial();
+        assert_eq!(config.num_params(), 669_706);
+        let model = config.init(&device());
+        assert_eq!(model.num_params(), 669_706);
+        assert_eq!(
+            config.layer_sizes(),
+            vec![(784, 512), (512, 512), (512, 10)]
+        );
+    }
+
+    #[test]
+    fn forward_gives_one_row_of_ten_per_image() {
+        let device = device();
+        let model = MlpConfig::tutorial().init(&device);
+        let probs = model.probabilities(Tensor::ones([3, 784], &device));
+        assert_eq!(probs.dims(), [3, 10]);
+        let rows = probs.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
+        for total in rows {
+            assert!((total - 1.0).abs() < 1e-5, "{total}");
+        }
+    }
+
+    #[test]
+    fn weights_are_glorot_uniform_and_biases_zero() {
+        let device = device();
+        device.seed(7);
+        let model = MlpConfig::tutorial().init(&device);
+        for layer in &model.layers {
+            let [fan_in, fan_out] = layer.weight.val().dims();
+            let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+            let w = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+            let (min, max) = w
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            assert!(
+                min >= -limit && max <= limit,
+                "{min} {max} outside ±{limit}"
+            );
+            // Uniform on ±limit: the extremes come close to the bounds and the mean is near 0.
+            assert!(
+                min < -0.99 * limit && max > 0.99 * limit,
+                "{min} {max} vs ±{limit}"
+            );
+            let mean = w.iter().sum::<f32>() / w.len() as f32;
+            assert!(mean.abs() < 0.01 * limit, "mean {mean}");
+            let bias = layer
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert!(bias.iter().all(|&b| b == 0.0));
+        }
+    }
+
+    #[test]
+    fn crossentropy_matches_hand_computed_values() {
+        let device = device();
+        let logits = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0]], &device);
+        let one_hot = Tensor::<2>::from_data([[0.0f32, 0.0, 1.0], [1.0, 0.0, 0.0]], &device);
+        let loss = categorical_crossentropy(logits, one_hot)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // -log(e^3 / (e^1 + e^2 + e^3)) and -log(1/3).
+        let expected0 = -(3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp())).ln();
+        assert!((loss[0] - expected0).abs() < 1e-6);
+        assert!((loss[1] - 3f32.ln()).abs() < 1e-6);
+        // Large logits stay finite.
+        let big = Tensor::<2>::from_data([[1000.0f32, -1000.0]], &device);
+        let target = Tensor::<2>::from_data([[0.0f32, 1.0]], &device);
+        let loss = categorical_crossentropy(big, target)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(loss, vec![2000.0]);
+    }
+}
