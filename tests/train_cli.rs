@@ -1,0 +1,278 @@
+//! `mnist-mlp train` end to end, on real MNIST (a subset, so that debug builds stay quick).
+
+mod common;
+
+use burn::config::Config;
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use common::{mnist_dir, mnist_mlp, run_ok, stderr, stdout};
+use mnist_mlp::backend::Backend;
+use mnist_mlp::batcher::MnistBatcher;
+use mnist_mlp::config::TrainConfig;
+use mnist_mlp::data::source::Sources;
+use mnist_mlp::data::{Mnist, MnistItem};
+use mnist_mlp::model::MlpConfig;
+use mnist_mlp::run_dir::{History, RunDir, RunInfo, RunStatus};
+use std::path::Path;
+use std::process::Command;
+
+fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
+    let mut command = mnist_mlp(home);
+    command
+        .arg("train")
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--artifact-dir", "artifacts", "--run-name", name])
+        .args(["--dashboard", "plain"])
+        .args(extra);
+    command
+}
+
+/// Accuracy of a saved model on the first `n` validation images, computed here from the files.
+fn accuracy_of(model_file: &Path, model_config: &MlpConfig, n: usize) -> f64 {
+    let device = Backend::Ndarray.device(0).unwrap();
+    let record = ModuleRecord::load(model_file).unwrap();
+    let model = model_config.init(&device).load_record(record);
+    let mnist = Mnist::load(&Sources {
+        data_dir: Some(mnist_dir()),
+        cache_dir: None,
+        mirrors: Vec::new(),
+        npm_package: None,
+        progress: false,
+    })
+    .unwrap();
+    let valid = mnist.valid.first(n);
+    let items: Vec<MnistItem> = (0..valid.len())
+        .map(|i| MnistItem {
+            image: *valid.image(i),
+            label: valid.label(i),
+        })
+        .collect();
+    let batch = MnistBatcher.batch(items, &device);
+    let predicted = model.forward(batch.images).argmax(1).reshape([n]);
+    let correct = predicted
+        .equal(batch.targets)
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    correct as f64 / n as f64
+}
+
+#[test]
+fn train_records_a_complete_run() {
+    let home = tempfile::tempdir().unwrap();
+    let output = run_ok(&mut train(
+        home.path(),
+        "quick",
+        &[
+            "--epochs",
+            "2",
+            "--limit-train",
+            "3000",
+            "--limit-valid",
+            "1000",
+        ],
+    ));
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+
+    // One Keras-style line per epoch, then the summary, then the run directory.
+    let epoch_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epoch_lines.len(), 2, "{out}");
+    for (i, line) in epoch_lines.iter().enumerate() {
+        let prefix = format!("Epoch {}/2 - ", i + 1);
+        assert!(line.starts_with(&prefix), "{line}");
+        for key in [
+            " - loss: ",
+            " - accuracy: ",
+            " - val_loss: ",
+            " - val_accuracy: ",
+        ] {
+            assert!(line.contains(key), "{line}");
+        }
+    }
+    let run_path = home.path().join("artifacts/runs/quick");
+    assert_eq!(lines.last().copied(), Some("artifacts/runs/quick"));
+    let run = RunDir::open(&run_path);
+
+    // config.toml: the effective config, flags applied.
+    let config = TrainConfig::from_file(&run.config_path()).unwrap();
+    assert_eq!(config.train.epochs, 2);
+    assert_eq!(config.train.batch_size, 32);
+    assert_eq!(config.train.limit_train, Some(3000));
+    assert_eq!(config.optimizer.learning_rate, 0.001);
+    assert_eq!(config.run.name.as_deref(), Some("quick"));
+
+    // history.json in Keras's shape, two epochs, and learning happened.
+    let history: History =
+        serde_json::from_str(&std::fs::read_to_string(run.history_json_path()).unwrap()).unwrap();
+    assert_eq!(history.epochs(), 2);
+    let last = history.last().unwrap();
+    assert!(history.loss[1] < history.loss[0], "{history:?}");
+    assert!(last.accuracy > 0.9 && last.accuracy <= 1.0, "{history:?}");
+    assert!(
+        last.val_accuracy > 0.88 && last.val_accuracy <= 1.0,
+        "{history:?}"
+    );
+    assert!(last.val_loss > 0.0 && last.val_loss < 0.5, "{history:?}");
+    // The printed line shows the recorded numbers.
+    assert!(
+        epoch_lines[1].ends_with(&format!(
+            "loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
+            last.loss, last.accuracy, last.val_loss, last.val_accuracy
+        )),
+        "{}",
+        epoch_lines[1]
+    );
+
+    // history.csv as Keras's CSVLogger.
+    let csv = std::fs::read_to_string(run.history_csv_path()).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "epoch,loss,accuracy,val_loss,val_accuracy");
+    assert_eq!(
+        rows[2],
+        format!(
+            "1,{},{},{},{}",
+            last.loss, last.accuracy, last.val_loss, last.val_accuracy
+        )
+    );
+
+    // run.json.
+    let info: RunInfo =
+        serde_json::from_str(&std::fs::read_to_string(run.info_path()).unwrap()).unwrap();
+    assert_eq!(info.status, RunStatus::Finished);
+    assert_eq!((info.epochs_done, info.epochs_planned), (2, 2));
+    assert_eq!(info.epoch_seconds.len(), 2);
+    assert_eq!((info.train_images, info.valid_images), (3000, 1000));
+    assert_eq!(info.backend, "ndarray");
+
+    // One checkpoint per epoch: model, optimizer and scheduler.
+    let mut checkpoints: Vec<String> = std::fs::read_dir(run.checkpoint_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    checkpoints.sort();
+    assert_eq!(
+        checkpoints,
+        [
+            "model-1.bpk",
+            "model-2.bpk",
+            "optim-1.bpk",
+            "optim-2.bpk",
+            "scheduler-1.bpk",
+            "scheduler-2.bpk"
+        ]
+    );
+
+    // The final model and its config: loading them reproduces the recorded val_accuracy, and
+    // the last checkpoint holds the same weights.
+    let model_config = MlpConfig::load(run.model_config_path()).unwrap();
+    assert_eq!(model_config, MlpConfig::tutorial());
+    let accuracy = accuracy_of(&run.model_path(), &model_config, 1000);
+    assert!(
+        (accuracy - last.val_accuracy).abs() < 1e-9,
+        "{accuracy} vs {last:?}"
+    );
+    let from_checkpoint = accuracy_of(
+        &run.checkpoint_dir().join("model-2.bpk"),
+        &model_config,
+        1000,
+    );
+    assert_eq!(from_checkpoint, accuracy);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_history() {
+    let home = tempfile::tempdir().unwrap();
+    let args = [
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1500",
+        "--limit-valid",
+        "500",
+        "--seed",
+        "7",
+    ];
+    run_ok(&mut train(home.path(), "a", &args));
+    run_ok(&mut train(home.path(), "b", &args));
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            home.path()
+                .join(format!("artifacts/runs/{name}/history.json")),
+        )
+        .unwrap()
+    };
+    assert_eq!(read("a"), read("b"));
+    // Another seed is another run.
+    run_ok(&mut train(
+        home.path(),
+        "c",
+        &[
+            "--epochs",
+            "1",
+            "--limit-train",
+            "1500",
+            "--limit-valid",
+            "500",
+            "--seed",
+            "8",
+        ],
+    ));
+    assert_ne!(read("a"), read("c"));
+}
+
+#[test]
+fn bad_values_are_rejected_before_anything_is_written() {
+    let home = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--epochs", "0"],
+            "error: train.epochs: must be at least 1 (got 0)\n",
+        ),
+        (
+            &["--batch-size", "0"],
+            "error: train.batch_size: must be at least 1 (got 0)\n",
+        ),
+        (
+            &["--learning-rate", "-1"],
+            "error: optimizer.learning_rate: must be a finite number above 0 (got -1.0)\n",
+        ),
+        (
+            &["--learning-rate", "NaN"],
+            "error: optimizer.learning_rate: must be a finite number above 0 (got NaN)\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = train(home.path(), "never", args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr(&output), expected);
+    }
+
+    let config = home.path().join("bad.toml");
+    std::fs::write(&config, "[train]\nepochs = 5\nbatchsize = 32\n").unwrap();
+    let output = train(
+        home.path(),
+        "never",
+        &["--config", config.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!("error: {}: ", config.display())),
+        "{err}"
+    );
+    assert!(err.contains("unknown field `batchsize`"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let output = train(home.path(), "never", &["--config", "missing.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).starts_with("error: missing.toml: cannot read config: "));
+
+    assert!(!home.path().join("artifacts").exists());
+}
