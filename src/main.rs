@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use mnist_mlp::backend::Backend;
+use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::data::dataset::DataError;
@@ -71,10 +71,12 @@ struct TrainArgs {
     /// Validate on the first N validation images only
     #[arg(long, value_name = "N")]
     limit_valid: Option<usize>,
-    /// Backend to train on (run.backend)
+    /// Backend to train on: ndarray (CPU) or wgpu (GPU, when built with `--features wgpu`)
+    /// (run.backend) [default: wgpu when compiled in, else ndarray]
     #[arg(long, value_parser = parse_backend)]
     backend: Option<Backend>,
-    /// Device number within the backend (run.device)
+    /// Device number within the backend: for wgpu, the adapter, GPUs first, software adapters
+    /// such as lavapipe last (run.device) [default: 0]
     #[arg(long, value_name = "N")]
     device: Option<usize>,
     /// How to show progress: the terminal dashboard, one line per epoch, or nothing
@@ -101,8 +103,7 @@ enum DashboardArg {
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse()
-        .map_err(|e: mnist_mlp::backend::BackendError| e.to_string())
+    s.parse().map_err(|e: BackendError| e.to_string())
 }
 
 impl From<DashboardArg> for Dashboard {
@@ -182,13 +183,19 @@ fn data(args: DataArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// 2 for bad input (flags, config, data files), 1 for anything else.
+/// 2 for bad input (flags, config, data files, a backend or device the machine lacks), 1 for
+/// anything else.
 fn exit_code(error: &anyhow::Error) -> ExitCode {
     let bad_input = error.downcast_ref::<ConfigError>().is_some()
         || matches!(error.downcast_ref::<DataError>(), Some(e) if is_bad_data(e))
+        || matches!(error.downcast_ref::<BackendError>(), Some(e) if e.is_bad_input())
         || matches!(
             error.downcast_ref::<TrainError>(),
             Some(TrainError::Data(e)) if is_bad_data(e)
+        )
+        || matches!(
+            error.downcast_ref::<TrainError>(),
+            Some(TrainError::Backend(e)) if e.is_bad_input()
         );
     ExitCode::from(if bad_input { 2 } else { 1 })
 }
