@@ -287,6 +287,22 @@ impl RunDir {
         )?)
     }
 
+    /// Writes the config with a first comment line naming the device the run trains on (the
+    /// wgpu adapter), which `run.device`, a number, does not say. A comment, so that the file
+    /// still reads as a config on another machine.
+    pub fn write_config_on(&self, config: &TrainConfig, device: &str) -> Result<(), RunDirError> {
+        let header = format!(
+            "# Trained on {} device {}: {}\n",
+            config.run.backend,
+            config.run.device,
+            device.replace(['\n', '\r'], " ")
+        );
+        Ok(write_atomic(
+            &self.config_path(),
+            (header + &config.to_toml()).as_bytes(),
+        )?)
+    }
+
     pub fn write_info(&self, info: &RunInfo) -> Result<(), RunDirError> {
         write_json(&self.info_path(), info)
     }

@@ -62,12 +62,15 @@ pub fn sources(config: &TrainConfig, progress: bool) -> Sources {
 /// Loads MNIST as `config` says, then trains. The data is loaded before the run directory is
 /// created, so a data fault leaves nothing behind.
 pub fn train(config: &TrainConfig, dashboard: Dashboard) -> Result<TrainOutcome, TrainError> {
+    // Opened (and for wgpu, checked) before anything else, so that a missing adapter is
+    // reported before the data is fetched.
     let device = config.run.backend.device(config.run.device)?;
     let mnist = Mnist::load(&sources(config, true))?;
     train_on(config, mnist, &device, dashboard)
 }
 
-/// Trains on already loaded data, on `device`.
+/// Trains on already loaded data, on `device`, which is device `config.run.device` of
+/// `config.run.backend` (its name is recorded with the run).
 pub fn train_on(
     config: &TrainConfig,
     mnist: Mnist,
@@ -83,8 +86,9 @@ pub fn train_on(
         None => mnist.valid,
     };
 
+    let device_name = config.run.backend.describe_device(config.run.device);
     let run = create_run_dir(config)?;
-    run.write_config(config)?;
+    run.write_config_on(config, &device_name)?;
     let info = RunInfo {
         name: run.name(),
         started: now_rfc3339(),
@@ -94,7 +98,7 @@ pub fn train_on(
         epochs_done: 0,
         epoch_seconds: Vec::new(),
         backend: config.run.backend.to_string(),
-        device: config.run.backend.describe_device(config.run.device),
+        device: device_name,
         data: mnist.origin.to_string(),
         train_images: train_split.len(),
         valid_images: valid_split.len(),
