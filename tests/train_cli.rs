@@ -25,6 +25,8 @@ fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
         .arg(mnist_dir())
         .args(["--artifact-dir", "artifacts", "--run-name", name])
         .args(["--dashboard", "plain"])
+        // The CPU backend, also in a wgpu build (where wgpu is the default; tests/wgpu.rs).
+        .args(["--backend", "ndarray"])
         .args(extra);
     command
 }
@@ -274,5 +276,34 @@ fn bad_values_are_rejected_before_anything_is_written() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).starts_with("error: missing.toml: cannot read config: "));
 
+    assert!(!home.path().join("artifacts").exists());
+}
+
+/// A build without the `wgpu` feature says how to get it.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn a_backend_not_compiled_in_is_a_usage_error() {
+    let home = tempfile::tempdir().unwrap();
+    // Not through `train`, which picks ndarray.
+    let output = mnist_mlp(home.path())
+        .args(["train", "--backend", "wgpu"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "error: backend wgpu is not in this build (it has: ndarray); rebuild with \
+         `cargo build --release --features wgpu`\n"
+    );
+    let output = mnist_mlp(home.path())
+        .args(["train", "--backend", "cuda"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown backend `cuda`; expected one of: ndarray, wgpu"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!home.path().join("artifacts").exists());
 }
