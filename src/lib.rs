@@ -12,6 +12,7 @@ pub mod backend;
 pub mod batcher;
 pub mod config;
 pub mod data;
+pub mod fault;
 pub mod fsutil;
 pub mod model;
 pub mod optim;

@@ -1,5 +1,10 @@
-//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape and the
-//! progress in `run.json`, written as Burn's event store reports the epoch's final metrics.
+//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape as Burn's event
+//! store reports the epoch's final metrics, and the progress in `run.json` once the epoch's
+//! checkpoint is complete.
+//!
+//! So `run.json`'s `epochs_done` is always an epoch whose checkpoint is on disk, whatever instant
+//! the process is killed at; `history.json` is written first and may hold one epoch more after a
+//! kill (a run that ends in-process is trimmed to `epochs_done`).
 
 use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
 use burn::train::Interrupter;
@@ -72,6 +77,8 @@ pub(crate) struct Recorder {
     pub info: RunInfo,
     pub history: History,
     epoch_started: Instant,
+    /// Wall time of every epoch trained, complete or not yet checkpointed.
+    epoch_seconds: Vec<f64>,
     /// The first fault that must end the run (a write that failed, a loss that diverged).
     pub error: Option<String>,
 }
@@ -83,6 +90,7 @@ impl Recorder {
             info,
             history,
             epoch_started: Instant::now(),
+            epoch_seconds: Vec::new(),
             error: None,
         }
     }
@@ -100,18 +108,27 @@ impl Recorder {
 
     fn epoch_done(&mut self, metrics: EpochMetrics) {
         self.history.push(metrics);
-        self.info.epochs_done = self.history.epochs();
-        self.info
-            .epoch_seconds
+        self.epoch_seconds
             .push(self.epoch_started.elapsed().as_secs_f64());
         self.epoch_started = Instant::now();
-        let written = self
-            .run
-            .write_history(&self.history)
-            .and_then(|()| self.run.write_info(&self.info));
-        if let Err(e) = written {
+        if let Err(e) = self.run.write_history(&self.history) {
             self.fail(e.to_string());
         }
+    }
+
+    /// The checkpoint of `epoch` is complete: the epoch counts as done.
+    pub(crate) fn checkpoint_complete(&mut self, epoch: usize) {
+        self.set_epochs_done(epoch);
+        if let Err(e) = self.run.write_info(&self.info) {
+            self.fail(e.to_string());
+        }
+    }
+
+    /// Keeps the record to the first `epochs` epochs (those with a complete checkpoint).
+    pub(crate) fn set_epochs_done(&mut self, epochs: usize) {
+        self.info.epochs_done = epochs;
+        self.info.epoch_seconds =
+            self.epoch_seconds[..epochs.min(self.epoch_seconds.len())].to_vec();
     }
 }
 
@@ -126,7 +143,8 @@ pub struct HistoryLogger {
     recorder: Arc<Mutex<Recorder>>,
     collector: EpochCollector,
     interrupter: Interrupter,
-    train_batches: usize,
+    /// Batches seen in the current split.
+    batches: usize,
 }
 
 impl HistoryLogger {
@@ -135,7 +153,7 @@ impl HistoryLogger {
             recorder,
             collector: EpochCollector::default(),
             interrupter,
-            train_batches: 0,
+            batches: 0,
         }
     }
 }
@@ -145,16 +163,24 @@ impl MetricLogger for HistoryLogger {
         let train = matches!(split, Split::Train);
         for numeric in &update.entries_numeric {
             let id = &numeric.entry.metric_id;
-            if train
-                && let Some(NumericEntry::Value(loss)) = numeric.numeric_entry
+            // Burn reports each batch's loss as an `Aggregated` entry (the batch mean and its
+            // size); `Final` is the epoch's.
+            if let Some(
+                NumericEntry::Value(loss)
+                | NumericEntry::Aggregated {
+                    aggregated_value: loss,
+                    ..
+                },
+            ) = numeric.numeric_entry
                 && self.collector.name(id) == Some("Loss")
             {
-                self.train_batches += 1;
+                self.batches += 1;
                 if !loss.is_finite() {
+                    let which = if train { "training" } else { "validation" };
                     lock(&self.recorder).fail(format!(
-                        "the training loss became {loss} at epoch {epoch}, batch {}; \
-                         training stopped before recording it (try a lower --learning-rate)",
-                        self.train_batches
+                        "the {which} loss became {loss} at epoch {epoch}, batch {}; training \
+                         stopped and no model was saved (try a lower --learning-rate)",
+                        self.batches
                     ));
                     self.interrupter.stop(Some("non-finite loss"));
                 }
@@ -178,16 +204,34 @@ impl MetricLogger for HistoryLogger {
     }
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        self.batches = 0;
         if !matches!(summary.split, Split::Valid) {
             return;
         }
-        self.train_batches = 0;
         let metrics = self.collector.take();
         // A stop during validation leaves a partial epoch: not one to record.
         if let Some(metrics) = metrics
             && !self.interrupter.should_stop()
         {
-            lock(&self.recorder).epoch_done(metrics);
+            let mut recorder = lock(&self.recorder);
+            let values = [
+                metrics.loss,
+                metrics.accuracy,
+                metrics.val_loss,
+                metrics.val_accuracy,
+            ];
+            if values.iter().all(|v| v.is_finite()) {
+                recorder.epoch_done(metrics);
+            } else {
+                // Caught per batch above; this keeps non-finite numbers out of the record even
+                // if a batch slipped through.
+                recorder.fail(format!(
+                    "epoch {} ended with non-finite metrics {values:?}; training stopped and no \
+                     model was saved (try a lower --learning-rate)",
+                    summary.epoch_number
+                ));
+                self.interrupter.stop(Some("non-finite metrics"));
+            }
         }
     }
 }
