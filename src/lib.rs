@@ -15,5 +15,6 @@ pub mod data;
 pub mod fsutil;
 pub mod model;
 pub mod optim;
+pub mod plots;
 pub mod run_dir;
 pub mod training;
