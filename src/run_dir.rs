@@ -11,6 +11,9 @@
 //!   model.json      the MlpConfig, written first, so any checkpoint loads into what was trained
 //!   model.bpk       the final model (burnpack), written only once every epoch is done
 //!   experiment.log  Burn's log of the run
+//!   curves.png/svg  loss and accuracy per epoch, redrawn after every epoch
+//!   confusion.png   the confusion matrix on the validation set (written by `eval`)
+//!   mistakes.png    up to 64 misclassified validation digits (written by `eval`)
 //! ```
 //!
 //! Every file is written atomically ([`crate::fsutil`]). What holds at any instant, even after
@@ -290,6 +293,25 @@ impl RunDir {
 
     pub fn log_path(&self) -> PathBuf {
         self.path.join("experiment.log")
+    }
+
+    /// The training curves, redrawn after every epoch.
+    pub fn curves_png_path(&self) -> PathBuf {
+        self.path.join("curves.png")
+    }
+
+    pub fn curves_svg_path(&self) -> PathBuf {
+        self.path.join("curves.svg")
+    }
+
+    /// The confusion matrix heatmap of an evaluation.
+    pub fn confusion_png_path(&self) -> PathBuf {
+        self.path.join("confusion.png")
+    }
+
+    /// The misclassified digits of an evaluation.
+    pub fn mistakes_png_path(&self) -> PathBuf {
+        self.path.join("mistakes.png")
     }
 
     pub fn write_config(&self, config: &TrainConfig) -> Result<(), RunDirError> {

@@ -1,11 +1,12 @@
-//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape as Burn's event
-//! store reports the epoch's final metrics, and the progress in `run.json` once the epoch's
-//! checkpoint is complete.
+//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape and the training
+//! curves (`curves.png`/`curves.svg`) as Burn's event store reports the epoch's final metrics,
+//! and the progress in `run.json` once the epoch's checkpoint is complete.
 //!
 //! So `run.json`'s `epochs_done` is always an epoch whose checkpoint is on disk, whatever instant
 //! the process is killed at; `history.json` is written first and may hold one epoch more after a
 //! kill (a run that ends in-process is trimmed to `epochs_done`).
 
+use crate::plots;
 use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
@@ -113,6 +114,21 @@ impl Recorder {
         self.epoch_started = Instant::now();
         if let Err(e) = self.run.write_history(&self.history) {
             self.fail(e.to_string());
+        }
+        self.draw_curves();
+    }
+
+    /// Redraws the curves, so that they are there after any epoch, even for a run that is
+    /// interrupted later. The pictures only show what `history.json` already holds, so a
+    /// failure to draw them is logged and training goes on.
+    fn draw_curves(&self) {
+        let name = &self.info.name;
+        let drawn = plots::write_curves_png(&self.history, name, &self.run.curves_png_path())
+            .and_then(|()| {
+                plots::write_curves_svg(&self.history, name, &self.run.curves_svg_path())
+            });
+        if let Err(e) = drawn {
+            log::warn!("{e}; training goes on");
         }
     }
 
@@ -233,5 +249,74 @@ impl MetricLogger for HistoryLogger {
                 self.interrupter.stop(Some("non-finite metrics"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::RunStatus;
+
+    fn recorder(dir: &std::path::Path) -> Recorder {
+        let run = RunDir::create(dir, "r").unwrap();
+        let info = RunInfo {
+            name: "r".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            status: RunStatus::Running,
+            epochs_planned: 3,
+            epochs_done: 0,
+            epoch_seconds: Vec::new(),
+            backend: "ndarray".into(),
+            device: "cpu".into(),
+            data: "test".into(),
+            train_images: 0,
+            valid_images: 0,
+            mnist_mlp_version: "0".into(),
+            pid: 0,
+            error: None,
+        };
+        Recorder::new(run, info, History::default())
+    }
+
+    const EPOCH: EpochMetrics = EpochMetrics {
+        loss: 0.3,
+        accuracy: 0.91,
+        val_loss: 0.2,
+        val_accuracy: 0.94,
+    };
+
+    #[test]
+    fn each_epoch_redraws_the_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = recorder(dir.path());
+        recorder.epoch_done(EPOCH);
+        let png = recorder.run.curves_png_path();
+        let first = std::fs::read(&png).unwrap();
+        let image = image::load_from_memory(&first).unwrap();
+        assert_eq!((image.width(), image.height()), crate::plots::CURVES_SIZE);
+        assert!(recorder.run.curves_svg_path().is_file());
+
+        recorder.epoch_done(EpochMetrics {
+            loss: 0.1,
+            accuracy: 0.97,
+            val_loss: 0.09,
+            val_accuracy: 0.975,
+        });
+        assert_ne!(std::fs::read(&png).unwrap(), first, "redrawn with epoch 2");
+        assert!(recorder.error.is_none());
+    }
+
+    #[test]
+    fn a_picture_that_cannot_be_written_does_not_stop_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = recorder(dir.path());
+        // A directory where the picture goes: renaming the finished file onto it fails.
+        std::fs::create_dir(recorder.run.curves_png_path()).unwrap();
+        std::fs::write(recorder.run.curves_png_path().join("keep"), b"x").unwrap();
+        recorder.epoch_done(EPOCH);
+        assert!(recorder.error.is_none(), "{:?}", recorder.error);
+        assert_eq!(recorder.run.read_history().unwrap().epochs(), 1);
+        assert_eq!(recorder.run.read_info().unwrap().epochs_done, 1);
     }
 }
