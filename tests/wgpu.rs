@@ -24,8 +24,17 @@ use std::sync::OnceLock;
 const EPOCHS: usize = 2;
 const TRAIN_IMAGES: usize = 5000;
 
-fn train(home: &Path, name: &str, backend: Backend) -> Command {
+/// The binary, with `XDG_RUNTIME_DIR` set: wgpu also probes OpenGL through EGL, whose Wayland
+/// client prints "error: XDG_RUNTIME_DIR is invalid or not set" on stderr where it is unset (a
+/// root shell, CI), which is not this program's output.
+fn cli(home: &Path) -> Command {
     let mut command = mnist_mlp(home);
+    command.env("XDG_RUNTIME_DIR", home);
+    command
+}
+
+fn train(home: &Path, name: &str, backend: Backend) -> Command {
+    let mut command = cli(home);
     command
         .arg("train")
         .arg("--data-dir")
@@ -267,7 +276,7 @@ fn a_device_number_the_machine_lacks_is_a_usage_error() {
         other => panic!("{other:?}"),
     }
     let home = tempfile::tempdir().unwrap();
-    let output = mnist_mlp(home.path())
+    let output = cli(home.path())
         .args(["train", "--backend", "wgpu", "--device", "999"])
         .output()
         .unwrap();
@@ -287,7 +296,7 @@ fn a_device_number_the_machine_lacks_is_a_usage_error() {
 fn no_adapter_is_a_usage_error_that_says_what_to_do() {
     let home = tempfile::tempdir().unwrap();
     let nothing = home.path().join("no-such-driver.json");
-    let output = mnist_mlp(home.path())
+    let output = cli(home.path())
         .args(["train", "--data-dir"])
         .arg(mnist_dir())
         .args(["--backend", "wgpu", "--epochs", "1", "--limit-train", "100"])
