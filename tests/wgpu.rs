@@ -92,10 +92,10 @@ fn validation_items() -> Vec<MnistItem> {
         .collect()
 }
 
-/// A saved model's logits for every validation image, computed on `device`.
-fn logits(model_file: &Path, device: &Device) -> Vec<f32> {
-    let run = model_file.parent().unwrap();
-    let config = MlpConfig::load(RunDir::open(run).model_config_path()).unwrap();
+/// The logits of a saved model of `run` (its final model or a checkpoint) for every validation
+/// image, computed on `device`.
+fn logits(run: &RunDir, model_file: &Path, device: &Device) -> Vec<f32> {
+    let config = MlpConfig::load(run.model_config_path()).unwrap();
     let model = config
         .init(device)
         .load_record(ModuleRecord::load(model_file).unwrap());
@@ -228,8 +228,8 @@ fn checkpoints_evaluate_the_same_on_both_backends() {
             run.model_path(),
             run.checkpoint_path(mnist_mlp::run_dir::CheckpointPart::Model, EPOCHS),
         ] {
-            let on_cpu = logits(&file, &cpu);
-            let on_gpu = logits(&file, &gpu);
+            let on_cpu = logits(&run, &file, &cpu);
+            let on_gpu = logits(&run, &file, &gpu);
             let max_diff = on_cpu
                 .iter()
                 .zip(&on_gpu)
