@@ -16,6 +16,8 @@ compile_error!("enable the `ndarray` feature (the CPU backend)");
 pub enum Backend {
     /// Burn's ndarray CPU backend.
     Ndarray,
+    /// Burn's flex CPU backend.
+    Flex,
 }
 
 /// A backend that cannot be used.
@@ -29,7 +31,7 @@ pub enum BackendError {
 
 impl Backend {
     /// Every backend this build has.
-    pub const ALL: [Backend; 1] = [Backend::Ndarray];
+    pub const ALL: [Backend; 2] = [Backend::Ndarray, Backend::Flex];
 
     /// The default: the fastest backend compiled in.
     pub fn preferred() -> Self {
@@ -39,6 +41,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Ndarray => "ndarray",
+            Backend::Flex => "flex",
         }
     }
 
@@ -51,7 +54,8 @@ impl Backend {
                 #[allow(deprecated)]
                 Ok(Device::ndarray())
             }
-            Backend::Ndarray => Err(BackendError::NoDevice {
+            Backend::Flex if index == 0 => Ok(Device::flex()),
+            Backend::Ndarray | Backend::Flex => Err(BackendError::NoDevice {
                 backend: self.name(),
                 index,
             }),
@@ -61,10 +65,7 @@ impl Backend {
     /// A human name for the device, recorded with each run.
     pub fn describe_device(self, _index: usize) -> String {
         match self {
-            Backend::Ndarray => format!(
-                "CPU ({} threads)",
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            ),
+            Backend::Ndarray | Backend::Flex => "CPU".to_string(),
         }
     }
 }
