@@ -13,6 +13,7 @@ pub mod batcher;
 pub mod config;
 pub mod data;
 pub mod fsutil;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod run_dir;

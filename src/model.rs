@@ -6,6 +6,7 @@
 //! ([`categorical_crossentropy`]), which is what Keras does too when a softmax output feeds
 //! categorical cross-entropy.
 
+use crate::kernels;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
@@ -84,13 +85,18 @@ pub struct Mlp {
 impl Mlp {
     /// Logits `[batch, 10]` for images `[batch, 784]`.
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        let fused = kernels::supported(&images.device());
         let last = self.layers.len().saturating_sub(1);
         let mut x = images;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.activation.forward(x);
-            }
+            let relu = i < last;
+            x = match (&layer.bias, fused) {
+                (Some(bias), true) => kernels::dense(x, layer.weight.val(), bias.val(), relu),
+                _ => {
+                    let z = layer.forward(x);
+                    if relu { self.activation.forward(z) } else { z }
+                }
+            };
         }
         x
     }
@@ -104,6 +110,9 @@ impl Mlp {
 /// Categorical cross-entropy of each sample, `[batch]`, from logits and one-hot targets:
 /// `-Σ y·log_softmax(z)`, stable for any logits.
 pub fn categorical_crossentropy(logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1> {
+    if kernels::supported(&logits.device()) {
+        return kernels::softmax_cross_entropy(logits, one_hot);
+    }
     let [batch, _] = logits.dims();
     (log_softmax(logits, 1) * one_hot)
         .sum_dim(1)

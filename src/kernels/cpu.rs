@@ -1,0 +1,309 @@
+//! The arithmetic of the fused kernels, on ndarray tensors of f32.
+//!
+//! Matrix products go to the `gemm` crate (the one Burn's flex backend uses), which packs,
+//! vectorises (AVX2/FMA, AVX-512 where present) and splits the work over rayon's threads.
+
+// burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
+#![allow(deprecated)]
+
+use burn::backend::TensorMetadata;
+use burn::backend::ndarray::NdArrayTensor;
+use burn::tensor::TensorData;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// The tensor's values in row-major order, borrowed when they already are.
+fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {
+    let NdArrayTensor::F32(storage) = tensor else {
+        // The model is f32 throughout; another dtype here is a bug, not a user error.
+        panic!("fused kernels take f32 tensors, got {:?}", tensor.dtype());
+    };
+    let view = storage.view();
+    match view.to_slice() {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(view.iter().copied().collect()),
+    }
+}
+
+fn dims(tensor: &NdArrayTensor) -> Vec<usize> {
+    match tensor {
+        NdArrayTensor::F32(storage) => storage.shape().to_vec(),
+        other => panic!("fused kernels take f32 tensors, got {:?}", other.dtype()),
+    }
+}
+
+fn matrix_dims(tensor: &NdArrayTensor) -> [usize; 2] {
+    match dims(tensor)[..] {
+        [rows, cols] => [rows, cols],
+        ref other => panic!("expected a matrix, got shape {other:?}"),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
+    NdArrayTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// A matrix operand: its values and the distance, in elements, between consecutive rows and
+/// consecutive columns (so a transpose is a swap of the two strides, not a copy).
+struct Operand<'a> {
+    values: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn rows(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    fn transposed(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+}
+
+/// `out` (`m × n`, row-major) = `a` (`m × k`) · `b` (`k × n`).
+fn matmul(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+    assert_eq!(out.len(), m * n);
+    assert!(a.values.len() >= m * k && b.values.len() >= k * n);
+    // SAFETY: the pointers and strides describe slices checked above to hold m×k, k×n and m×n
+    // elements; gemm reads `a` and `b` and writes only `out` (read_dst = false).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.values.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// `relu(x·w + b)` or `x·w + b`.
+pub(super) fn dense(
+    x: &NdArrayTensor,
+    w: &NdArrayTensor,
+    b: &NdArrayTensor,
+    relu: bool,
+) -> NdArrayTensor {
+    let [m, k] = matrix_dims(x);
+    let [k_w, n] = matrix_dims(w);
+    assert_eq!(k, k_w, "dense: x is [{m}, {k}] but w is [{k_w}, {n}]");
+    let bias = values(b);
+    assert_eq!(
+        bias.len(),
+        n,
+        "dense: bias of {} for {n} outputs",
+        bias.len()
+    );
+    let mut y = vec![0.0f32; m * n];
+    matmul(
+        m,
+        n,
+        k,
+        Operand::rows(&values(x), k),
+        Operand::rows(&values(w), n),
+        &mut y,
+    );
+    for row in y.chunks_exact_mut(n) {
+        for (value, bias) in row.iter_mut().zip(bias.iter()) {
+            let z = *value + bias;
+            // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
+            *value = if relu && z < 0.0 { 0.0 } else { z };
+        }
+    }
+    tensor(y, &[m, n])
+}
+
+/// Gradients of [`dense`] given its inputs, its output `y` and the output's gradient `g`:
+/// `(dx, dw, db)`, `dx` only when `need_dx`.
+pub(super) fn dense_backward(
+    x: &NdArrayTensor,
+    w: &NdArrayTensor,
+    y: &NdArrayTensor,
+    g: &NdArrayTensor,
+    relu: bool,
+    need_dx: bool,
+) -> (Option<NdArrayTensor>, NdArrayTensor, NdArrayTensor) {
+    let [m, k] = matrix_dims(x);
+    let [_, n] = matrix_dims(w);
+    let mut grad = values(g).into_owned();
+    if relu {
+        // ReLU passes the gradient where its output is positive, as Burn's and Keras's do.
+        for (gi, yi) in grad.iter_mut().zip(values(y).iter()) {
+            if *yi <= 0.0 {
+                *gi = 0.0;
+            }
+        }
+    }
+    let mut db = vec![0.0f32; n];
+    for row in grad.chunks_exact(n) {
+        for (sum, gi) in db.iter_mut().zip(row) {
+            *sum += gi;
+        }
+    }
+    let mut dw = vec![0.0f32; k * n];
+    let xs = values(x);
+    matmul(
+        k,
+        n,
+        m,
+        Operand::transposed(&xs, k),
+        Operand::rows(&grad, n),
+        &mut dw,
+    );
+    let dx = need_dx.then(|| {
+        let mut dx = vec![0.0f32; m * k];
+        matmul(
+            m,
+            k,
+            n,
+            Operand::rows(&grad, n),
+            Operand::transposed(&values(w), n),
+            &mut dx,
+        );
+        tensor(dx, &[m, k])
+    });
+    (dx, tensor(dw, &[k, n]), tensor(db, &[n]))
+}
+
+/// Per-row cross-entropy `-Σ t·log_softmax(z)` and the row's `log_softmax(z)`, kept for the
+/// backward pass.
+pub(super) fn softmax_cross_entropy(
+    logits: &NdArrayTensor,
+    targets: &NdArrayTensor,
+) -> (NdArrayTensor, NdArrayTensor) {
+    let [m, c] = matrix_dims(logits);
+    assert_eq!(
+        matrix_dims(targets),
+        [m, c],
+        "targets must match the logits"
+    );
+    let z = values(logits);
+    let t = values(targets);
+    let mut log_p = vec![0.0f32; m * c];
+    let mut loss = vec![0.0f32; m];
+    for (((z, t), log_p), loss) in z
+        .chunks_exact(c)
+        .zip(t.chunks_exact(c))
+        .zip(log_p.chunks_exact_mut(c))
+        .zip(loss.iter_mut())
+    {
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_sum = z.iter().map(|zi| (zi - max).exp()).sum::<f32>().ln();
+        let mut sum = 0.0f32;
+        for ((lp, zi), ti) in log_p.iter_mut().zip(z).zip(t) {
+            *lp = zi - max - log_sum;
+            sum += ti * *lp;
+        }
+        *loss = -sum;
+    }
+    (tensor(loss, &[m]), tensor(log_p, &[m, c]))
+}
+
+/// Gradients of [`softmax_cross_entropy`] with respect to the logits and to the targets, given
+/// the saved `log_softmax`, the targets and the gradient `g` `[m]` of each row's loss.
+pub(super) fn softmax_cross_entropy_backward(
+    log_p: &NdArrayTensor,
+    targets: &NdArrayTensor,
+    g: &NdArrayTensor,
+) -> (NdArrayTensor, NdArrayTensor) {
+    let [m, c] = matrix_dims(log_p);
+    let log_p = values(log_p);
+    let t = values(targets);
+    let g = values(g);
+    let mut d_logits = vec![0.0f32; m * c];
+    let mut d_targets = vec![0.0f32; m * c];
+    for i in 0..m {
+        let row = i * c..(i + 1) * c;
+        let t_sum: f32 = t[row.clone()].iter().sum();
+        for j in row {
+            // d/dz_j of -Σ t·(z − lse) is Σt·softmax_j − t_j.
+            d_logits[j] = g[i] * (t_sum * log_p[j].exp() - t[j]);
+            d_targets[j] = -g[i] * log_p[j];
+        }
+    }
+    (tensor(d_logits, &[m, c]), tensor(d_targets, &[m, c]))
+}
+
+/// Elements per task when the update is split over threads: large enough that a task's
+/// scheduling cost is small against its work.
+const CHUNK: usize = 1 << 15;
+
+/// Keras's RMSprop step, in one pass over the parameter.
+pub(super) fn rmsprop(
+    w: &NdArrayTensor,
+    g: &NdArrayTensor,
+    v: NdArrayTensor,
+    lr: f64,
+    rho: f32,
+    eps: f32,
+) -> (NdArrayTensor, NdArrayTensor) {
+    let shape = dims(w);
+    let ws = values(w);
+    let gs = values(g);
+    assert_eq!(ws.len(), gs.len(), "gradient and parameter sizes differ");
+    let mut velocity = writable(v, &shape);
+    let v_values = values_mut(&mut velocity);
+    let (lr, keep) = (lr as f32, 1.0 - rho);
+    let mut w_new = vec![0.0f32; ws.len()];
+    w_new
+        .par_chunks_mut(CHUNK)
+        .zip(v_values.par_chunks_mut(CHUNK))
+        .zip(ws.par_chunks(CHUNK))
+        .zip(gs.par_chunks(CHUNK))
+        .for_each(|(((w_new, v), w), g)| {
+            for (((wn, vi), wi), gi) in w_new.iter_mut().zip(v).zip(w).zip(g) {
+                // The same operations, in the same order, as `optim::KerasRmsProp`.
+                let squared = keep * (gi * gi);
+                *vi = rho * *vi + squared;
+                *wn = wi - (lr * gi) / (*vi + eps).sqrt();
+            }
+        });
+    (tensor(w_new, &shape), velocity)
+}
+
+/// `tensor` itself when nothing else holds its contiguous buffer (the optimizer's own running
+/// average, usually), else a copy that can be written.
+fn writable(tensor_in: NdArrayTensor, shape: &[usize]) -> NdArrayTensor {
+    match tensor_in {
+        NdArrayTensor::F32(storage)
+            if storage.is_unique() && storage.view().is_standard_layout() =>
+        {
+            NdArrayTensor::F32(storage)
+        }
+        other => tensor(values(&other).into_owned(), shape),
+    }
+}
+
+fn values_mut(tensor: &mut NdArrayTensor) -> &mut [f32] {
+    match tensor {
+        NdArrayTensor::F32(storage) => storage
+            .ensure_owned()
+            .as_slice_mut()
+            .unwrap_or_else(|| unreachable!("`writable` keeps only contiguous buffers")),
+        other => panic!("fused kernels take f32 tensors, got {:?}", other.dtype()),
+    }
+}
