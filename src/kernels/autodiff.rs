@@ -33,7 +33,7 @@ impl Backward<NdArray, 3> for DenseBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let g = grads.consume::<NdArray>(&ops.node);
         let s = ops.state;
-        let (dx, dw, db) = cpu::dense_backward(&s.x, &s.w, &s.y, &g, s.relu, node_x.is_some());
+        let (dx, dw, db) = cpu::dense_backward(&s.x, &s.w, &s.y, g, s.relu, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<NdArray>(node.id, dx);
         }

@@ -70,28 +70,40 @@ impl<'a> Operand<'a> {
     }
 }
 
-/// `out` (`m × n`, row-major) = `a` (`m × k`) · `b` (`k × n`).
-fn matmul(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
-    assert_eq!(out.len(), m * n);
+/// `out` (`m × n`, row-major) = `a` (`m × k`) · `b` (`k × n`), plus `out`'s previous values
+/// when `accumulate`.
+///
+/// # Safety
+/// `out` must be valid for writing `m × n` floats, and for reading them when `accumulate`.
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &Operand<'_>,
+    b: &Operand<'_>,
+    out: *mut f32,
+    accumulate: bool,
+) {
     assert!(a.values.len() >= m * k && b.values.len() >= k * n);
-    // SAFETY: the pointers and strides describe slices checked above to hold m×k, k×n and m×n
-    // elements; gemm reads `a` and `b` and writes only `out` (read_dst = false).
+    // SAFETY: `a` and `b` are checked above to hold m×k and k×n elements, `out` is the
+    // caller's; gemm reads `out` only when `accumulate` (read_dst) and writes each of its
+    // m×n elements exactly once otherwise.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             n as isize,
-            false,
+            accumulate,
             a.values.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
             b.values.as_ptr(),
             b.col_stride as isize,
             b.row_stride as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
@@ -99,6 +111,27 @@ fn matmul(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out: &mu
             gemm::Parallelism::Rayon(0),
         );
     }
+}
+
+/// `out += a · b`.
+fn matmul_add(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+    assert_eq!(out.len(), m * n);
+    // SAFETY: `out` is an initialised slice of m×n floats.
+    unsafe { gemm_into(m, n, k, &a, &b, out.as_mut_ptr(), true) }
+}
+
+/// A new `m × n` product `a · b`.
+fn product(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
+    // Not zeroed first: that would be one more pass over the output (1.6 MB for the first
+    // layer's weight gradient), and gemm writes every element when it does not read them.
+    let mut out = Vec::with_capacity(m * n);
+    // SAFETY: the capacity holds m×n floats; gemm writes all of them (read_dst is false), so
+    // they are initialised when the length is set.
+    unsafe {
+        gemm_into(m, n, k, &a, &b, out.as_mut_ptr(), false);
+        out.set_len(m * n);
+    }
+    out
 }
 
 /// `relu(x·w + b)` or `x·w + b`.
@@ -118,8 +151,12 @@ pub(super) fn dense(
         "dense: bias of {} for {n} outputs",
         bias.len()
     );
-    let mut y = vec![0.0f32; m * n];
-    matmul(
+    // The output starts as the bias in every row and the product is added to it.
+    let mut y = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        y.extend_from_slice(&bias);
+    }
+    matmul_add(
         m,
         n,
         k,
@@ -127,11 +164,12 @@ pub(super) fn dense(
         Operand::rows(&values(w), n),
         &mut y,
     );
-    for row in y.chunks_exact_mut(n) {
-        for (value, bias) in row.iter_mut().zip(bias.iter()) {
-            let z = *value + bias;
+    if relu {
+        for value in &mut y {
             // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
-            *value = if relu && z < 0.0 { 0.0 } else { z };
+            if *value < 0.0 {
+                *value = 0.0;
+            }
         }
     }
     tensor(y, &[m, n])
@@ -143,13 +181,14 @@ pub(super) fn dense_backward(
     x: &NdArrayTensor,
     w: &NdArrayTensor,
     y: &NdArrayTensor,
-    g: &NdArrayTensor,
+    g: NdArrayTensor,
     relu: bool,
     need_dx: bool,
 ) -> (Option<NdArrayTensor>, NdArrayTensor, NdArrayTensor) {
     let [m, k] = matrix_dims(x);
     let [_, n] = matrix_dims(w);
-    let mut grad = values(g).into_owned();
+    let mut g = writable(g);
+    let grad = values_mut(&mut g);
     if relu {
         // ReLU passes the gradient where its output is positive, as Burn's and Keras's do.
         for (gi, yi) in grad.iter_mut().zip(values(y).iter()) {
@@ -158,31 +197,27 @@ pub(super) fn dense_backward(
             }
         }
     }
+    let grad = &*grad;
     let mut db = vec![0.0f32; n];
     for row in grad.chunks_exact(n) {
         for (sum, gi) in db.iter_mut().zip(row) {
             *sum += gi;
         }
     }
-    let mut dw = vec![0.0f32; k * n];
-    let xs = values(x);
-    matmul(
+    let dw = product(
         k,
         n,
         m,
-        Operand::transposed(&xs, k),
-        Operand::rows(&grad, n),
-        &mut dw,
+        Operand::transposed(&values(x), k),
+        Operand::rows(grad, n),
     );
     let dx = need_dx.then(|| {
-        let mut dx = vec![0.0f32; m * k];
-        matmul(
+        let dx = product(
             m,
             k,
             n,
-            Operand::rows(&grad, n),
+            Operand::rows(grad, n),
             Operand::transposed(&values(w), n),
-            &mut dx,
         );
         tensor(dx, &[m, k])
     });
@@ -252,49 +287,58 @@ pub(super) fn softmax_cross_entropy_backward(
 /// scheduling cost is small against its work.
 const CHUNK: usize = 1 << 15;
 
-/// Keras's RMSprop step, in one pass over the parameter.
+/// Keras's RMSprop step, in one pass over the parameter, writing the parameter and its running
+/// average in place when nothing else holds them.
 pub(super) fn rmsprop(
-    w: &NdArrayTensor,
+    w: NdArrayTensor,
     g: &NdArrayTensor,
     v: NdArrayTensor,
     lr: f64,
     rho: f32,
     eps: f32,
 ) -> (NdArrayTensor, NdArrayTensor) {
-    let shape = dims(w);
-    let ws = values(w);
     let gs = values(g);
-    assert_eq!(ws.len(), gs.len(), "gradient and parameter sizes differ");
-    let mut velocity = writable(v, &shape);
-    let v_values = values_mut(&mut velocity);
+    assert_eq!(dims(&w), dims(g), "gradient and parameter shapes differ");
+    assert_eq!(
+        dims(&v),
+        dims(g),
+        "running average and parameter shapes differ"
+    );
+    let (mut w, mut v) = (writable(w), writable(v));
     let (lr, keep) = (lr as f32, 1.0 - rho);
-    let mut w_new = vec![0.0f32; ws.len()];
-    w_new
-        .par_chunks_mut(CHUNK)
-        .zip(v_values.par_chunks_mut(CHUNK))
-        .zip(ws.par_chunks(CHUNK))
-        .zip(gs.par_chunks(CHUNK))
-        .for_each(|(((w_new, v), w), g)| {
-            for (((wn, vi), wi), gi) in w_new.iter_mut().zip(v).zip(w).zip(g) {
-                // The same operations, in the same order, as `optim::KerasRmsProp`.
-                let squared = keep * (gi * gi);
-                *vi = rho * *vi + squared;
-                *wn = wi - (lr * gi) / (*vi + eps).sqrt();
-            }
-        });
-    (tensor(w_new, &shape), velocity)
+    let update = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
+        for ((wi, vi), gi) in w.iter_mut().zip(v).zip(g) {
+            // The same operations, in the same order, as `optim::KerasRmsProp`.
+            let squared = keep * (gi * gi);
+            *vi = rho * *vi + squared;
+            *wi -= (lr * gi) / (*vi + eps).sqrt();
+        }
+    };
+    let (ws, vs) = (values_mut(&mut w), values_mut(&mut v));
+    if ws.len() <= CHUNK {
+        update(ws, vs, &gs);
+    } else {
+        ws.par_chunks_mut(CHUNK)
+            .zip(vs.par_chunks_mut(CHUNK))
+            .zip(gs.par_chunks(CHUNK))
+            .for_each(|((w, v), g)| update(w, v, g));
+    }
+    (w, v)
 }
 
-/// `tensor` itself when nothing else holds its contiguous buffer (the optimizer's own running
-/// average, usually), else a copy that can be written.
-fn writable(tensor_in: NdArrayTensor, shape: &[usize]) -> NdArrayTensor {
+/// `tensor` itself when nothing else holds its buffer and it is contiguous (the optimizer's
+/// parameters and running averages, the gradients), else a contiguous copy that can be written.
+fn writable(tensor_in: NdArrayTensor) -> NdArrayTensor {
     match tensor_in {
         NdArrayTensor::F32(storage)
             if storage.is_unique() && storage.view().is_standard_layout() =>
         {
             NdArrayTensor::F32(storage)
         }
-        other => tensor(values(&other).into_owned(), shape),
+        other => {
+            let shape = dims(&other);
+            tensor(values(&other).into_owned(), &shape)
+        }
     }
 }
 

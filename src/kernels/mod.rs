@@ -131,7 +131,7 @@ impl MlpKernels for NdArray {
         rho: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        cpu::rmsprop(&w, &g, v, lr, rho, eps)
+        cpu::rmsprop(w, &g, v, lr, rho, eps)
     }
 }
 
