@@ -11,6 +11,7 @@ use burn::backend::ndarray::NdArrayTensor;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// The tensor's values in row-major order, borrowed when they already are.
 fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {
@@ -287,8 +288,10 @@ pub(super) fn softmax_cross_entropy_backward(
 /// scheduling cost is small against its work.
 const CHUNK: usize = 1 << 15;
 
-/// Keras's RMSprop step, in one pass over the parameter, writing the parameter and its running
-/// average in place when nothing else holds them.
+/// Keras's RMSprop step, in one pass over the parameter, updating the running average in place
+/// (the optimizer holds the only reference to it) and the parameter too when nothing else holds
+/// it. Burn's `Learner` keeps its own handle on the model while the optimizer steps it, so in
+/// training the new parameter goes to a new buffer, written once, never zeroed first.
 pub(super) fn rmsprop(
     w: NdArrayTensor,
     g: &NdArrayTensor,
@@ -298,48 +301,81 @@ pub(super) fn rmsprop(
     eps: f32,
 ) -> (NdArrayTensor, NdArrayTensor) {
     let gs = values(g);
-    assert_eq!(dims(&w), dims(g), "gradient and parameter shapes differ");
+    let shape = dims(&w);
+    assert_eq!(shape, dims(g), "gradient and parameter shapes differ");
     assert_eq!(
+        shape,
         dims(&v),
-        dims(g),
         "running average and parameter shapes differ"
     );
-    let (mut w, mut v) = (writable(w), writable(v));
+    let mut v = writable(v);
+    let vs = values_mut(&mut v);
     let (lr, keep) = (lr as f32, 1.0 - rho);
-    let update = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
-        for ((wi, vi), gi) in w.iter_mut().zip(v).zip(g) {
-            // The same operations, in the same order, as `optim::KerasRmsProp`.
-            let squared = keep * (gi * gi);
-            *vi = rho * *vi + squared;
-            *wi -= (lr * gi) / (*vi + eps).sqrt();
-        }
+    // The same operations, in the same order, as `optim::KerasRmsProp`; returns the new weight.
+    let step = move |w: f32, v: &mut f32, g: f32| {
+        *v = rho * *v + keep * (g * g);
+        w - (lr * g) / (*v + eps).sqrt()
     };
-    let (ws, vs) = (values_mut(&mut w), values_mut(&mut v));
-    if ws.len() <= CHUNK {
-        update(ws, vs, &gs);
+    let parallel = gs.len() > CHUNK;
+    let w = if is_writable(&w) {
+        let mut w = w;
+        let ws = values_mut(&mut w);
+        let update = |w: &mut [f32], v: &mut [f32], g: &[f32]| {
+            for ((wi, vi), gi) in w.iter_mut().zip(v).zip(g) {
+                *wi = step(*wi, vi, *gi);
+            }
+        };
+        if parallel {
+            ws.par_chunks_mut(CHUNK)
+                .zip(vs.par_chunks_mut(CHUNK))
+                .zip(gs.par_chunks(CHUNK))
+                .for_each(|((w, v), g)| update(w, v, g));
+        } else {
+            update(ws, vs, &gs);
+        }
+        w
     } else {
-        ws.par_chunks_mut(CHUNK)
-            .zip(vs.par_chunks_mut(CHUNK))
-            .zip(gs.par_chunks(CHUNK))
-            .for_each(|((w, v), g)| update(w, v, g));
-    }
+        let ws = values(&w);
+        let mut out = Vec::<f32>::with_capacity(ws.len());
+        let update = |out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]| {
+            for (((oi, wi), vi), gi) in out.iter_mut().zip(w).zip(v).zip(g) {
+                oi.write(step(*wi, vi, *gi));
+            }
+        };
+        let spare = &mut out.spare_capacity_mut()[..ws.len()];
+        if parallel {
+            spare
+                .par_chunks_mut(CHUNK)
+                .zip(ws.par_chunks(CHUNK))
+                .zip(vs.par_chunks_mut(CHUNK))
+                .zip(gs.par_chunks(CHUNK))
+                .for_each(|(((o, w), v), g)| update(o, w, v, g));
+        } else {
+            update(spare, &ws, vs, &gs);
+        }
+        // SAFETY: every element of the first `ws.len()` was written by `update` above (the
+        // chunks of `spare`, `ws`, `vs` and `gs` have the same lengths, checked by the shape
+        // assertions).
+        unsafe { out.set_len(ws.len()) };
+        tensor(out, &shape)
+    };
     (w, v)
+}
+
+/// Whether `tensor` can be written in place: the only reference to a contiguous buffer.
+fn is_writable(tensor: &NdArrayTensor) -> bool {
+    matches!(tensor, NdArrayTensor::F32(storage)
+        if storage.is_unique() && storage.view().is_standard_layout())
 }
 
 /// `tensor` itself when nothing else holds its buffer and it is contiguous (the optimizer's
 /// parameters and running averages, the gradients), else a contiguous copy that can be written.
 fn writable(tensor_in: NdArrayTensor) -> NdArrayTensor {
-    match tensor_in {
-        NdArrayTensor::F32(storage)
-            if storage.is_unique() && storage.view().is_standard_layout() =>
-        {
-            NdArrayTensor::F32(storage)
-        }
-        other => {
-            let shape = dims(&other);
-            tensor(values(&other).into_owned(), &shape)
-        }
+    if is_writable(&tensor_in) {
+        return tensor_in;
     }
+    let shape = dims(&tensor_in);
+    tensor(values(&tensor_in).into_owned(), &shape)
 }
 
 fn values_mut(tensor: &mut NdArrayTensor) -> &mut [f32] {
