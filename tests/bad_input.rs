@@ -578,7 +578,7 @@ fn configs() {
         ),
         (
             "[run]\nbackend = \"cuda\"\n",
-            "run.backend: unknown value `cuda`, expected `ndarray` (line 2)",
+            "run.backend: unknown value `cuda`, expected `ndarray` or `flex` (line 2)",
         ),
         (
             "[train\nepochs = 5\n",
