@@ -7,6 +7,7 @@
 //! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
 //! [`run_dir`] owns the layout of what a training run records; [`config`] turns the TOML file and
 //! the command-line flags into one validated [`config::TrainConfig`].
+//! Weights are read back through [`saved`].
 
 pub mod backend;
 pub mod batcher;
@@ -16,4 +17,6 @@ pub mod fsutil;
 pub mod model;
 pub mod optim;
 pub mod run_dir;
+pub mod saved;
+pub mod table;
 pub mod training;
