@@ -27,6 +27,15 @@ pub enum BackendError {
     NoDevice { backend: &'static str, index: usize },
 }
 
+impl BackendError {
+    /// Both name a backend or device this build or machine does not have: a usage error.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            BackendError::Unknown { .. } | BackendError::NoDevice { .. } => true,
+        }
+    }
+}
+
 impl Backend {
     /// Every backend this build has.
     pub const ALL: [Backend; 1] = [Backend::Ndarray];

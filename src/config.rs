@@ -162,8 +162,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {}", path.display(), one_line(message))]
-    Parse { path: PathBuf, message: String },
+    #[error("{}: {error}", path.display())]
+    Parse { path: PathBuf, error: TomlError },
     #[error("{key}: {reason} (got {value})")]
     Invalid {
         key: &'static str,
@@ -172,14 +172,54 @@ pub enum ConfigError {
     },
 }
 
-/// toml's messages span several lines (with a source excerpt); errors here are one line.
-fn one_line(message: &str) -> String {
-    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default().to_string();
-    match lines.next_back() {
-        Some(last) if last != first => format!("{first} {last}"),
-        _ => first,
+impl ConfigError {
+    /// Every config fault is in what the user wrote, save a disk failing to read the file.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ConfigError::Read { source, .. } => crate::data::idx::is_about_the_file(source),
+            _ => true,
+        }
     }
+}
+
+/// Why TOML text is not a config: the key (when one is to blame), the line, and the fault, as
+/// one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}{}", key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default(), line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct TomlError {
+    /// The dotted key, e.g. `train.epochs`.
+    pub key: Option<String>,
+    /// 1-based line of the fault.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl TomlError {
+    fn new(text: &str, key: Option<String>, error: &toml::de::Error) -> Self {
+        let line = error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        Self {
+            key: key.filter(|k| !k.is_empty() && k != "."),
+            line,
+            message: plain_words(error.message()),
+        }
+    }
+}
+
+/// serde's messages in a config's words: keys, not fields; numbers, not Rust types; one line.
+fn plain_words(message: &str) -> String {
+    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        ("unknown field", "unknown key"),
+        ("unknown variant", "unknown value"),
+        ("missing field", "missing key"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected f64", "expected a number"),
+    ]
+    .iter()
+    .fold(one_line, |m, (from, to)| m.replace(from, to))
 }
 
 impl TrainConfig {
@@ -189,15 +229,20 @@ impl TrainConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        Self::from_toml(&text).map_err(|error| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            error,
         })
     }
 
-    /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    /// Parses TOML text; the error names the key at fault and its line.
+    pub fn from_toml(text: &str) -> Result<Self, TomlError> {
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| TomlError::new(text, None, &e))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            TomlError::new(text, Some(key), e.inner())
+        })
     }
 
     /// Loads `path` if given, else [`DEFAULT_CONFIG_PATH`] when it exists, else the defaults;
@@ -374,11 +419,18 @@ mod tests {
     #[test]
     fn unknown_keys_and_wrong_types_are_rejected_with_the_key_named() {
         let err = TrainConfig::from_toml("[train]\nepoch = 5\n").unwrap_err();
-        assert!(err.contains("unknown field `epoch`"), "{err}");
-        let err = TrainConfig::from_toml("[train]\nepochs = \"five\"\n").unwrap_err();
-        assert!(err.contains("epochs"), "{err}");
+        assert_eq!(err.key.as_deref(), Some("train.epoch"));
+        assert_eq!(err.line, Some(2));
+        assert!(err.message.starts_with("unknown key `epoch`"), "{err}");
+        let err = TrainConfig::from_toml("[train]\nseed = 1\nepochs = \"five\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "train.epochs: invalid type: string \"five\", expected a whole number of 0 or more (line 3)"
+        );
         let err = TrainConfig::from_toml("[trian]\n").unwrap_err();
-        assert!(err.contains("unknown field `trian`"), "{err}");
+        assert_eq!(err.key.as_deref(), Some("trian"));
+        let err = TrainConfig::from_toml("[train\n").unwrap_err();
+        assert_eq!((err.key, err.line), (None, Some(1)));
     }
 
     #[test]

@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mnist_mlp::backend::Backend;
 use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
 use mnist_mlp::data::Mnist;
-use mnist_mlp::data::dataset::DataError;
-use mnist_mlp::data::source::SourceError;
-use mnist_mlp::training::{self, Dashboard, TrainError};
+use mnist_mlp::fault;
+use mnist_mlp::run_dir::RunStatus;
+use mnist_mlp::training::{self, Dashboard};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,8 +129,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            exit_code(&error)
+            // Every error of this crate already says its cause (`{error:#}` would say it twice).
+            eprintln!("error: {error}");
+            ExitCode::from(fault::exit_code(&*error))
         }
     }
 }
@@ -168,9 +169,15 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
             last.val_accuracy
         );
     }
+    if outcome.info.status == RunStatus::Interrupted {
+        eprintln!(
+            "interrupted: {} of {} epochs done and checkpointed; the run is kept",
+            outcome.info.epochs_done, outcome.info.epochs_planned
+        );
+    }
     println!("{}", outcome.run.path().display());
     Ok(match outcome.info.status {
-        mnist_mlp::run_dir::RunStatus::Interrupted => ExitCode::from(130),
+        RunStatus::Interrupted => ExitCode::from(fault::INTERRUPTED),
         _ => ExitCode::SUCCESS,
     })
 }
@@ -180,19 +187,4 @@ fn data(args: DataArgs) -> Result<ExitCode> {
     let mnist = Mnist::load(&training::sources(&config, true))?;
     print!("{}", mnist_mlp::data::describe(&mnist));
     Ok(ExitCode::SUCCESS)
-}
-
-/// 2 for bad input (flags, config, data files), 1 for anything else.
-fn exit_code(error: &anyhow::Error) -> ExitCode {
-    let bad_input = error.downcast_ref::<ConfigError>().is_some()
-        || matches!(error.downcast_ref::<DataError>(), Some(e) if is_bad_data(e))
-        || matches!(
-            error.downcast_ref::<TrainError>(),
-            Some(TrainError::Data(e)) if is_bad_data(e)
-        );
-    ExitCode::from(if bad_input { 2 } else { 1 })
-}
-
-fn is_bad_data(error: &DataError) -> bool {
-    !matches!(error, DataError::Source(SourceError::NoSource { .. }))
 }

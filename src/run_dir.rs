@@ -8,12 +8,19 @@
 //!   history.json    Keras's History.history: {"loss": [...], "accuracy": [...], ...}
 //!   history.csv     epoch,loss,accuracy,val_loss,val_accuracy (Keras's CSVLogger)
 //!   checkpoint/     Burn's per-epoch checkpoints: model-<e>.bpk, optim-<e>.bpk, scheduler-<e>.bpk
-//!   model.bpk       the final model (burnpack)
-//!   model.json      its MlpConfig, so loading rebuilds exactly what was trained
+//!   model.json      the MlpConfig, written first, so any checkpoint loads into what was trained
+//!   model.bpk       the final model (burnpack), written only once every epoch is done
 //!   experiment.log  Burn's log of the run
+//!   curves.png/svg  loss and accuracy per epoch, redrawn after every epoch
+//!   confusion.png   the confusion matrix on the validation set (written by `eval`)
+//!   mistakes.png    up to 64 misclassified validation digits (written by `eval`)
 //! ```
 //!
-//! Every file is written atomically (temporary file, then rename).
+//! Every file is written atomically ([`crate::fsutil`]). What holds at any instant, even after
+//! `kill -9`: `run.json`'s `epochs_done` epochs all have complete checkpoints;
+//! `history.json` and `history.csv` hold `epochs_done` epochs or one more (each is written
+//! before its epoch's checkpoint); a run that ended in-process has them equal. So a reader
+//! takes the first `epochs_done` epochs of the history.
 
 use crate::config::TrainConfig;
 use crate::fsutil::{WriteError, write_atomic};
@@ -51,6 +58,20 @@ pub enum RunDirError {
     NotARun { path: PathBuf },
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+impl RunDirError {
+    /// A run name already taken, a run that does not exist or a malformed run file is the
+    /// user's to change; the rest is the disk's doing.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            RunDirError::Exists { .. }
+                | RunDirError::Unknown { .. }
+                | RunDirError::NotARun { .. }
+                | RunDirError::Malformed { .. }
+        )
+    }
 }
 
 /// Keras's `History.history`: one value per epoch and key.
@@ -171,6 +192,7 @@ pub struct RunInfo {
     pub ended: Option<String>,
     pub status: RunStatus,
     pub epochs_planned: usize,
+    /// Epochs whose checkpoint is complete.
     pub epochs_done: usize,
     /// Wall time of each epoch, training and validation, in seconds.
     pub epoch_seconds: Vec<f64>,
@@ -503,6 +525,25 @@ impl RunDir {
             &self.model_config_path(),
             burn::config::config_to_json(config).as_bytes(),
         )?)
+    }
+
+    /// The training curves, redrawn after every epoch.
+    pub fn curves_png_path(&self) -> PathBuf {
+        self.path.join("curves.png")
+    }
+
+    pub fn curves_svg_path(&self) -> PathBuf {
+        self.path.join("curves.svg")
+    }
+
+    /// The confusion matrix heatmap of an evaluation.
+    pub fn confusion_png_path(&self) -> PathBuf {
+        self.path.join("confusion.png")
+    }
+
+    /// The misclassified digits of an evaluation.
+    pub fn mistakes_png_path(&self) -> PathBuf {
+        self.path.join("mistakes.png")
     }
 
     pub fn write_config(&self, config: &TrainConfig) -> Result<(), RunDirError> {

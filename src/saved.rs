@@ -69,6 +69,20 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// A missing, truncated or foreign weights file is the user's pick to change (another
+    /// run or `--checkpoint`); reading the run directory can also fail on the disk.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            LoadError::RunDir(e) => e.is_bad_input(),
+            LoadError::Missing { .. }
+            | LoadError::NoCheckpoint { .. }
+            | LoadError::Unreadable { .. }
+            | LoadError::Architecture { .. } => true,
+        }
+    }
+}
+
 /// A model loaded from a run.
 #[derive(Debug)]
 pub struct SavedModel {

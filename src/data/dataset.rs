@@ -15,13 +15,24 @@ pub enum DataError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Idx(#[from] IdxError),
-    #[error("{}: holds {images} images but {}: holds {labels} labels", images_path.display(), labels_path.display())]
+    #[error("{}: {images} images, but {} holds {labels} labels", images_path.display(), labels_path.display())]
     CountMismatch {
         images_path: PathBuf,
         labels_path: PathBuf,
         images: usize,
         labels: usize,
     },
+}
+
+impl DataError {
+    /// Whether the fault is in the files the user supplied or pointed at.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            DataError::Source(e) => e.is_bad_input(),
+            DataError::Idx(e) => e.is_bad_input(),
+            DataError::CountMismatch { .. } => true,
+        }
+    }
 }
 
 /// One split: images of 28×28 u8 pixels (row-major, flattened) and their labels 0–9.

@@ -71,12 +71,14 @@ pub enum IdxError {
     IsDirectory { path: PathBuf },
     #[error("{}: file is empty", path.display())]
     Empty { path: PathBuf },
-    #[error("{}: corrupt or truncated gzip data: {source}", path.display())]
+    #[error("{}: not valid gzip data: {source}", path.display())]
     Gzip {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: gzip data ends early: the file is truncated", path.display())]
+    GzipTruncated { path: PathBuf },
     #[error("{}: truncated header: {found} bytes, an IDX {} header has {expected}", path.display(), kind.noun())]
     TruncatedHeader {
         path: PathBuf,
@@ -84,7 +86,7 @@ pub enum IdxError {
         found: usize,
         expected: usize,
     },
-    #[error("{}: magic number {found:#010x} is not {expected:#010x} (IDX {})", path.display(), kind.noun())]
+    #[error("{}: not an IDX {} file: magic number {found:#010x}, expected {expected:#010x}{}", path.display(), kind.noun(), magic_hint(*found))]
     Magic {
         path: PathBuf,
         kind: IdxKind,
@@ -100,11 +102,12 @@ pub enum IdxError {
         claimed: u64,
         found: u64,
     },
-    #[error("{}: {extra} bytes after the {claimed} {} the header announces", path.display(), kind.noun())]
+    #[error("{}: file goes on past the {claimed} {} its header announces ({} more)", path.display(), kind.noun(), byte_count(*extra))]
     TrailingBytes {
         path: PathBuf,
         kind: IdxKind,
         claimed: u64,
+        /// Extra bytes seen, up to [`TRAILING_LIMIT`].
         extra: u64,
     },
     #[error("{}: label {label} at index {index} is not a digit 0-9", path.display())]
@@ -113,6 +116,41 @@ pub enum IdxError {
         index: usize,
         label: u8,
     },
+}
+
+/// How much more of a gzip stream is decoded, after a fault in what it holds, to tell whether
+/// the stream itself is corrupt.
+const GZIP_CHECK_LIMIT: u64 = 256 << 20;
+
+/// How far past the announced end a file is read to report how much is left over.
+pub const TRAILING_LIMIT: u64 = 1 << 20;
+
+/// Names the other IDX kind when a file is of that kind (images and labels swapped).
+fn magic_hint(found: u32) -> &'static str {
+    match found {
+        IMAGES_MAGIC => " (that of IDX images)",
+        LABELS_MAGIC => " (that of IDX labels)",
+        _ => "",
+    }
+}
+
+fn byte_count(n: u64) -> String {
+    match n {
+        1 => "1 byte".to_string(),
+        n if n >= TRAILING_LIMIT => "1 MiB or more".to_string(),
+        n => format!("{n} bytes"),
+    }
+}
+
+impl IdxError {
+    /// A fault in the file the user supplied (format, permissions), as opposed to the machine
+    /// failing to read it (an I/O error of the disk).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            IdxError::Read { source, .. } => is_about_the_file(source),
+            _ => true,
+        }
+    }
 }
 
 /// The contents of one IDX file.
@@ -169,8 +207,28 @@ pub fn parse(
         });
     }
     if start.starts_with(&[0x1f, 0x8b]) {
-        let decoder = GzDecoder::new(reader);
-        parse_raw(decoder, path, kind, None, true)
+        let mut decoder = GzDecoder::new(reader);
+        parse_raw(&mut decoder, path, kind, None, true).map_err(|error| match error {
+            IdxError::Gzip { .. } | IdxError::GzipTruncated { .. } => error,
+            // A corrupt stream can decode to a wrong header or labels before its checksum is
+            // reached: the corruption is the fault to report. Draining is bounded, so that a
+            // stream that inflates without end cannot keep the check going.
+            idx_error => match std::io::copy(
+                &mut (&mut decoder).take(GZIP_CHECK_LIMIT),
+                &mut std::io::sink(),
+            ) {
+                Err(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    IdxError::GzipTruncated {
+                        path: path.to_path_buf(),
+                    }
+                }
+                Err(source) => IdxError::Gzip {
+                    path: path.to_path_buf(),
+                    source,
+                },
+                Ok(_) => idx_error,
+            },
+        })
     } else {
         parse_raw(reader, path, kind, size_hint, false)
     }
@@ -185,7 +243,9 @@ fn parse_raw(
 ) -> Result<IdxData, IdxError> {
     let path_buf = || path.to_path_buf();
     let io_error = |source: std::io::Error| {
-        if gzipped {
+        if gzipped && source.kind() == std::io::ErrorKind::UnexpectedEof {
+            IdxError::GzipTruncated { path: path_buf() }
+        } else if gzipped {
             IdxError::Gzip {
                 path: path_buf(),
                 source,
@@ -258,7 +318,7 @@ fn parse_raw(
     }
     let mut rest = Vec::new();
     reader
-        .take(1 << 20)
+        .take(TRAILING_LIMIT)
         .read_to_end(&mut rest)
         .map_err(io_error)?;
     if !rest.is_empty() {
@@ -301,6 +361,16 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
         }
     }
     Ok(filled)
+}
+
+/// Whether an I/O error says something about the file named (it is missing, unreadable, not a
+/// file) rather than about the machine.
+pub fn is_about_the_file(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        NotFound | PermissionDenied | IsADirectory | NotADirectory | InvalidInput | InvalidData
+    )
 }
 
 /// Lowercase hex of `bytes`.
@@ -385,7 +455,7 @@ mod tests {
         let err = parse_bytes(&encode::images(&sample_pixels(1)), IdxKind::Labels).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "test.idx: magic number 0x00000803 is not 0x00000801 (IDX labels)"
+            "test.idx: not an IDX labels file: magic number 0x00000803, expected 0x00000801 (that of IDX images)"
         );
     }
 
@@ -428,7 +498,7 @@ mod tests {
         let err = parse_bytes(&bytes, IdxKind::Labels).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "test.idx: 1 bytes after the 2 labels the header announces"
+            "test.idx: file goes on past the 2 labels its header announces (1 byte more)"
         );
         let err = parse_bytes(&encode::labels(&[1, 10, 2]), IdxKind::Labels).unwrap_err();
         assert_eq!(
@@ -443,10 +513,25 @@ mod tests {
         assert_eq!(err.to_string(), "test.idx: file is empty");
         let gz = encode::gzip(&encode::labels(&[1, 2, 3]));
         let err = parse_bytes(&gz[..gz.len() / 2], IdxKind::Labels).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("test.idx: corrupt or truncated gzip data"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "test.idx: gzip data ends early: the file is truncated"
+        );
+        // A reserved deflate block type.
+        let mut corrupt = gz.clone();
+        corrupt[10] |= 0b110;
+        let err = parse_bytes(&corrupt, IdxKind::Labels).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: not valid gzip data: corrupt deflate stream"
+        );
+        // A flipped bit that decodes to another count: the checksum, checked on, tells.
+        let mut corrupt = gz.clone();
+        corrupt[15] ^= 0x55;
+        let err = parse_bytes(&corrupt, IdxKind::Labels).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.idx: not valid gzip data: corrupt gzip stream does not have a matching checksum"
         );
     }
 }

@@ -122,8 +122,16 @@ pub struct Located {
 /// Why no source delivered the files.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{}: data directory does not exist or is not a directory", dir.display())]
+    #[error("{}: data directory does not exist", dir.display())]
+    NoDataDir { dir: PathBuf },
+    #[error("{}: is not a directory; --data-dir names the directory holding the four IDX files", dir.display())]
     NotADirectory { dir: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: missing {missing} (raw or .gz)", dir.display())]
     MissingInDataDir { dir: PathBuf, missing: String },
     #[error(
@@ -133,6 +141,20 @@ pub enum SourceError {
     NoSource { attempts: Vec<String> },
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+impl SourceError {
+    /// Whether the user pointed at something wrong (a data directory), as opposed to no source
+    /// being reachable or the cache not being writable.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SourceError::NoDataDir { .. }
+            | SourceError::NotADirectory { .. }
+            | SourceError::MissingInDataDir { .. } => true,
+            SourceError::Read { source, .. } => crate::data::idx::is_about_the_file(source),
+            SourceError::NoSource { .. } | SourceError::Write(_) => false,
+        }
+    }
 }
 
 /// Finds or fetches the four files.
@@ -161,15 +183,29 @@ pub fn locate(sources: &Sources) -> Result<Located, SourceError> {
     let mut used_mirrors = Vec::new();
     for mirror in &sources.mirrors {
         let before = missing.len();
-        missing.retain(
-            |file| match fetch_from_mirror(mirror, file, cache, sources.progress) {
+        // A mirror that cannot be reached is not asked for the other files: offline, each
+        // would wait for its own timeout.
+        let mut unreachable = false;
+        missing.retain(|file| {
+            if unreachable {
+                return true;
+            }
+            match fetch_from_mirror(mirror, file, cache, sources.progress) {
                 Ok(()) => false,
-                Err(why) => {
+                Err(MirrorFault::File(why)) => {
                     attempts.push(format!("mirror {mirror}: {}: {why}", file.name));
                     true
                 }
-            },
-        );
+                Err(MirrorFault::Unreachable(why)) => {
+                    attempts.push(format!(
+                        "mirror {mirror}: {}: {why} (its other files not tried)",
+                        file.name
+                    ));
+                    unreachable = true;
+                    true
+                }
+            }
+        });
         if missing.len() < before {
             used_mirrors.push(mirror.clone());
         }
@@ -213,33 +249,55 @@ fn create_cache(cache: &Path, attempts: &mut Vec<String>) -> Result<(), SourceEr
 }
 
 fn in_data_dir(dir: &Path) -> Result<Located, SourceError> {
-    if !dir.is_dir() {
-        return Err(SourceError::NotADirectory {
-            dir: dir.to_path_buf(),
-        });
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(SourceError::NotADirectory {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::NoDataDir {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(SourceError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     }
-    let found = FILES.map(|f| {
-        [dir.join(f.name), dir.join(format!("{}.gz", f.name))]
-            .into_iter()
-            .find(|p| p.exists())
-    });
-    let missing: Vec<&str> = FILES
-        .iter()
-        .zip(&found)
-        .filter(|(_, path)| path.is_none())
-        .map(|(f, _)| f.name)
-        .collect();
-    if !missing.is_empty() {
+    let mut found = Vec::with_capacity(FILES.len());
+    let mut missing = Vec::new();
+    for file in FILES {
+        let mut hit = None;
+        for path in [dir.join(file.name), dir.join(format!("{}.gz", file.name))] {
+            // A file that is there but cannot be looked at (an unreadable directory) is
+            // reported as such, not as missing.
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => {
+                    hit = Some(path);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(SourceError::Read { path, source }),
+            }
+        }
+        match hit {
+            Some(path) => found.push(path),
+            None => missing.push(file.name),
+        }
+    }
+    let Ok(paths) = <[PathBuf; 4]>::try_from(found) else {
         return Err(SourceError::MissingInDataDir {
             dir: dir.to_path_buf(),
             missing: missing.join(", "),
         });
-    }
-    let [a, b, c, d] = found;
+    };
     Ok(Located {
         origin: Origin::DataDir(dir.to_path_buf()),
-        // All four were found just above.
-        paths: [a, b, c, d].map(Option::unwrap_or_default),
+        paths,
         verified: false,
     })
 }
@@ -283,12 +341,26 @@ fn store_verified(file: &MnistFile, bytes: &[u8], cache: &Path) -> Result<(), St
     write_atomic(&cache.join(file.name), bytes).map_err(|e| e.to_string())
 }
 
+/// Why a mirror did not deliver a file.
+enum MirrorFault {
+    /// This file: not there, not the published bytes, cut off.
+    File(String),
+    /// The mirror itself: no connection, no name, no TLS.
+    Unreachable(String),
+}
+
+impl From<String> for MirrorFault {
+    fn from(why: String) -> Self {
+        MirrorFault::File(why)
+    }
+}
+
 fn fetch_from_mirror(
     mirror: &str,
     file: &MnistFile,
     cache: &Path,
     progress: bool,
-) -> Result<(), String> {
+) -> Result<(), MirrorFault> {
     let url = format!("{}/{}.gz", mirror.trim_end_matches('/'), file.name);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(15)))
@@ -296,7 +368,10 @@ fn fetch_from_mirror(
         .timeout_recv_body(Some(Duration::from_secs(120)))
         .build()
         .into();
-    let response = agent.get(&url).call().map_err(|e| e.to_string())?;
+    let response = agent.get(&url).call().map_err(|e| match e {
+        ureq::Error::StatusCode(_) => MirrorFault::File(e.to_string()),
+        _ => MirrorFault::Unreachable(e.to_string()),
+    })?;
     let (_, body) = response.into_parts();
     let bar = progress_bar(
         progress,
@@ -313,7 +388,7 @@ fn fetch_from_mirror(
         .take(MAX_FILE_BYTES)
         .read_to_end(&mut raw)
         .map_err(|e| format!("not a valid gzip file: {e}"))?;
-    store_verified(file, &raw, cache)
+    Ok(store_verified(file, &raw, cache)?)
 }
 
 fn progress_bar(enabled: bool, len: Option<u64>, name: &str) -> indicatif::ProgressBar {

@@ -1,8 +1,8 @@
 //! Burn checkpoints, written into the run directory atomically, one per epoch, none deleted.
 //!
-//! Burn's checkpointers save on a background thread that nobody waits for; the
-//! [`SaveTracker`] lets training wait until the last epoch's files are on disk before it
-//! reports the run finished.
+//! Burn saves the three parts of a checkpoint (model, optimizer, scheduler) on three background
+//! threads and joins them when training returns. The [`SaveTracker`] tells when all three parts
+//! of an epoch are on disk: only then is the epoch complete, and `run.json` says so.
 
 use crate::fsutil::write_atomic;
 use crate::run_dir::{CheckpointPart, RunDir};
@@ -10,39 +10,68 @@ use burn::train::checkpoint::{
     Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy,
 };
 use burn::train::metric::store::EventStoreClient;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Which epoch each checkpoint part was last saved for.
-#[derive(Default)]
+type OnComplete = Box<dyn Fn(usize) + Send + Sync>;
+
+/// Which epoch each checkpoint part was last saved for, and the first save that failed.
 pub struct SaveTracker {
-    saved: Mutex<[usize; 3]>,
-    changed: Condvar,
+    state: Mutex<SaveState>,
+    on_complete: OnComplete,
+}
+
+#[derive(Default)]
+struct SaveState {
+    saved: [usize; 3],
+    complete: usize,
+    failure: Option<String>,
 }
 
 impl SaveTracker {
-    fn record(&self, part: CheckpointPart, epoch: usize) {
-        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
-        saved[part as usize] = saved[part as usize].max(epoch);
-        self.changed.notify_all();
+    /// Calls `on_complete(epoch)` each time all three parts of an epoch after `after` are
+    /// saved (`after`: the epoch a resumed run continues from, whose checkpoint is on disk).
+    pub fn new(after: usize, on_complete: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        Self {
+            state: Mutex::new(SaveState {
+                saved: [after; 3],
+                complete: after,
+                failure: None,
+            }),
+            on_complete: Box::new(on_complete),
+        }
     }
 
-    /// Waits until every part of the checkpoint of `epoch` is saved; false on timeout.
-    pub fn wait_for(&self, epoch: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
-        while saved.iter().any(|&e| e < epoch) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            saved = self
-                .changed
-                .wait_timeout(saved, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+    fn record(&self, part: CheckpointPart, epoch: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.saved[part as usize] = state.saved[part as usize].max(epoch);
+        let complete = state.saved.iter().copied().min().unwrap_or(0);
+        if complete > state.complete {
+            state.complete = complete;
+            // Called with the lock held so that completions are reported in order.
+            (self.on_complete)(complete);
         }
-        true
+    }
+
+    fn fail(&self, message: String) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.failure.get_or_insert(message);
+    }
+
+    /// The last epoch whose checkpoint is complete (0 for none).
+    pub fn complete(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .complete
+    }
+
+    /// The first save that failed.
+    pub fn failure(&self) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failure
+            .clone()
     }
 }
 
@@ -61,13 +90,29 @@ impl AtomicCheckpointer {
 
 impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        let bytes = record
+        // Failures are also kept here: Burn's dashboard forgets them when training ends.
+        let saved = record
             .checkpoint_into_bytes()
-            .map_err(CheckpointerError::Record)?;
-        write_atomic(&self.run.checkpoint_path(self.part, epoch), &bytes)
-            .map_err(|e| CheckpointerError::Unknown(e.to_string()))?;
-        self.tracker.record(self.part, epoch);
-        Ok(())
+            .map_err(|e| {
+                format!(
+                    "{}: {e}",
+                    self.run.checkpoint_path(self.part, epoch).display()
+                )
+            })
+            .and_then(|bytes| {
+                write_atomic(&self.run.checkpoint_path(self.part, epoch), &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match saved {
+            Ok(()) => {
+                self.tracker.record(self.part, epoch);
+                Ok(())
+            }
+            Err(message) => {
+                self.tracker.fail(message.clone());
+                Err(CheckpointerError::Unknown(message))
+            }
+        }
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {

@@ -1,6 +1,12 @@
-//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape and the
-//! progress in `run.json`, written as Burn's event store reports the epoch's final metrics.
+//! Recording each finished epoch: `history.json`/`history.csv` in Keras's shape and the training
+//! curves (`curves.png`/`curves.svg`) as Burn's event store reports the epoch's final metrics,
+//! and the progress in `run.json` once the epoch's checkpoint is complete.
+//!
+//! So `run.json`'s `epochs_done` is always an epoch whose checkpoint is on disk, whatever instant
+//! the process is killed at; `history.json` is written first and may hold one epoch more after a
+//! kill (a run that ends in-process is trimmed to `epochs_done`).
 
+use crate::plots;
 use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
@@ -72,6 +78,8 @@ pub(crate) struct Recorder {
     pub info: RunInfo,
     pub history: History,
     epoch_started: Instant,
+    /// Wall time of every epoch trained, complete or not yet checkpointed.
+    epoch_seconds: Vec<f64>,
     /// The first fault that must end the run (a write that failed, a loss that diverged).
     pub error: Option<String>,
 }
@@ -83,6 +91,7 @@ impl Recorder {
             info,
             history,
             epoch_started: Instant::now(),
+            epoch_seconds: Vec::new(),
             error: None,
         }
     }
@@ -100,18 +109,42 @@ impl Recorder {
 
     fn epoch_done(&mut self, metrics: EpochMetrics) {
         self.history.push(metrics);
-        self.info.epochs_done = self.history.epochs();
-        self.info
-            .epoch_seconds
+        self.epoch_seconds
             .push(self.epoch_started.elapsed().as_secs_f64());
         self.epoch_started = Instant::now();
-        let written = self
-            .run
-            .write_history(&self.history)
-            .and_then(|()| self.run.write_info(&self.info));
-        if let Err(e) = written {
+        if let Err(e) = self.run.write_history(&self.history) {
             self.fail(e.to_string());
         }
+        self.draw_curves();
+    }
+
+    /// Redraws the curves, so that they are there after any epoch, even for a run that is
+    /// interrupted later. The pictures only show what `history.json` already holds, so a
+    /// failure to draw them is logged and training goes on.
+    fn draw_curves(&self) {
+        let name = &self.info.name;
+        let drawn = plots::write_curves_png(&self.history, name, &self.run.curves_png_path())
+            .and_then(|()| {
+                plots::write_curves_svg(&self.history, name, &self.run.curves_svg_path())
+            });
+        if let Err(e) = drawn {
+            log::warn!("{e}; training goes on");
+        }
+    }
+
+    /// The checkpoint of `epoch` is complete: the epoch counts as done.
+    pub(crate) fn checkpoint_complete(&mut self, epoch: usize) {
+        self.set_epochs_done(epoch);
+        if let Err(e) = self.run.write_info(&self.info) {
+            self.fail(e.to_string());
+        }
+    }
+
+    /// Keeps the record to the first `epochs` epochs (those with a complete checkpoint).
+    pub(crate) fn set_epochs_done(&mut self, epochs: usize) {
+        self.info.epochs_done = epochs;
+        self.info.epoch_seconds =
+            self.epoch_seconds[..epochs.min(self.epoch_seconds.len())].to_vec();
     }
 }
 
@@ -126,7 +159,8 @@ pub struct HistoryLogger {
     recorder: Arc<Mutex<Recorder>>,
     collector: EpochCollector,
     interrupter: Interrupter,
-    train_batches: usize,
+    /// Batches seen in the current split.
+    batches: usize,
 }
 
 impl HistoryLogger {
@@ -135,7 +169,7 @@ impl HistoryLogger {
             recorder,
             collector: EpochCollector::default(),
             interrupter,
-            train_batches: 0,
+            batches: 0,
         }
     }
 }
@@ -145,16 +179,24 @@ impl MetricLogger for HistoryLogger {
         let train = matches!(split, Split::Train);
         for numeric in &update.entries_numeric {
             let id = &numeric.entry.metric_id;
-            if train
-                && let Some(NumericEntry::Value(loss)) = numeric.numeric_entry
+            // Burn reports each batch's loss as an `Aggregated` entry (the batch mean and its
+            // size); `Final` is the epoch's.
+            if let Some(
+                NumericEntry::Value(loss)
+                | NumericEntry::Aggregated {
+                    aggregated_value: loss,
+                    ..
+                },
+            ) = numeric.numeric_entry
                 && self.collector.name(id) == Some("Loss")
             {
-                self.train_batches += 1;
+                self.batches += 1;
                 if !loss.is_finite() {
+                    let which = if train { "training" } else { "validation" };
                     lock(&self.recorder).fail(format!(
-                        "the training loss became {loss} at epoch {epoch}, batch {}; \
-                         training stopped before recording it (try a lower --learning-rate)",
-                        self.train_batches
+                        "the {which} loss became {loss} at epoch {epoch}, batch {}; training \
+                         stopped and no model was saved (try a lower --learning-rate)",
+                        self.batches
                     ));
                     self.interrupter.stop(Some("non-finite loss"));
                 }
@@ -178,16 +220,103 @@ impl MetricLogger for HistoryLogger {
     }
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        self.batches = 0;
         if !matches!(summary.split, Split::Valid) {
             return;
         }
-        self.train_batches = 0;
         let metrics = self.collector.take();
         // A stop during validation leaves a partial epoch: not one to record.
         if let Some(metrics) = metrics
             && !self.interrupter.should_stop()
         {
-            lock(&self.recorder).epoch_done(metrics);
+            let mut recorder = lock(&self.recorder);
+            let values = [
+                metrics.loss,
+                metrics.accuracy,
+                metrics.val_loss,
+                metrics.val_accuracy,
+            ];
+            if values.iter().all(|v| v.is_finite()) {
+                recorder.epoch_done(metrics);
+            } else {
+                // Caught per batch above; this keeps non-finite numbers out of the record even
+                // if a batch slipped through.
+                recorder.fail(format!(
+                    "epoch {} ended with non-finite metrics {values:?}; training stopped and no \
+                     model was saved (try a lower --learning-rate)",
+                    summary.epoch_number
+                ));
+                self.interrupter.stop(Some("non-finite metrics"));
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::RunStatus;
+
+    fn recorder(dir: &std::path::Path) -> Recorder {
+        let run = RunDir::create(dir, "r").unwrap();
+        let info = RunInfo {
+            name: "r".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            status: RunStatus::Running,
+            epochs_planned: 3,
+            epochs_done: 0,
+            epoch_seconds: Vec::new(),
+            backend: "ndarray".into(),
+            device: "cpu".into(),
+            data: "test".into(),
+            train_images: 0,
+            valid_images: 0,
+            mnist_mlp_version: "0".into(),
+            pid: 0,
+            error: None,
+        };
+        Recorder::new(run, info, History::default())
+    }
+
+    const EPOCH: EpochMetrics = EpochMetrics {
+        loss: 0.3,
+        accuracy: 0.91,
+        val_loss: 0.2,
+        val_accuracy: 0.94,
+    };
+
+    #[test]
+    fn each_epoch_redraws_the_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = recorder(dir.path());
+        recorder.epoch_done(EPOCH);
+        let png = recorder.run.curves_png_path();
+        let first = std::fs::read(&png).unwrap();
+        let image = image::load_from_memory(&first).unwrap();
+        assert_eq!((image.width(), image.height()), crate::plots::CURVES_SIZE);
+        assert!(recorder.run.curves_svg_path().is_file());
+
+        recorder.epoch_done(EpochMetrics {
+            loss: 0.1,
+            accuracy: 0.97,
+            val_loss: 0.09,
+            val_accuracy: 0.975,
+        });
+        assert_ne!(std::fs::read(&png).unwrap(), first, "redrawn with epoch 2");
+        assert!(recorder.error.is_none());
+    }
+
+    #[test]
+    fn a_picture_that_cannot_be_written_does_not_stop_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recorder = recorder(dir.path());
+        // A directory where the picture goes: renaming the finished file onto it fails.
+        std::fs::create_dir(recorder.run.curves_png_path()).unwrap();
+        std::fs::write(recorder.run.curves_png_path().join("keep"), b"x").unwrap();
+        recorder.epoch_done(EPOCH);
+        assert!(recorder.error.is_none(), "{:?}", recorder.error);
+        assert_eq!(recorder.run.read_history().unwrap().epochs(), 1);
+        assert_eq!(recorder.run.read_info().unwrap().epochs_done, 1);
     }
 }

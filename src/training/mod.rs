@@ -4,8 +4,10 @@
 mod checkpoint;
 mod dashboard;
 mod history;
+mod interrupt;
 mod loader;
 mod step;
+mod terminal;
 
 pub use checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};
 pub use dashboard::{Dashboard, EpochLines};
@@ -23,11 +25,12 @@ use crate::saved::{self, LoadError};
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{Interrupter, Learner, SupervisedTraining};
 use history::{Recorder, lock};
+use interrupt::{CtrlC, ExperimentLog, is_user_kill, panic_message};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use terminal::{CtrlCInDashboard, Terminal};
 
 /// Why training could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,36 @@ pub enum TrainError {
         found: usize,
         found_valid: usize,
     },
-    #[error("{}: {message}", run.display())]
+    #[error("{}", failed(run, message))]
     Failed { run: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] crate::fsutil::WriteError),
+}
+
+/// The message, after the run's path unless it already names a file of the run.
+fn failed(run: &std::path::Path, message: &str) -> String {
+    let run = run.display().to_string();
+    if message.starts_with(&format!("{run}/")) {
+        message.to_string()
+    } else {
+        format!("{run}: {message}")
+    }
+}
+
+impl TrainError {
+    /// Whether the user can fix it by changing what they passed (flags, config, data, run name).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            TrainError::Backend(e) => e.is_bad_input(),
+            TrainError::Data(e) => e.is_bad_input(),
+            TrainError::RunDir(e) => e.is_bad_input(),
+            TrainError::Checkpoint(e) => e.is_bad_input(),
+            TrainError::StillRunning { .. }
+            | TrainError::AlreadyFinished { .. }
+            | TrainError::DataChanged { .. } => true,
+            TrainError::Failed { .. } | TrainError::Write(_) => false,
+        }
+    }
 }
 
 /// How a training run ended.
@@ -112,8 +143,13 @@ pub fn train_on(
     let origin = mnist.origin.to_string();
     let (train_split, valid_split) = splits(config, mnist);
 
+    // Ctrl-C stops this training from here on (see `interrupt`).
+    let interrupter = Interrupter::new();
+    let ctrl_c = CtrlC::watch(interrupter.clone());
+
     let run = create_run_dir(config)?;
     run.write_config(config)?;
+    // Written first, so that every checkpoint can be loaded whatever happens to the run.
     run.write_model_config(&config.model())?;
     let info = RunInfo {
         name: run.name(),
@@ -141,6 +177,8 @@ pub fn train_on(
             history: History::default(),
             after: 0,
             resumed: false,
+            interrupter,
+            ctrl_c,
         },
         train_split,
         valid_split,
@@ -206,6 +244,9 @@ pub fn resume(
     info.error = None;
     info.pid = std::process::id();
     info.data = origin;
+    // Ctrl-C stops this training from here on (see `interrupt`).
+    let interrupter = Interrupter::new();
+    let ctrl_c = CtrlC::watch(interrupter.clone());
     run.remove_after(after)?;
     run.write_model_config(&config.model())?;
     run.write_history(&history)?;
@@ -218,6 +259,8 @@ pub fn resume(
             history,
             after,
             resumed: true,
+            interrupter,
+            ctrl_c,
         },
         train_split,
         valid_split,
@@ -234,6 +277,8 @@ struct Plan {
     history: History,
     after: usize,
     resumed: bool,
+    interrupter: Interrupter,
+    ctrl_c: CtrlC,
 }
 
 /// Trains epochs `after + 1 ..= epochs` through Burn's `Learner` and records them: the one code
@@ -252,6 +297,8 @@ fn fit(
         history,
         after,
         resumed,
+        interrupter,
+        ctrl_c,
     } = plan;
     let recorder = Recorder::new(run.clone(), info, history).shared();
 
@@ -277,10 +324,15 @@ fn fit(
         device.clone(),
     );
 
-    let tracker = Arc::new(SaveTracker::default());
+    let tracker = Arc::new(SaveTracker::new(after, {
+        let recorder = recorder.clone();
+        move |epoch| lock(&recorder).checkpoint_complete(epoch)
+    }));
     let checkpointer = |part| AtomicCheckpointer::new(run.clone(), part, tracker.clone());
     let mut training =
         SupervisedTraining::new(run.path(), Arc::new(train_loader), Arc::new(valid_loader))
+            .with_interrupter(interrupter.clone())
+            .with_application_logger(Some(Box::new(ExperimentLog::new(&run.log_path()))))
             .metrics((AccuracyMetric::new(), LossMetric::new()))
             .with_custom_checkpointers(
                 checkpointer(CheckpointPart::Model),
@@ -288,48 +340,73 @@ fn fit(
                 checkpointer(CheckpointPart::Scheduler),
             )
             .with_checkpointing_strategy(EveryEpoch)
-            .num_epochs(config.train.epochs);
+            .num_epochs(config.train.epochs)
+            .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()));
     if after > 0 {
         // Burn restores model, optimizer and scheduler through the checkpointers above and
         // numbers the next epoch after + 1.
         training = training.checkpoint(after);
     }
-    let interrupter = training.interrupter();
-    let training = training
-        .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()))
-        .renderer(dashboard.renderer(interrupter, (after > 0).then_some(after)));
+    // The terminal's settings are taken before the TUI changes them.
+    let terminal = match dashboard.resolve() {
+        Dashboard::Tui => Terminal::open(),
+        _ => None,
+    };
+    if let Some(terminal) = &terminal {
+        training = training.with_metric_logger(CtrlCInDashboard::new(terminal.clone()));
+    }
+    let training =
+        training.renderer(dashboard.renderer(interrupter.clone(), (after > 0).then_some(after)));
 
     let learner = Learner::new(
         model,
         config.optimizer().init(),
         config.optimizer.learning_rate,
     );
-    let result = training.launch(learner);
-
-    let mut recorder = lock(&recorder);
-    let epochs_done = recorder.history.epochs();
-    if epochs_done > after && !tracker.wait_for(epochs_done, Duration::from_secs(120)) {
-        recorder.fail(format!(
-            "the checkpoint of epoch {epochs_done} was not written to {}",
-            run.checkpoint_dir().display()
-        ));
+    // A panic inside Burn (or the TUI's "kill" key, which panics on purpose) must still leave
+    // the run marked as what it is.
+    let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let result = training.launch(learner);
+        (result.model, result.error.map(|e| e.to_string()))
+        // The rest of the result, the dashboard with it, is dropped here: the TUI closes.
+    }));
+    if let Some(terminal) = &terminal {
+        terminal.restore();
     }
-    if let Some(error) = &result.error {
-        recorder.fail(error.to_string());
-    }
-    let status = match (&recorder.error, &result.interrupted) {
-        (Some(_), _) => RunStatus::Failed,
-        (None, Some(_)) => RunStatus::Interrupted,
-        (None, None) => RunStatus::Finished,
+    let (model, failure) = match launched {
+        Ok((model, error)) => (Some(model), error),
+        Err(panic) if is_user_kill(panic.as_ref()) => (None, None),
+        Err(panic) => (
+            None,
+            Some(format!(
+                "training panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        ),
     };
-    // Only a finished run has a final model: an interrupted one stopped inside an epoch, and
-    // its last whole epoch is in checkpoint/.
-    if status == RunStatus::Finished {
-        let saved = result
-            .model
-            .into_record()
-            .into_bytes()
-            .map_err(|e| e.to_string())
+
+    // Burn has joined its checkpoint threads: every save is done or failed.
+    let complete = tracker.complete();
+    let save_failure = tracker.failure();
+    let mut recorder = lock(&recorder);
+    if let Some(message) = save_failure.or(failure) {
+        recorder.fail(message);
+    }
+    // An epoch counts once its checkpoint is complete; a stop can come between its metrics
+    // and its checkpoint, and resuming starts from the checkpoint.
+    recorder.set_epochs_done(complete);
+    if recorder.history.epochs() > complete {
+        recorder.history.truncate(complete);
+        let written = recorder.run.write_history(&recorder.history);
+        if let Err(e) = written {
+            recorder.fail(e.to_string());
+        }
+    }
+    let finished = complete == config.train.epochs;
+    if recorder.error.is_none() && finished {
+        let saved = model
+            .ok_or_else(|| "training returned no model".to_string())
+            .and_then(|model| model.into_record().into_bytes().map_err(|e| e.to_string()))
             .and_then(|bytes| write_atomic(&run.model_path(), &bytes).map_err(|e| e.to_string()));
         if let Err(e) = saved {
             recorder.fail(e);
@@ -337,11 +414,24 @@ fn fit(
     }
 
     recorder.info.ended = Some(now_rfc3339());
-    recorder.info.status = if recorder.error.is_some() {
-        RunStatus::Failed
-    } else {
-        status
+    // Stopped early with no fault: Ctrl-C, or the dashboard's own stop keys (which Burn's TUI
+    // forgets once training returns, so the stop itself is the evidence).
+    recorder.info.status = match (&recorder.error, finished) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Finished,
+        (None, false) => RunStatus::Interrupted,
     };
+    if recorder.info.status == RunStatus::Interrupted {
+        log::info!(
+            "training stopped after {complete} of {} epochs ({})",
+            config.train.epochs,
+            if ctrl_c.signalled() {
+                interrupt::REASON
+            } else {
+                "from the dashboard"
+            }
+        );
+    }
     recorder.info.error = recorder.error.clone();
     run.write_info(&recorder.info)?;
     if let Some(message) = recorder.error.clone() {

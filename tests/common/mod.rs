@@ -60,3 +60,101 @@ pub fn run_ok(command: &mut Command) -> Output {
     );
     output
 }
+
+/// A real HTTP server on loopback serving `files` (path under `/mnist/` → body); anything else
+/// is a 404.
+pub struct Mirror {
+    pub url: String,
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Mirror {
+    pub fn serve(files: std::collections::HashMap<String, Vec<u8>>) -> Self {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}/mnist/", server.server_addr());
+        let handle = server.clone();
+        let thread = std::thread::spawn(move || {
+            let mut requested = Vec::new();
+            for request in handle.incoming_requests() {
+                let path = request.url().trim_start_matches("/mnist/").to_string();
+                requested.push(path.clone());
+                let response = match files.get(&path) {
+                    Some(body) => tiny_http::Response::from_data(body.clone()),
+                    None => {
+                        tiny_http::Response::from_data(b"not here".to_vec()).with_status_code(404)
+                    }
+                };
+                let _ = request.respond(response);
+            }
+            requested
+        });
+        Self {
+            url,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and returns the paths that were requested.
+    pub fn requests(mut self) -> Vec<String> {
+        self.server.unblock();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Every file under `dir` (relative path → SHA-256 of its bytes; directories map to "dir"), to
+/// show that a command left a tree exactly as it was.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    use sha2::{Digest, Sha256};
+    let mut tree = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(dir).unwrap().to_path_buf();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                tree.insert(relative, "dir".to_string());
+                pending.push(path);
+            } else {
+                // Unreadable files (chmod 000) are recorded by size and mode.
+                let content = match std::fs::read(&path) {
+                    Ok(bytes) => format!("{:x}", Sha256::digest(&bytes)),
+                    Err(_) => {
+                        use std::os::unix::fs::PermissionsExt;
+                        format!("{} bytes, mode {:o}", meta.len(), meta.permissions().mode())
+                    }
+                };
+                tree.insert(relative, content);
+            }
+        }
+    }
+    tree
+}
+
+/// Names under `dir`, recursively, that start with `.tmp-`: what an interrupted atomic write
+/// would leave.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    snapshot(dir)
+        .into_keys()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+        })
+        .collect()
+}
+
+/// Asserts a failure: exit `code`, exactly `expected` on stderr (one line), nothing on stdout,
+/// no panic.
+pub fn assert_fails(output: &Output, code: i32, expected: &str) {
+    let err = stderr(output);
+    assert_eq!(err, expected, "stdout:\n{}", stdout(output));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(output.status.code(), Some(code), "{err}");
+    assert_eq!(stdout(output), "");
+}
