@@ -88,11 +88,12 @@ impl Recorder {
     pub(crate) fn new(run: RunDir, info: RunInfo, history: History) -> Self {
         Self {
             run,
-            info,
             history,
             epoch_started: Instant::now(),
-            epoch_seconds: Vec::new(),
+            // A resumed run carries the times of the epochs it resumes after.
+            epoch_seconds: info.epoch_seconds.clone(),
             error: None,
+            info,
         }
     }
 
@@ -317,6 +318,9 @@ mod tests {
         recorder.epoch_done(EPOCH);
         assert!(recorder.error.is_none(), "{:?}", recorder.error);
         assert_eq!(recorder.run.read_history().unwrap().epochs(), 1);
+        // run.json counts the epoch once its checkpoint is complete (see `checkpoint_complete`).
+        recorder.checkpoint_complete(1);
+        assert!(recorder.error.is_none(), "{:?}", recorder.error);
         assert_eq!(recorder.run.read_info().unwrap().epochs_done, 1);
     }
 }
