@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod fault;
 pub mod fsutil;
+pub mod inspection;
 pub mod model;
 pub mod optim;
 pub mod plots;
