@@ -142,7 +142,7 @@ fn read_gray(path: &Path) -> Result<GrayImage, InspectError> {
     if meta.len() == 0 {
         return Err(image_error(path, "empty file, not a picture"));
     }
-    let open = || -> Result<ImageReader<_>, InspectError> {
+    let open = |limited: bool| -> Result<ImageReader<_>, InspectError> {
         let mut reader = ImageReader::open(path)
             .map_err(read_error)?
             .with_guessed_format()
@@ -153,20 +153,28 @@ fn read_gray(path: &Path) -> Result<GrayImage, InspectError> {
                 "not a picture this tool reads (PNG, JPEG, PGM/PPM/PBM)",
             ));
         }
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(MAX_SIDE);
-        limits.max_image_height = Some(MAX_SIDE);
-        limits.max_alloc = Some(MAX_ALLOC);
-        reader.limits(limits);
+        if limited {
+            let mut limits = Limits::default();
+            limits.max_image_width = Some(MAX_SIDE);
+            limits.max_image_height = Some(MAX_SIDE);
+            limits.max_alloc = Some(MAX_ALLOC);
+            reader.limits(limits);
+        } else {
+            // Reading the header allocates next to nothing; its size is checked below.
+            reader.no_limits();
+        }
         Ok(reader)
     };
-    let (width, height) = open()?
+    let (width, height) = open(false)?
         .into_dimensions()
         .map_err(|e| decode_error(path, e))?;
     if width == 0 || height == 0 {
         return Err(image_error(path, format!("{width}×{height} pixels: empty")));
     }
-    let decoded = open()?.decode().map_err(|e| decode_error(path, e))?;
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(too_large(path, width, height));
+    }
+    let decoded = open(true)?.decode().map_err(|e| decode_error(path, e))?;
     let rgba = decoded.to_luma_alpha8();
     let (w, h) = rgba.dimensions();
     let gray = GrayImage::from_fn(w, h, |x, y| {
@@ -177,12 +185,24 @@ fn read_gray(path: &Path) -> Result<GrayImage, InspectError> {
     Ok(gray)
 }
 
+fn too_large(path: &Path, width: u32, height: u32) -> InspectError {
+    image_error(
+        path,
+        format!("{width}×{height} pixels: too large (at most {MAX_SIDE}×{MAX_SIDE} are read)"),
+    )
+}
+
 fn decode_error(path: &Path, error: image::ImageError) -> InspectError {
     match error {
         image::ImageError::Limits(_) => image_error(
             path,
-            format!("too large: at most {MAX_SIDE}×{MAX_SIDE} pixels are read"),
+            format!("too large to decode within {} MiB", MAX_ALLOC >> 20),
         ),
+        image::ImageError::IoError(source)
+            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            image_error(path, "truncated: the file ends before the picture does")
+        }
         image::ImageError::IoError(source) => InspectError::ImageRead {
             path: path.to_path_buf(),
             source,
