@@ -87,7 +87,7 @@ fn stop_after_first_epoch(name: &str, signal: i32) -> usize {
         .unwrap();
     let run = run_of(home(), name);
     let start = Instant::now();
-    while !read_info(&run).is_some_and(|i| i.epochs_done >= 1) {
+    while read_info(&run).is_none_or(|i| i.epochs_done < 1) {
         assert!(start.elapsed() < PATIENCE, "no epoch done");
         std::thread::sleep(Duration::from_millis(2));
     }
