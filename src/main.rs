@@ -115,6 +115,7 @@ enum SplitArg {
 struct ShowArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Which images: MNIST's training or test split
     #[arg(long, value_enum, default_value_t = SplitArg::Train)]
     split: SplitArg,
     /// The image (0-based); with --grid, the first one
@@ -139,6 +140,7 @@ enum FormatArg {
 struct ExportArgs {
     #[command(flatten)]
     run: RunArgs,
+    /// The file format
     #[arg(long, value_enum, default_value_t = FormatArg::Safetensors)]
     format: FormatArg,
     /// The file to write
