@@ -316,6 +316,7 @@ mod tests {
         std::fs::create_dir(recorder.run.curves_png_path()).unwrap();
         std::fs::write(recorder.run.curves_png_path().join("keep"), b"x").unwrap();
         recorder.epoch_done(EPOCH);
+        recorder.checkpoint_complete(1);
         assert!(recorder.error.is_none(), "{:?}", recorder.error);
         assert_eq!(recorder.run.read_history().unwrap().epochs(), 1);
         // run.json counts the epoch once its checkpoint is complete (see `checkpoint_complete`).
