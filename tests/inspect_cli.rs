@@ -91,6 +91,22 @@ fn runs_lists_the_run_with_its_numbers() {
         "nothing",
     ])));
     assert_eq!(out, "no runs in nothing/runs\n");
+
+    // A run whose run.json is damaged gets a row saying so; the others are still listed.
+    let broken = empty.path().join("artifacts/runs/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "{\"name\": ").unwrap();
+    let out = stdout(&run_ok(mnist_mlp(empty.path()).args([
+        "runs",
+        "--artifact-dir",
+        "artifacts",
+    ])));
+    let row = out.lines().nth(2).unwrap();
+    assert!(row.starts_with("broken "), "{out}");
+    assert!(
+        row.contains("unreadable: artifacts/runs/broken/run.json: "),
+        "{out}"
+    );
 }
 
 #[test]
