@@ -182,6 +182,32 @@ fn sigkill_then_resume_under_the_plain_dashboard_equals_the_uninterrupted_run() 
     );
 }
 
+#[test]
+fn a_run_killed_before_its_first_checkpoint_starts_over() {
+    let mut child = train(home(), "early", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = run_of(home(), "early");
+    let start = Instant::now();
+    while read_info(&run).is_none() {
+        assert!(start.elapsed() < PATIENCE, "no run.json");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // SAFETY: signals our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    wait_exit(&mut child);
+    assert_eq!(read_info(&run).unwrap().epochs_done, 0, "killed too late");
+
+    let out = stdout(&run_ok(&mut resume(home(), "early", "plain")));
+    assert!(
+        out.contains("Resumed from the start: no epoch had a complete checkpoint\n"),
+        "{out}"
+    );
+    assert_same_as_whole("early", 0, &[]);
+}
+
 /// A pseudo-terminal whose slave end becomes the child's controlling terminal.
 fn open_pty() -> (OwnedFd, OwnedFd) {
     let (mut master, mut slave) = (-1, -1);
