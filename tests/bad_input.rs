@@ -849,6 +849,23 @@ fn runs_that_are_not_there_or_not_whole() {
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert_eq!(snapshot(home), before);
 
+    // A run whose process is alive (this test's) is not resumed under it.
+    let live = copy("live");
+    let info = std::fs::read_to_string(live.join("run.json")).unwrap();
+    let mut info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    info["status"] = "running".into();
+    info["pid"] = std::process::id().into();
+    std::fs::write(live.join("run.json"), info.to_string()).unwrap();
+    fails_cleanly(
+        home,
+        &["train", "--resume", "live"],
+        2,
+        &format!(
+            "artifacts/runs/live: still running (process {}); stop it before resuming",
+            std::process::id()
+        ),
+    );
+
     // A checkpoint of another architecture: the run says its model is 784-256-10.
     let other = copy("other");
     std::fs::write(

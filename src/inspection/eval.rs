@@ -89,7 +89,7 @@ pub fn evaluate(
     let mnist = Mnist::load(&training::sources(&config, false))?;
     let (_, valid) = training::splits(&config, mnist);
     let history = super::report::recorded_history(run, &info)?;
-    let recorded = history.get(saved.epoch.wrapping_sub(1));
+    let recorded = saved.epoch.checked_sub(1).and_then(|i| history.get(i));
 
     let scored = score(&saved.model, &valid, &device)?;
     let mut evaluation = Evaluation {
