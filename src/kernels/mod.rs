@@ -1,13 +1,13 @@
 //! Fused CPU kernels for the tutorial's MLP, as a Burn backend extension of the ndarray backend.
 //!
-//! Built from Burn's general tensor operations, one training step of the MLP is some forty
+//! Built from Burn's general tensor operations, one training step of the MLP is many
 //! separate passes over memory (matmul, bias add, ReLU, their gradients, transposes made
 //! contiguous, and the optimizer's nine element-wise operations over 670k parameters), each into
 //! a freshly allocated buffer, with single-threaded matrix products. These kernels do the same
 //! arithmetic in a few passes:
 //!
-//! - [`dense`]: `relu(x·w + b)` (or without the ReLU), one multi-threaded GEMM with the bias and
-//!   ReLU applied as it is written; its backward pass masks the gradient by the ReLU and computes
+//! - [`dense`]: `relu(x·w + b)` (or without the ReLU), one multi-threaded GEMM accumulated onto
+//!   the bias, then the ReLU; its backward pass masks the gradient by the ReLU and computes
 //!   the weight, bias and input gradients with two GEMMs, skipping the input gradient when the
 //!   input needs none (the images);
 //! - [`softmax_cross_entropy`]: per-sample categorical cross-entropy from logits, whose gradient

@@ -154,3 +154,27 @@ fn rmsprop_matches_the_general_update_over_several_steps() {
     assert_close(w_fused, w_ref, 1e-6);
     assert_close(v_fused.unwrap(), v_ref.unwrap(), 1e-6);
 }
+
+#[test]
+fn rmsprop_on_tracked_tensors_updates_the_values() {
+    let plain = device();
+    let tracked = plain.clone().autodiff();
+    let w = random([30, 20], &plain);
+    let g = random([30, 20], &plain);
+    let v = random([30, 20], &plain).abs();
+    let (w_plain, v_plain) = rmsprop(w.clone(), g.clone(), Some(v.clone()), 0.01, 0.9, 1e-7);
+    let on_tracked = |t: &Tensor<2>| Tensor::<2>::from_data(t.to_data(), &tracked).require_grad();
+    let (w_tracked, v_tracked) = rmsprop(
+        on_tracked(&w),
+        on_tracked(&g),
+        Some(on_tracked(&v)),
+        0.01,
+        0.9,
+        1e-7,
+    );
+    assert_close(w_tracked.inner(), w_plain.clone(), 0.0);
+    assert_close(v_tracked.inner(), v_plain, 0.0);
+    // And the step moved every weight against its gradient.
+    let moved = (w_plain - w) * g;
+    assert!(moved.into_data().iter::<f32>().all(|x| x < 0.0));
+}
