@@ -152,19 +152,26 @@ pub(super) fn dense(
         "dense: bias of {} for {n} outputs",
         bias.len()
     );
-    // The output starts as the bias in every row and the product is added to it.
-    let mut y = Vec::with_capacity(m * n);
-    for _ in 0..m {
-        y.extend_from_slice(&bias);
-    }
-    matmul_add(
-        m,
-        n,
-        k,
-        Operand::rows(&values(x), k),
-        Operand::rows(&values(w), n),
-        &mut y,
-    );
+    let xs = values(x);
+    let mut y = match SparseColumns::of(&xs, m, k) {
+        Some(columns) => columns.times_plus_bias(&values(w), &bias, n),
+        None => {
+            // The output starts as the bias in every row and the product is added to it.
+            let mut y = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                y.extend_from_slice(&bias);
+            }
+            matmul_add(
+                m,
+                n,
+                k,
+                Operand::rows(&xs, k),
+                Operand::rows(&values(w), n),
+                &mut y,
+            );
+            y
+        }
+    };
     if relu {
         for value in &mut y {
             // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
@@ -205,13 +212,11 @@ pub(super) fn dense_backward(
             *sum += gi;
         }
     }
-    let dw = product(
-        k,
-        n,
-        m,
-        Operand::transposed(&values(x), k),
-        Operand::rows(grad, n),
-    );
+    let xs = values(x);
+    let dw = match SparseColumns::of(&xs, m, k) {
+        Some(columns) => columns.transposed_times(grad, n),
+        None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
+    };
     let dx = need_dx.then(|| {
         let dx = product(
             m,
@@ -282,6 +287,150 @@ pub(super) fn softmax_cross_entropy_backward(
         }
     }
     (tensor(d_logits, &[m, c]), tensor(d_targets, &[m, c]))
+}
+
+/// At most this fraction of non-zero inputs takes the sparse path of [`dense`]: MNIST images are
+/// about 81% zeros, and skipping them saves four fifths of the first layer's arithmetic.
+const SPARSE_DENSITY: f64 = 0.3;
+
+/// Output columns per task of the sparse product: a block of 32 rows stays in the L1 cache.
+const SPARSE_BLOCK: usize = 128;
+
+/// The non-zero entries of a row-major `m × k` matrix, column by column. Skipping zeros leaves
+/// every sum the same except for its rounding (no other term changes): each product is the sum,
+/// in order, of the non-zero terms, as a GEMM's is of all terms in its own order. (Only a weight
+/// that is already infinite or NaN could tell: 0·inf is NaN, a skipped term is not.)
+struct SparseColumns {
+    /// Column `j`'s entries are `starts[j]..starts[j + 1]` of `rows` and `values`.
+    starts: Vec<usize>,
+    rows: Vec<usize>,
+    values: Vec<f32>,
+    m: usize,
+}
+
+impl SparseColumns {
+    /// `x`'s non-zero entries when they are few enough to be worth it, else `None`.
+    fn of(x: &[f32], m: usize, k: usize) -> Option<Self> {
+        let non_zero: usize = x.iter().map(|v| usize::from(*v != 0.0)).sum();
+        if m == 0 || k == 0 || non_zero as f64 > SPARSE_DENSITY * (m * k) as f64 {
+            return None;
+        }
+        let mut starts = Vec::with_capacity(k + 1);
+        let (mut rows, mut values) = (Vec::with_capacity(non_zero), Vec::with_capacity(non_zero));
+        starts.push(0);
+        for j in 0..k {
+            for i in 0..m {
+                let v = x[i * k + j];
+                if v != 0.0 {
+                    rows.push(i);
+                    values.push(v);
+                }
+            }
+            starts.push(rows.len());
+        }
+        Some(Self {
+            starts,
+            rows,
+            values,
+            m,
+        })
+    }
+
+    fn column(&self, j: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+        let range = self.starts[j]..self.starts[j + 1];
+        self.rows[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.values[range].iter().copied())
+    }
+
+    /// `x · w + b` for `w` `k × n`: each row of `w` is read once and added, scaled, to the rows
+    /// of the output whose input is non-zero there; blocks of output columns run in parallel.
+    fn times_plus_bias(&self, w: &[f32], bias: &[f32], n: usize) -> Vec<f32> {
+        let (m, k) = (self.m, self.starts.len() - 1);
+        assert_eq!(w.len(), k * n);
+        let blocks: Vec<(usize, Vec<f32>)> = (0..n)
+            .step_by(SPARSE_BLOCK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|start| {
+                let width = SPARSE_BLOCK.min(n - start);
+                let mut block = Vec::with_capacity(m * width);
+                for _ in 0..m {
+                    block.extend_from_slice(&bias[start..start + width]);
+                }
+                for j in 0..k {
+                    let w_row = &w[j * n + start..j * n + start + width];
+                    for (i, v) in self.column(j) {
+                        axpy(&mut block[i * width..(i + 1) * width], v, w_row);
+                    }
+                }
+                (start, block)
+            })
+            .collect();
+        let mut y = vec![0.0f32; m * n];
+        for (start, block) in blocks {
+            let width = block.len() / m;
+            for (y_row, b_row) in y.chunks_exact_mut(n).zip(block.chunks_exact(width)) {
+                y_row[start..start + width].copy_from_slice(b_row);
+            }
+        }
+        y
+    }
+
+    /// `xᵀ · g` for `g` `m × n`: row `j` of the result sums, scaled, the rows of `g` whose input
+    /// is non-zero in column `j`, and is zero where there are none.
+    fn transposed_times(&self, g: &[f32], n: usize) -> Vec<f32> {
+        let k = self.starts.len() - 1;
+        assert_eq!(g.len(), self.m * n);
+        let rows_per_task = SPARSE_BLOCK / 4;
+        let mut out = Vec::with_capacity(k * n);
+        out.spare_capacity_mut()[..k * n]
+            .par_chunks_mut(n * rows_per_task)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                for (offset, row) in rows.chunks_exact_mut(n).enumerate() {
+                    // Each row is zeroed just before it is summed into, while it is in cache.
+                    let row = zeroed(row);
+                    for (i, v) in self.column(chunk * rows_per_task + offset) {
+                        axpy(row, v, &g[i * n..(i + 1) * n]);
+                    }
+                }
+            });
+        // SAFETY: `zeroed` initialised every row of the first k×n elements above.
+        unsafe { out.set_len(k * n) };
+        out
+    }
+}
+
+/// `row` filled with zeros, as initialised floats.
+fn zeroed(row: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for value in row.iter_mut() {
+        value.write(0.0);
+    }
+    // SAFETY: every element was just written; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(std::ptr::from_mut(row) as *mut [f32]) }
+}
+
+/// `y += a·x`, with AVX where the CPU has it (runtime check).
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    #[inline(always)]
+    fn generic(y: &mut [f32], a: f32, x: &[f32]) {
+        for (yi, xi) in y.iter_mut().zip(x) {
+            *yi += a * xi;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn avx(y: &mut [f32], a: f32, x: &[f32]) {
+        generic(y, a, x)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX, checked just above.
+        return unsafe { avx(y, a, x) };
+    }
+    generic(y, a, x)
 }
 
 /// Elements per task when the update is split over threads: large enough that a task's
@@ -441,5 +590,25 @@ fn values_mut(tensor: &mut NdArrayTensor) -> &mut [f32] {
             .as_slice_mut()
             .unwrap_or_else(|| unreachable!("`writable` keeps only contiguous buffers")),
         other => panic!("fused kernels take f32 tensors, got {:?}", other.dtype()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SparseColumns;
+
+    #[test]
+    fn mostly_zero_inputs_take_the_sparse_path_with_every_non_zero() {
+        // 3 × 4, three non-zeros (25%).
+        let x = [0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 3.0, 0.0, 0.0];
+        let columns = SparseColumns::of(&x, 3, 4).expect("25% non-zero is sparse");
+        let listed: Vec<Vec<(usize, f32)>> = (0..4).map(|j| columns.column(j).collect()).collect();
+        assert_eq!(
+            listed,
+            vec![vec![], vec![(0, 2.0), (2, 3.0)], vec![], vec![(1, -1.5)]]
+        );
+        // 4 non-zeros of 12 is over the threshold: the dense GEMM is used.
+        let denser = [1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 3.0, 0.0, 0.0];
+        assert!(SparseColumns::of(&denser, 3, 4).is_none());
     }
 }

@@ -13,6 +13,12 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
 }
 
+/// Like MNIST images: about 80% zeros, which takes the kernels' sparse path.
+fn sparse_random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    let keep: Tensor<D> = Tensor::random(shape, Distribution::Uniform(0.0, 1.0), device);
+    random(shape, device).mask_fill(keep.lower_elem(0.8), 0.0)
+}
+
 fn assert_close<const D: usize>(got: Tensor<D>, want: Tensor<D>, tolerance: f32) {
     assert_eq!(got.dims(), want.dims());
     let got = got.into_data().try_to_vec::<f32>().unwrap();
@@ -39,13 +45,15 @@ fn the_ndarray_device_takes_the_fused_path() {
 #[test]
 fn dense_forward_matches_matmul_plus_bias_and_relu() {
     let device = device();
-    for (m, k, n) in [(32, 784, 512), (16, 512, 10), (3, 5, 7)] {
-        let (x, w, b) = (
-            random([m, k], &device),
-            random([k, n], &device),
-            random([n], &device),
-        );
-        for with_relu in [true, false] {
+    for (m, k, n) in [(32, 784, 512), (16, 512, 10), (3, 5, 7), (40, 300, 130)] {
+        let (w, b) = (random([k, n], &device), random([n], &device));
+        let (dense_x, sparse_x) = (random([m, k], &device), sparse_random([m, k], &device));
+        for (x, with_relu) in [
+            (&dense_x, true),
+            (&dense_x, false),
+            (&sparse_x, true),
+            (&sparse_x, false),
+        ] {
             assert_close(
                 dense(x.clone(), w.clone(), b.clone(), with_relu),
                 reference_dense(x.clone(), w.clone(), b.clone(), with_relu),
@@ -60,12 +68,18 @@ fn dense_forward_matches_matmul_plus_bias_and_relu() {
 #[test]
 fn dense_gradients_match_autodiff_of_the_general_ops() {
     let device = device().autodiff();
-    let (m, k, n) = (8, 20, 12);
+    let (m, k, n) = (8, 200, 140);
     let upstream = random([m, n], &device);
-    let x0 = random([m, k], &device);
     let w0 = random([k, n], &device);
     let b0 = random([n], &device);
-    for with_relu in [true, false] {
+    let dense_x = random([m, k], &device);
+    let sparse_x = sparse_random([m, k], &device);
+    for (x0, with_relu) in [
+        (&dense_x, true),
+        (&dense_x, false),
+        (&sparse_x, true),
+        (&sparse_x, false),
+    ] {
         let grads_of = |fused: bool| {
             let x = x0.clone().require_grad();
             let w = w0.clone().require_grad();
