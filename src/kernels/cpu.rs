@@ -296,10 +296,10 @@ const SPARSE_DENSITY: f64 = 0.3;
 /// Output columns per task of the sparse product: a block of 32 rows stays in the L1 cache.
 const SPARSE_BLOCK: usize = 128;
 
-/// Batches of at most this many rows take the sparse path. Larger ones (`eval`'s chunks of 1000)
-/// keep the GEMM: its cache blocking beats reading the weights once per block of output rows
-/// that no longer fits in cache (measured: 22–27k images/s sparse against 30–36k with the GEMM
-/// at 1000 rows, batch 32 training a third less CPU time sparse).
+/// Batches of at most this many rows take the sparse path (training's batches of 32). Larger ones
+/// (`eval`'s chunks of 1000) keep the GEMM, whose cache blocking suits them: a sparse block of
+/// 1000 output rows no longer fits in cache. (Timings on a busy machine did not separate the two
+/// at 1000 rows; batch 32 training took about a third less CPU time sparse.)
 const SPARSE_MAX_ROWS: usize = 64;
 
 /// The non-zero entries of a row-major `m × k` matrix, column by column. Skipping zeros leaves
