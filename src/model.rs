@@ -284,8 +284,11 @@ mod tests {
                 min < -0.99 * limit && max > 0.99 * limit,
                 "{min} {max} vs ±{limit}"
             );
+            // The mean of n uniform draws on ±limit has standard deviation limit/√(3n): allow
+            // five of them, so the check holds for any seed (and any other test's draws).
             let mean = w.iter().sum::<f32>() / w.len() as f32;
-            assert!(mean.abs() < 0.01 * limit, "mean {mean}");
+            let bound = 5.0 * limit / (3.0 * w.len() as f32).sqrt();
+            assert!(mean.abs() < bound, "mean {mean}, bound {bound}");
             let bias = layer
                 .bias
                 .as_ref()
