@@ -69,6 +69,8 @@ pub struct Evaluation {
     pub mistakes: Vec<Mistake>,
     /// The pictures written into the run directory.
     pub pictures: Vec<PathBuf>,
+    /// Wall time of scoring (batching, forward passes, tallies), without loading or drawing.
+    pub score_seconds: f64,
 }
 
 /// Scores `which` weights of `run` (the final model, else the last checkpoint, when `None`) on
@@ -91,7 +93,9 @@ pub fn evaluate(
     let history = super::report::recorded_history(run, &info)?;
     let recorded = saved.epoch.checked_sub(1).and_then(|i| history.get(i));
 
+    let started = std::time::Instant::now();
     let scored = score(&saved.model, &valid, &device)?;
+    let score_seconds = started.elapsed().as_secs_f64();
     let mut evaluation = Evaluation {
         run: run.name(),
         weights: saved.path,
@@ -106,6 +110,7 @@ pub fn evaluate(
         confusion: scored.confusion,
         mistakes: scored.mistakes,
         pictures: Vec::new(),
+        score_seconds,
     };
     evaluation.pictures = draw(run, &evaluation, &valid)?;
     Ok(evaluation)
@@ -283,6 +288,12 @@ impl Evaluation {
             }
             _ => out.push('\n'),
         }
+        let _ = writeln!(
+            out,
+            "scored in {:.3} s: {} images/s",
+            self.score_seconds,
+            thousands((self.images as f64 / self.score_seconds.max(1e-9)).round() as usize)
+        );
 
         let _ = writeln!(
             out,
