@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::{mnist_dir, mnist_mlp, run_ok, stdout};
+use common::{mnist_dir, mnist_mlp, real_mnist, run_ok, stdout};
 use mnist_mlp::backend::Backend;
-use mnist_mlp::data::Mnist;
 use mnist_mlp::data::idx::{PIXELS, SIDE};
-use mnist_mlp::data::source::Sources;
 use mnist_mlp::plots::{CONFUSION_SIZE, digit_grid_size};
 use mnist_mlp::run_dir::{History, RunDir};
 use mnist_mlp::saved::{self, Weights};
@@ -48,17 +46,6 @@ fn cli(args: &[&str]) -> Command {
     let mut command = mnist_mlp(home());
     command.args(args);
     command
-}
-
-fn mnist() -> Mnist {
-    Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap()
 }
 
 #[test]
@@ -214,7 +201,7 @@ fn eval_accuracy_is_the_recorded_val_accuracy() {
         assert_eq!(total, VALID as u64);
         assert_eq!(diagonal, e["correct"].as_u64().unwrap());
         // Support of each digit is the label count of the 500 images.
-        let counts = mnist().valid.first(VALID).label_counts();
+        let counts = real_mnist().valid.first(VALID).label_counts();
         for (digit, class) in e["per_class"].as_array().unwrap().iter().enumerate() {
             assert_eq!(class["support"], counts[digit]);
             let hits = confusion[digit][digit] as f64;
@@ -292,7 +279,7 @@ fn predict(images: &[&Path]) -> Vec<(u8, Vec<f64>)> {
 #[test]
 fn predict_reads_a_users_pictures_as_mnist_digits() {
     let dir = tempfile::tempdir().unwrap();
-    let mnist = mnist();
+    let mnist = real_mnist();
     // Test images 0, 1 and 2 are a 7, a 2 and a 1.
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut labels = Vec::new();
@@ -336,7 +323,7 @@ fn predict_reads_a_users_pictures_as_mnist_digits() {
 
 #[test]
 fn show_prints_the_pixels_and_label_and_saves_pictures() {
-    let mnist = mnist();
+    let mnist = real_mnist();
     let out = stdout(&run_ok(&mut cli(&[
         "show",
         "--data-dir",

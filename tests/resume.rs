@@ -5,22 +5,21 @@
 
 mod common;
 
-use common::{assert_fails, mnist_dir, mnist_mlp, run_ok, stdout};
+use common::{
+    PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, run_of, run_ok, stdout,
+    wait_exit,
+};
 use mnist_mlp::backend::Backend;
-use mnist_mlp::run_dir::{RunDir, RunInfo, RunStatus};
+use mnist_mlp::run_dir::RunStatus;
 use mnist_mlp::saved::{self, Weights};
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const EPOCHS: usize = 3;
-/// Only a bound on a hang, not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(300);
-
 fn train(home: &Path, name: &str, dashboard: &str) -> Command {
     let mut command = mnist_mlp(home);
     command
@@ -44,14 +43,6 @@ fn resume(home: &Path, name: &str, dashboard: &str) -> Command {
     command
 }
 
-fn run_of(home: &Path, name: &str) -> RunDir {
-    RunDir::open(home.join("artifacts/runs").join(name))
-}
-
-fn read_info(run: &RunDir) -> Option<RunInfo> {
-    serde_json::from_str(&std::fs::read_to_string(run.info_path()).ok()?).ok()
-}
-
 /// The home holding the uninterrupted run `whole`, trained once for the tests here.
 fn home() -> &'static Path {
     static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -61,20 +52,6 @@ fn home() -> &'static Path {
         home
     })
     .path()
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("the process did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Trains `name` and sends `signal` as soon as its first epoch's checkpoint is complete
@@ -208,43 +185,12 @@ fn a_run_killed_before_its_first_checkpoint_starts_over() {
     assert_same_as_whole("early", 0, &[]);
 }
 
-/// A pseudo-terminal whose slave end becomes the child's controlling terminal.
-fn open_pty() -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (-1, -1);
-    let size = libc::winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: valid out-pointers; no name buffer; default terminal settings.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    for fd in [master, slave] {
-        // SAFETY: fcntl on descriptors we own; not inherited by other tests' children.
-        assert_eq!(
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
-            0
-        );
-    }
-    // SAFETY: openpty returned two fresh descriptors we now own.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
-}
-
 #[test]
 fn ctrl_c_then_resume_under_the_tui_equals_the_uninterrupted_run() {
     let done = stop_after_first_epoch("stopped", libc::SIGINT);
     let seconds = read_info(&run_of(home(), "stopped")).unwrap().epoch_seconds;
 
-    let (master, slave) = open_pty();
+    let Pty { master, slave } = open_pty();
     let mut command = resume(home(), "stopped", "tui");
     command
         .env("TERM", "xterm-256color")
