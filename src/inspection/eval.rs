@@ -6,17 +6,17 @@
 //! It also draws `confusion.png` and `mistakes.png` into the run directory.
 
 use super::InspectError;
-use crate::batcher::normalize;
-use crate::data::idx::{CLASSES, PIXELS};
-use crate::data::{Mnist, MnistItem, MnistSplit};
+use crate::batcher::batch_of;
+use crate::data::idx::CLASSES;
+use crate::data::{Mnist, MnistSplit};
 use crate::model::{Mlp, thousands};
 use crate::plots::{self, ConfusionMatrix, DigitCell, MAX_GRID_DIGITS};
 use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
 use crate::table::{Align, Table};
 use crate::training;
+use burn::tensor::Device;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -134,23 +134,15 @@ fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, Ins
     let mut start = 0;
     while start < split.len() {
         let end = (start + CHUNK).min(split.len());
-        let items: Vec<MnistItem> = (start..end)
-            .map(|i| MnistItem {
-                image: *split.image(i),
-                label: split.label(i),
-            })
-            .collect();
-        let images = Tensor::<2>::from_data(
-            TensorData::new(normalize(&items), [items.len(), PIXELS]),
-            device,
-        );
+        let indices: Vec<usize> = (start..end).collect();
+        let images = batch_of(split, &indices, device).images;
         let log_probs: Vec<f32> = log_softmax(model.forward(images), 1)
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| InspectError::Compute(format!("{e:?}")))?;
-        for (offset, (row, item)) in log_probs.chunks_exact(CLASSES).zip(&items).enumerate() {
-            let truth = item.label;
+        for (offset, row) in log_probs.chunks_exact(CLASSES).enumerate() {
+            let truth = split.label(start + offset);
             let predicted = argmax(row);
             scored.loss -= f64::from(row[usize::from(truth)]);
             scored.confusion[usize::from(truth)][usize::from(predicted)] += 1;
