@@ -5,14 +5,17 @@
 //! (on a machine without a GPU: a slow software adapter, or a panic when there is none), so the
 //! backend is always chosen explicitly here.
 //!
-//! Both names parse in every build, so a config file written by a wgpu build still reads in a
+//! Every name parses in every build, so a config file written by a wgpu build still reads in a
 //! CPU-only one; choosing a backend this build lacks is an error that says how to get it.
+//!
+//! ndarray is always compiled: the fused training kernels (`crate::kernels`) extend it, and it
+//! is the CPU fallback a wgpu build points users to when no adapter works.
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-#[cfg(not(any(feature = "ndarray", feature = "wgpu")))]
-compile_error!("enable a backend: the `ndarray` feature (CPU, the default) or `wgpu` (GPU)");
+#[cfg(not(feature = "ndarray"))]
+compile_error!("enable the `ndarray` feature (the CPU backend; `wgpu` comes on top of it)");
 
 /// A Burn backend this program can train on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +23,8 @@ compile_error!("enable a backend: the `ndarray` feature (CPU, the default) or `w
 pub enum Backend {
     /// Burn's ndarray CPU backend (cargo feature `ndarray`, on by default).
     Ndarray,
+    /// Burn's flex CPU backend (always compiled: Burn's `train` feature brings it).
+    Flex,
     /// Burn's wgpu backend: Vulkan, Metal, DirectX 12 or OpenGL, whichever the machine has
     /// (cargo feature `wgpu`).
     Wgpu,
@@ -28,7 +33,7 @@ pub enum Backend {
 /// A backend or device that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("unknown backend `{name}`; expected one of: ndarray, wgpu")]
+    #[error("unknown backend `{name}`; expected one of: {}", Backend::ALL.map(|b| b.name()).join(", "))]
     Unknown { name: String },
     #[error(
         "backend {backend} is not in this build (it has: {compiled}); rebuild with \
@@ -80,7 +85,7 @@ pub struct OpenDevice {
 
 impl Backend {
     /// Every backend name this program knows.
-    pub const ALL: [Backend; 2] = [Backend::Ndarray, Backend::Wgpu];
+    pub const ALL: [Backend; 3] = [Backend::Ndarray, Backend::Flex, Backend::Wgpu];
 
     /// The backends compiled into this build.
     pub fn compiled() -> Vec<Backend> {
@@ -90,6 +95,7 @@ impl Backend {
     pub fn is_compiled(self) -> bool {
         match self {
             Backend::Ndarray => cfg!(feature = "ndarray"),
+            Backend::Flex => true,
             Backend::Wgpu => cfg!(feature = "wgpu"),
         }
     }
@@ -107,6 +113,7 @@ impl Backend {
         match self {
             Backend::Ndarray => "ndarray",
             Backend::Wgpu => "wgpu",
+            Backend::Flex => "flex",
         }
     }
 
@@ -139,12 +146,13 @@ impl Backend {
                 // project's CPU backend (see the README).
                 #[allow(deprecated)]
                 device: Device::ndarray(),
-                description: format!(
-                    "CPU ({} threads)",
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                ),
+                description: cpu_description(),
             }),
-            Backend::Ndarray => Err(BackendError::NoDevice {
+            Backend::Flex if index == 0 => Ok(OpenDevice {
+                device: Device::flex(),
+                description: cpu_description(),
+            }),
+            Backend::Ndarray | Backend::Flex => Err(BackendError::NoDevice {
                 backend: self.name(),
                 index,
                 available: "only device 0 (the CPU)".into(),
@@ -163,6 +171,14 @@ impl Backend {
             Err(_) => format!("{self} device {index}"),
         }
     }
+}
+
+/// "CPU (2 threads)": what a CPU backend runs on.
+fn cpu_description() -> String {
+    format!(
+        "CPU ({} threads)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    )
 }
 
 impl std::fmt::Display for Backend {

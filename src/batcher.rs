@@ -2,8 +2,8 @@
 //! and divided by 255 (`x_train.reshape(60000, 784).astype('float32') / 255`), each label one-hot
 //! encoded (`to_categorical(y_train, 10)`), one batch at a time.
 
-use crate::data::MnistItem;
 use crate::data::idx::{CLASSES, PIXELS};
+use crate::data::{MnistItem, MnistSplit};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -42,11 +42,34 @@ pub fn one_hot(items: &[MnistItem]) -> Vec<f32> {
 
 impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
     fn batch(&self, items: Vec<MnistItem>, device: &Device) -> MnistBatch {
-        let n = items.len();
-        let targets: Vec<i64> = items.iter().map(|item| i64::from(item.label)).collect();
-        MnistBatch {
-            images: Tensor::from_data(TensorData::new(normalize(&items), [n, PIXELS]), device),
-            one_hot: Tensor::from_data(TensorData::new(one_hot(&items), [n, CLASSES]), device),
+        let targets = items.iter().map(|item| i64::from(item.label)).collect();
+        MnistBatch::new(normalize(&items), one_hot(&items), targets, device)
+    }
+}
+
+/// The batch of images `indices` of `split`, built straight from its u8 buffer (what the data
+/// loader uses): each tensor's values are written once, with no per-item copies. The same values
+/// as [`MnistBatcher`] gives for those items. Panics if an index is out of range.
+pub fn batch_of(split: &MnistSplit, indices: &[usize], device: &Device) -> MnistBatch {
+    let n = indices.len();
+    let mut images = Vec::with_capacity(n * PIXELS);
+    let mut one_hot = vec![0.0f32; n * CLASSES];
+    let mut targets = Vec::with_capacity(n);
+    for (row, &index) in one_hot.chunks_exact_mut(CLASSES).zip(indices) {
+        images.extend(split.image(index).iter().map(|&p| f32::from(p) / 255.0));
+        let label = split.label(index);
+        row[usize::from(label)] = 1.0;
+        targets.push(i64::from(label));
+    }
+    MnistBatch::new(images, one_hot, targets, device)
+}
+
+impl MnistBatch {
+    fn new(images: Vec<f32>, one_hot: Vec<f32>, targets: Vec<i64>, device: &Device) -> Self {
+        let n = targets.len();
+        Self {
+            images: Tensor::from_data(TensorData::new(images, [n, PIXELS]), device),
+            one_hot: Tensor::from_data(TensorData::new(one_hot, [n, CLASSES]), device),
             targets: Tensor::from_data(TensorData::new(targets, [n]), device),
         }
     }
@@ -85,6 +108,41 @@ mod tests {
         expected[10] = 1.0;
         expected[29] = 1.0;
         assert_eq!(y, expected);
+    }
+
+    #[test]
+    fn batches_from_the_split_equal_batches_of_its_items() {
+        let pixels: Vec<u8> = (0..5 * PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+        let split = MnistSplit::new(pixels, vec![4, 0, 9, 1, 4]).unwrap();
+        let device = Backend::Ndarray.device(0).unwrap();
+        let indices = [3, 0, 4];
+        let items = indices
+            .iter()
+            .map(|&i| MnistItem {
+                image: *split.image(i),
+                label: split.label(i),
+            })
+            .collect();
+        let direct = batch_of(&split, &indices, &device);
+        let batched = MnistBatcher.batch(items, &device);
+        let floats = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(
+            floats(direct.images.clone())[..PIXELS],
+            normalize_one(&split, 3)
+        );
+        assert_eq!(floats(direct.images), floats(batched.images));
+        assert_eq!(floats(direct.one_hot), floats(batched.one_hot));
+        let ints = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        assert_eq!(ints(direct.targets.clone()), vec![1, 4, 4]);
+        assert_eq!(ints(direct.targets), ints(batched.targets));
+    }
+
+    fn normalize_one(split: &MnistSplit, index: usize) -> Vec<f32> {
+        split
+            .image(index)
+            .iter()
+            .map(|&p| f32::from(p) / 255.0)
+            .collect()
     }
 
     #[test]

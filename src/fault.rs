@@ -12,7 +12,9 @@ use crate::config::ConfigError;
 use crate::data::dataset::DataError;
 use crate::data::idx::IdxError;
 use crate::data::source::SourceError;
+use crate::inspection::InspectError;
 use crate::run_dir::RunDirError;
+use crate::saved::LoadError;
 use crate::training::TrainError;
 use std::error::Error;
 
@@ -56,6 +58,12 @@ fn is_bad_input(error: &(dyn Error + 'static)) -> Option<bool> {
         return Some(e.is_bad_input());
     }
     if let Some(e) = error.downcast_ref::<RunDirError>() {
+        return Some(e.is_bad_input());
+    }
+    if let Some(e) = error.downcast_ref::<InspectError>() {
+        return Some(e.is_bad_input());
+    }
+    if let Some(e) = error.downcast_ref::<LoadError>() {
         return Some(e.is_bad_input());
     }
     if let Some(e) = error.downcast_ref::<BackendError>() {

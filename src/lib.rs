@@ -7,7 +7,7 @@
 //! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
 //! [`run_dir`] owns the layout of what a training run records; [`config`] turns the TOML file and
 //! the command-line flags into one validated [`config::TrainConfig`]; [`plots`] draws the
-//! pictures (training curves, confusion matrix, digits).
+//! pictures (training curves, confusion matrix, digits). Weights are read back through [`saved`].
 
 pub mod backend;
 pub mod batcher;
@@ -15,8 +15,12 @@ pub mod config;
 pub mod data;
 pub mod fault;
 pub mod fsutil;
+pub mod inspection;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod plots;
 pub mod run_dir;
+pub mod saved;
+pub mod table;
 pub mod training;

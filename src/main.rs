@@ -8,7 +8,9 @@ use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::fault;
-use mnist_mlp::run_dir::RunStatus;
+use mnist_mlp::inspection::{self, eval, export, predict, show};
+use mnist_mlp::run_dir::{RunDir, RunStatus};
+use mnist_mlp::saved::Weights;
 use mnist_mlp::training::{self, Dashboard};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,124 @@ enum Command {
     Train(TrainArgs),
     /// Fetch and verify MNIST (without training) and describe it.
     Data(DataArgs),
+    /// List the recorded runs, newest first: epochs, final metrics, best val_accuracy, status.
+    Runs(RunsArgs),
+    /// Show what one run recorded: its config, the per-epoch history and the checkpoints.
+    Inspect(RunArgs),
+    /// Keras's model.summary(): each layer, its output shape and parameter count.
+    Summary(SummaryArgs),
+    /// Score a run's model on the test images it was validated on: loss, accuracy, confusion
+    /// matrix, per-class precision/recall/F1; writes confusion.png and mistakes.png into the run.
+    Eval(EvalArgs),
+    /// Classify your own pictures of digits (PNG, JPEG, PGM; any size, colour or grey).
+    Predict(PredictArgs),
+    /// Print one MNIST image's pixel values and label, or save digits as a picture.
+    Show(ShowArgs),
+    /// Write a run's weights for PyTorch (nn.Linear names and layout).
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunsArgs {
+    /// Where runs are recorded: <DIR>/runs/<name>/ [default: run.artifact_dir of the config]
+    #[arg(long, value_name = "DIR")]
+    artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// A run name under <artifact-dir>/runs/, or a run directory
+    run: String,
+    #[command(flatten)]
+    runs: RunsArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct SummaryArgs {
+    /// A run name or directory [default: the tutorial's model, untrained]
+    run: Option<String>,
+    #[command(flatten)]
+    runs: RunsArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckpointArg {
+    /// Which weights: an epoch (1, 2, …), best (highest val_accuracy), last (last checkpoint)
+    /// or final (model.bpk) [default: final when the run finished, else last]
+    #[arg(long, value_name = "EPOCH|best|last|final")]
+    checkpoint: Option<Weights>,
+}
+
+#[derive(clap::Args, Debug)]
+struct EvalArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+    /// Directory holding the four MNIST IDX files [default: where the run's config says]
+    #[arg(long, value_name = "DIR", env = "MNIST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PredictArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Pictures of one digit each
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SplitArg {
+    /// The 60,000 training images
+    Train,
+    /// The 10,000 test images
+    Test,
+}
+
+#[derive(clap::Args, Debug)]
+struct ShowArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Which images: MNIST's training or test split
+    #[arg(long, value_enum, default_value_t = SplitArg::Train)]
+    split: SplitArg,
+    /// The image (0-based); with --grid, the first one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    index: usize,
+    /// Save the image (280×280 grey), or with --grid the grid, as PNG
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
+    /// Draw N digits (1–64) from --index on as one picture, each with its label
+    #[arg(long, value_name = "N", requires = "png",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    grid: Option<u16>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FormatArg {
+    /// safetensors with PyTorch nn.Linear names: 0.weight [512, 784], 0.bias, 2.weight, …
+    Safetensors,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The file format
+    #[arg(long, value_enum, default_value_t = FormatArg::Safetensors)]
+    format: FormatArg,
+    /// The file to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    checkpoint: CheckpointArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -71,7 +191,8 @@ struct TrainArgs {
     /// Validate on the first N validation images only
     #[arg(long, value_name = "N")]
     limit_valid: Option<usize>,
-    /// Backend to train on: ndarray (CPU) or wgpu (GPU, when built with `--features wgpu`)
+    /// Backend to train on: ndarray (CPU, fused kernels), flex (Burn's other CPU backend) or
+    /// wgpu (GPU, when built with `--features wgpu`)
     /// (run.backend) [default: wgpu when compiled in, else ndarray]
     #[arg(long, value_parser = parse_backend)]
     backend: Option<Backend>,
@@ -82,6 +203,13 @@ struct TrainArgs {
     /// How to show progress: the terminal dashboard, one line per epoch, or nothing
     #[arg(long, value_enum, default_value_t = DashboardArg::Auto)]
     dashboard: DashboardArg,
+    /// Continue an interrupted run (a name or a run directory) from its last complete
+    /// checkpoint, with its own config; the result equals an uninterrupted run's
+    #[arg(long, value_name = "RUN", conflicts_with_all = [
+        "config", "mirror", "epochs", "batch_size", "learning_rate", "seed", "run_name",
+        "limit_train", "limit_valid", "backend", "device",
+    ])]
+    resume: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -141,10 +269,102 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train(args),
         Command::Data(args) => data(args),
+        Command::Runs(args) => {
+            out(&inspection::runs(&args.artifact_dir()?)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => {
+            out(&inspection::inspect(&args.resolve()?)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Summary(args) => {
+            let run = match &args.run {
+                Some(run) => Some(RunDir::resolve(&args.runs.artifact_dir()?, run)?),
+                None => None,
+            };
+            out(&inspection::summary(run.as_ref())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let run = args.run.resolve()?;
+            let evaluation = eval::evaluate(&run, args.checkpoint.checkpoint, args.data_dir)?;
+            if args.json {
+                out(&format!("{}\n", evaluation.to_json()))?;
+            } else {
+                out(&evaluation.render())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict(args) => {
+            let run = args.run.resolve()?;
+            let predictions = predict::predict(&run, args.checkpoint.checkpoint, &args.images)?;
+            out(&predict::render(&predictions))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show(args) => {
+            let config = args.config.resolve(Overrides::default())?;
+            let request = show::ShowRequest {
+                split: match args.split {
+                    SplitArg::Train => show::Split::Train,
+                    SplitArg::Test => show::Split::Test,
+                },
+                index: args.index,
+                png: args.png.as_deref(),
+                grid: args.grid.map(usize::from),
+            };
+            out(&show::show(&config, &request)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            let run = args.run.resolve()?;
+            let format = match args.format {
+                FormatArg::Safetensors => export::Format::Safetensors,
+            };
+            let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
+            out(&done.render())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints `text`; a reader that stopped reading (`| head`) is not an error.
+fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => Ok(written?),
+    }
+}
+
+impl RunsArgs {
+    /// `--artifact-dir`, else the config's (config/train.toml when it exists).
+    fn artifact_dir(&self) -> Result<PathBuf, ConfigError> {
+        let config = TrainConfig::resolve(
+            None,
+            &Overrides {
+                artifact_dir: self.artifact_dir.clone(),
+                ..Default::default()
+            },
+        )?;
+        Ok(config.run.artifact_dir)
+    }
+}
+
+impl RunArgs {
+    fn resolve(&self) -> Result<RunDir> {
+        Ok(RunDir::resolve(&self.runs.artifact_dir()?, &self.run)?)
     }
 }
 
 fn train(args: TrainArgs) -> Result<ExitCode> {
+    if let Some(run) = &args.resume {
+        let runs = RunsArgs {
+            artifact_dir: args.artifact_dir.clone(),
+        };
+        let run = RunDir::resolve(&runs.artifact_dir()?, run)?;
+        let outcome = training::resume(&run, args.config.data_dir, args.dashboard.into())?;
+        return report(outcome);
+    }
     let config = args.config.resolve(Overrides {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -159,6 +379,16 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         ..Default::default()
     })?;
     let outcome = training::train(&config, args.dashboard.into())?;
+    report(outcome)
+}
+
+/// What `train` prints when training returns.
+fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
+    match outcome.resumed_after {
+        Some(0) => println!("Resumed from the start: no epoch had a complete checkpoint"),
+        Some(after) => println!("Resumed after epoch {after}"),
+        None => {}
+    }
     if let Some(last) = outcome.history.last() {
         println!(
             "Trained {}/{} epochs: loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4}",

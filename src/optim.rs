@@ -9,6 +9,7 @@
 //! Burn's `RmsProp` adds epsilon outside the square root (and defaults to momentum 0.9), so it
 //! cannot give the same numbers; this is the Keras update as a Burn [`Optimizer`].
 
+use crate::kernels;
 use burn::config::Config;
 use burn::optim::{LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
@@ -68,6 +69,12 @@ impl Optimizer for KerasRmsProp {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        if kernels::supported(&tensor.device()) {
+            let velocity = state.map(|s| s.velocity);
+            let (tensor, velocity) =
+                kernels::rmsprop(tensor, grad, velocity, lr, self.rho, self.epsilon);
+            return (tensor, Some(KerasRmsPropState { velocity }));
+        }
         let squared = grad.clone().square().mul_scalar(1.0 - self.rho);
         let velocity = match state {
             Some(state) => state.velocity.mul_scalar(self.rho).add(squared),

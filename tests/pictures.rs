@@ -3,23 +3,10 @@
 
 mod common;
 
-use common::{mnist_dir, mnist_mlp, run_ok};
-use mnist_mlp::data::Mnist;
-use mnist_mlp::data::source::Sources;
+use common::{mnist_dir, mnist_mlp, real_mnist, run_ok};
 use mnist_mlp::plots::{self, DigitCell};
 use mnist_mlp::run_dir::RunDir;
 use std::collections::HashSet;
-
-fn real_mnist() -> Mnist {
-    Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap()
-}
 
 #[test]
 fn train_draws_the_curves_into_the_run_directory() {

@@ -3,15 +3,8 @@
 mod common;
 
 use burn::config::Config;
-use burn::data::dataloader::batcher::Batcher;
-use burn::module::Module;
-use burn::store::ModuleRecord;
-use common::{mnist_dir, mnist_mlp, run_ok, stderr, stdout};
-use mnist_mlp::backend::Backend;
-use mnist_mlp::batcher::MnistBatcher;
+use common::{accuracy_of, mnist_dir, mnist_mlp, run_ok, stderr, stdout};
 use mnist_mlp::config::TrainConfig;
-use mnist_mlp::data::source::Sources;
-use mnist_mlp::data::{Mnist, MnistItem};
 use mnist_mlp::model::MlpConfig;
 use mnist_mlp::run_dir::{History, RunDir, RunInfo, RunStatus};
 use std::path::Path;
@@ -29,36 +22,6 @@ fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
         .args(["--backend", "ndarray"])
         .args(extra);
     command
-}
-
-/// Accuracy of a saved model on the first `n` validation images, computed here from the files.
-fn accuracy_of(model_file: &Path, model_config: &MlpConfig, n: usize) -> f64 {
-    let device = Backend::Ndarray.device(0).unwrap();
-    let record = ModuleRecord::load(model_file).unwrap();
-    let model = model_config.init(&device).load_record(record);
-    let mnist = Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap();
-    let valid = mnist.valid.first(n);
-    let items: Vec<MnistItem> = (0..valid.len())
-        .map(|i| MnistItem {
-            image: *valid.image(i),
-            label: valid.label(i),
-        })
-        .collect();
-    let batch = MnistBatcher.batch(items, &device);
-    let predicted = model.forward(batch.images).argmax(1).reshape([n]);
-    let correct = predicted
-        .equal(batch.targets)
-        .int()
-        .sum()
-        .into_scalar::<i64>();
-    correct as f64 / n as f64
 }
 
 #[test]
@@ -295,7 +258,7 @@ fn a_backend_not_compiled_in_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         stderr(&output),
-        "error: backend wgpu is not in this build (it has: ndarray); rebuild with \
+        "error: backend wgpu is not in this build (it has: ndarray, flex); rebuild with \
          `cargo build --release --features wgpu`\n"
     );
     let output = mnist_mlp(home.path())
@@ -304,7 +267,7 @@ fn a_backend_not_compiled_in_is_a_usage_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr(&output).contains("unknown backend `cuda`; expected one of: ndarray, wgpu"),
+        stderr(&output).contains("unknown backend `cuda`; expected one of: ndarray, flex, wgpu"),
         "{}",
         stderr(&output)
     );

@@ -320,5 +320,8 @@ fn no_adapter_is_a_usage_error_that_says_what_to_do() {
 fn wgpu_is_the_default_backend_when_compiled_in() {
     assert_eq!(Backend::preferred(), Backend::Wgpu);
     assert_eq!(TrainConfig::default().run.backend, Backend::Wgpu);
-    assert_eq!(Backend::compiled(), [Backend::Ndarray, Backend::Wgpu]);
+    assert_eq!(
+        Backend::compiled(),
+        [Backend::Ndarray, Backend::Flex, Backend::Wgpu]
+    );
 }

@@ -28,10 +28,15 @@ struct SaveState {
 }
 
 impl SaveTracker {
-    /// Calls `on_complete(epoch)` each time all three parts of an epoch are saved.
-    pub fn new(on_complete: impl Fn(usize) + Send + Sync + 'static) -> Self {
+    /// Calls `on_complete(epoch)` each time all three parts of an epoch after `after` are
+    /// saved (`after`: the epoch a resumed run continues from, whose checkpoint is on disk).
+    pub fn new(after: usize, on_complete: impl Fn(usize) + Send + Sync + 'static) -> Self {
         Self {
-            state: Mutex::new(SaveState::default()),
+            state: Mutex::new(SaveState {
+                saved: [after; 3],
+                complete: after,
+                failure: None,
+            }),
             on_complete: Box::new(on_complete),
         }
     }

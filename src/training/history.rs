@@ -88,11 +88,12 @@ impl Recorder {
     pub(crate) fn new(run: RunDir, info: RunInfo, history: History) -> Self {
         Self {
             run,
-            info,
             history,
             epoch_started: Instant::now(),
-            epoch_seconds: Vec::new(),
+            // A resumed run carries the times of the epochs it resumes after.
+            epoch_seconds: info.epoch_seconds.clone(),
             error: None,
+            info,
         }
     }
 

@@ -5,9 +5,8 @@
 //! training resumed at epoch k would not see the order an uninterrupted run sees. Here the order
 //! of epoch `e` is a function of `(seed, e)` alone.
 
-use crate::batcher::{MnistBatch, MnistBatcher};
+use crate::batcher::{MnistBatch, batch_of};
 use crate::data::MnistDataset;
-use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Dataset, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
@@ -114,15 +113,12 @@ impl Iterator for MnistIter<'_> {
             .get(self.position..end)
             .filter(|i| !i.is_empty())?;
         self.position = end;
-        let items = match indices
-            .iter()
-            .map(|&i| self.loader.dataset.get(i))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(items) => items,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(Ok(MnistBatcher.batch(items, &self.loader.device)))
+        // The order only holds indices of the dataset's range, so `batch_of` cannot go out of it.
+        Some(Ok(batch_of(
+            self.loader.dataset.split(),
+            indices,
+            &self.loader.device,
+        )))
     }
 }
 

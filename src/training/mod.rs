@@ -18,10 +18,12 @@ use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::dataset::DataError;
 use crate::data::source::{Sources, default_cache_dir};
-use crate::data::{Mnist, MnistDataset};
+use crate::data::{Mnist, MnistDataset, MnistSplit};
 use crate::fsutil::write_atomic;
 use crate::run_dir::{CheckpointPart, History, RunDir, RunDirError, RunInfo, RunStatus};
+use crate::saved::{self, LoadError};
 use burn::module::Module;
+use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
 use history::{Recorder, lock};
@@ -39,6 +41,24 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error(transparent)]
     RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Checkpoint(#[from] LoadError),
+    #[error("{}: still running (process {pid}); stop it before resuming", run.display())]
+    StillRunning { run: PathBuf, pid: u32 },
+    #[error("{}: already finished all {epochs} epochs; nothing to resume", run.display())]
+    AlreadyFinished { run: PathBuf, epochs: usize },
+    #[error(
+        "{}: was trained on {recorded} images and validated on {recorded_valid}, but the data \
+         found now gives {found} and {found_valid}; resume with the same MNIST (--data-dir)",
+        run.display()
+    )]
+    DataChanged {
+        run: PathBuf,
+        recorded: usize,
+        recorded_valid: usize,
+        found: usize,
+        found_valid: usize,
+    },
     #[error("{}", failed(run, message))]
     Failed { run: PathBuf, message: String },
     #[error(transparent)]
@@ -62,6 +82,10 @@ impl TrainError {
             TrainError::Backend(e) => e.is_bad_input(),
             TrainError::Data(e) => e.is_bad_input(),
             TrainError::RunDir(e) => e.is_bad_input(),
+            TrainError::Checkpoint(e) => e.is_bad_input(),
+            TrainError::StillRunning { .. }
+            | TrainError::AlreadyFinished { .. }
+            | TrainError::DataChanged { .. } => true,
             TrainError::Failed { .. } | TrainError::Write(_) => false,
         }
     }
@@ -73,6 +97,8 @@ pub struct TrainOutcome {
     pub run: RunDir,
     pub info: RunInfo,
     pub history: History,
+    /// For a resumed run, the epoch it continued after (0: it started over).
+    pub resumed_after: Option<usize>,
 }
 
 /// The data sources a config names, with the user's cache directory.
@@ -86,6 +112,19 @@ pub fn sources(config: &TrainConfig, progress: bool) -> Sources {
     }
 }
 
+/// The training and validation images a config asks for (`limit_train`, `limit_valid`).
+pub fn splits(config: &TrainConfig, mnist: Mnist) -> (MnistSplit, MnistSplit) {
+    let train = match config.train.limit_train {
+        Some(n) => mnist.train.first(n),
+        None => mnist.train,
+    };
+    let valid = match config.train.limit_valid {
+        Some(n) => mnist.valid.first(n),
+        None => mnist.valid,
+    };
+    (train, valid)
+}
+
 /// Loads MNIST as `config` says, then trains. The data is loaded before the run directory is
 /// created, so a data fault leaves nothing behind.
 pub fn train(config: &TrainConfig, dashboard: Dashboard) -> Result<TrainOutcome, TrainError> {
@@ -96,22 +135,16 @@ pub fn train(config: &TrainConfig, dashboard: Dashboard) -> Result<TrainOutcome,
     train_on(config, mnist, &device, dashboard)
 }
 
-/// Trains on already loaded data, on `device`, which is device `config.run.device` of
-/// `config.run.backend` (its name is recorded with the run).
+/// Trains a new run on already loaded data, on `device`, which is device `config.run.device`
+/// of `config.run.backend` (its name is recorded with the run).
 pub fn train_on(
     config: &TrainConfig,
     mnist: Mnist,
-    device: &burn::tensor::Device,
+    device: &Device,
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
-    let train_split = match config.train.limit_train {
-        Some(n) => mnist.train.first(n),
-        None => mnist.train,
-    };
-    let valid_split = match config.train.limit_valid {
-        Some(n) => mnist.valid.first(n),
-        None => mnist.valid,
-    };
+    let origin = mnist.origin.to_string();
+    let (train_split, valid_split) = splits(config, mnist);
 
     let device_name = config.run.backend.describe_device(config.run.device);
 
@@ -120,13 +153,9 @@ pub fn train_on(
     let ctrl_c = CtrlC::watch(interrupter.clone());
 
     let run = create_run_dir(config)?;
-    let model_config = config.model();
     run.write_config_on(config, &device_name)?;
     // Written first, so that every checkpoint can be loaded whatever happens to the run.
-    write_atomic(
-        &run.model_config_path(),
-        burn::config::config_to_json(&model_config).as_bytes(),
-    )?;
+    run.write_model_config(&config.model())?;
     let info = RunInfo {
         name: run.name(),
         started: now_rfc3339(),
@@ -137,7 +166,7 @@ pub fn train_on(
         epoch_seconds: Vec::new(),
         backend: config.run.backend.to_string(),
         device: device_name,
-        data: mnist.origin.to_string(),
+        data: origin,
         train_images: train_split.len(),
         valid_images: valid_split.len(),
         mnist_mlp_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -145,10 +174,143 @@ pub fn train_on(
         error: None,
     };
     run.write_info(&info)?;
-    let recorder = Recorder::new(run.clone(), info, History::default()).shared();
+    fit(
+        Plan {
+            config: config.clone(),
+            run,
+            info,
+            history: History::default(),
+            after: 0,
+            resumed: false,
+            interrupter,
+            ctrl_c,
+        },
+        train_split,
+        valid_split,
+        device,
+        dashboard,
+    )
+}
+
+/// Continues an interrupted run from its last complete checkpoint (model, optimizer and
+/// scheduler on disk, and recorded in `history.json`), with the run's own `config.toml`.
+/// `data_dir` overrides where MNIST is read from (the run's config names it otherwise).
+///
+/// Its history and epoch times are cut back to that checkpoint, and training goes on from the
+/// next epoch with the optimizer state it had, on the batches an uninterrupted run would see:
+/// the result equals the uninterrupted run's. With no complete checkpoint it starts over.
+pub fn resume(
+    run: &RunDir,
+    data_dir: Option<PathBuf>,
+    dashboard: Dashboard,
+) -> Result<TrainOutcome, TrainError> {
+    let mut info = run.read_info()?;
+    if info.is_live() {
+        return Err(TrainError::StillRunning {
+            run: run.path().to_path_buf(),
+            pid: info.pid,
+        });
+    }
+    let mut config = run.read_config()?;
+    if data_dir.is_some() {
+        config.data.dir = data_dir;
+    }
+    let mut history = saved::read_history_or_empty(run)?;
+    if info.status == RunStatus::Finished && history.epochs() >= config.train.epochs {
+        return Err(TrainError::AlreadyFinished {
+            run: run.path().to_path_buf(),
+            epochs: history.epochs(),
+        });
+    }
+    let device = config.run.backend.device(config.run.device)?;
+    let after = run.last_complete_checkpoint(history.epochs())?.unwrap_or(0);
+    if after > 0 {
+        saved::check_checkpoint(run, after, &config.model(), &device)?;
+    }
+    // Everything that can fail before training is checked before the run is touched.
+    let mnist = Mnist::load(&sources(&config, true))?;
+    let origin = mnist.origin.to_string();
+    let (train_split, valid_split) = splits(&config, mnist);
+    if (train_split.len(), valid_split.len()) != (info.train_images, info.valid_images) {
+        return Err(TrainError::DataChanged {
+            run: run.path().to_path_buf(),
+            recorded: info.train_images,
+            recorded_valid: info.valid_images,
+            found: train_split.len(),
+            found_valid: valid_split.len(),
+        });
+    }
+
+    history.truncate(after);
+    info.epoch_seconds.truncate(after);
+    info.epochs_done = after;
+    info.status = RunStatus::Running;
+    info.ended = None;
+    info.error = None;
+    info.pid = std::process::id();
+    info.data = origin;
+    // Ctrl-C stops this training from here on (see `interrupt`).
+    let interrupter = Interrupter::new();
+    let ctrl_c = CtrlC::watch(interrupter.clone());
+    run.remove_after(after)?;
+    run.write_model_config(&config.model())?;
+    run.write_history(&history)?;
+    run.write_info(&info)?;
+    fit(
+        Plan {
+            config,
+            run: run.clone(),
+            info,
+            history,
+            after,
+            resumed: true,
+            interrupter,
+            ctrl_c,
+        },
+        train_split,
+        valid_split,
+        &device,
+        dashboard,
+    )
+}
+
+/// A run about to train: new (`after` 0) or resumed after epoch `after`.
+struct Plan {
+    config: TrainConfig,
+    run: RunDir,
+    info: RunInfo,
+    history: History,
+    after: usize,
+    resumed: bool,
+    interrupter: Interrupter,
+    ctrl_c: CtrlC,
+}
+
+/// Trains epochs `after + 1 ..= epochs` through Burn's `Learner` and records them: the one code
+/// path of new and resumed runs.
+fn fit(
+    plan: Plan,
+    train_split: MnistSplit,
+    valid_split: MnistSplit,
+    device: &Device,
+    dashboard: Dashboard,
+) -> Result<TrainOutcome, TrainError> {
+    let Plan {
+        config,
+        run,
+        info,
+        history,
+        after,
+        resumed,
+        interrupter,
+        ctrl_c,
+    } = plan;
+    let recorder = Recorder::new(run.clone(), info, history).shared();
 
     device.seed(config.train.seed);
-    // Parameters are created on the autodiff device so that they are tracked.
+    let model_config = config.model();
+    // Parameters are created on the autodiff device so that they are tracked. A resumed run
+    // replaces them with the checkpoint's when Burn restores it.
     let model = model_config.init(&device.clone().autodiff());
 
     let batch_size = config.train.batch_size;
@@ -156,7 +318,8 @@ pub fn train_on(
         MnistDataset::new(Arc::new(train_split)),
         batch_size,
         device.clone(),
-    );
+    )
+    .starting_after(after);
     if config.train.shuffle {
         train_loader = train_loader.shuffled(config.train.seed);
     }
@@ -166,7 +329,7 @@ pub fn train_on(
         device.clone(),
     );
 
-    let tracker = Arc::new(SaveTracker::new({
+    let tracker = Arc::new(SaveTracker::new(after, {
         let recorder = recorder.clone();
         move |epoch| lock(&recorder).checkpoint_complete(epoch)
     }));
@@ -184,6 +347,11 @@ pub fn train_on(
             .with_checkpointing_strategy(EveryEpoch)
             .num_epochs(config.train.epochs)
             .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()));
+    if after > 0 {
+        // Burn restores model, optimizer and scheduler through the checkpointers above and
+        // numbers the next epoch after + 1.
+        training = training.checkpoint(after);
+    }
     // The terminal's settings are taken before the TUI changes them.
     let terminal = match dashboard.resolve() {
         Dashboard::Tui => Terminal::open(),
@@ -192,7 +360,8 @@ pub fn train_on(
     if let Some(terminal) = &terminal {
         training = training.with_metric_logger(CtrlCInDashboard::new(terminal.clone()));
     }
-    let training = training.renderer(dashboard.renderer(interrupter.clone(), None));
+    let training =
+        training.renderer(dashboard.renderer(interrupter.clone(), (after > 0).then_some(after)));
 
     let learner = Learner::new(
         model,
@@ -280,6 +449,7 @@ pub fn train_on(
         run: run.clone(),
         info: recorder.info.clone(),
         history: recorder.history.clone(),
+        resumed_after: resumed.then_some(after),
     })
 }
 

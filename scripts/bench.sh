@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: mnist-mlp (release) against the PyTorch and Keras reference scripts,
+# one after the other on this machine, in one invocation. A benchmark, not a test: CI does
+# not run it.
+#
+#   scripts/bench.sh [--batch 32] [--epochs 5] [--python PY] [--anchors DIR]
+#                    [--only mnist-mlp|pytorch|keras] [--output FILE] [-- TRAIN-ARGS...]
+#
+# PY is a Python with torch and tensorflow-cpu (default: python3). Set one up once, outside the
+# repository (nothing here installs anything):
+#
+#   python3 -m venv ~/.venv-anchors
+#   ~/.venv-anchors/bin/pip install --upgrade pip
+#   ~/.venv-anchors/bin/pip install tensorflow-cpu torch    # ~3.3 GB; torch's default wheel runs on CPU
+#   scripts/bench.sh --python ~/.venv-anchors/bin/python
+#
+# DIR holds the reference scripts keras_mlp.py and torch_mlp.py (default ../shared/anchors, see
+# its README). A system that fails (its packages missing, say) is reported and left out of the
+# table. Peak RSS comes from /usr/bin/time -v. TRAIN-ARGS go to `mnist-mlp train` only (e.g.
+# `-- --backend flex`). The table, headed by the date, machine, commit and load average, is
+# printed and, with --output, also written to FILE, ready for BENCHMARKS.md.
+#
+# Time on a quiet machine: the systems run one after the other, and a busy machine distorts
+# them unequally (PyTorch's OpenMP threads spin-wait, so it slows down far more than the rest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+batch=32 epochs=5 python=python3 anchors=../shared/anchors only="" output="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --batch) batch=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --python) python=$2; shift 2 ;;
+    --anchors) anchors=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --output) output=$2; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+out=$(mktemp -d "${TMPDIR:-/tmp}/mnist-mlp-bench.XXXXXX")
+trap 'rm -rf "$out"' EXIT
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/mnist-mlp
+
+run() { # name, then the command
+  local name=$1; shift
+  if [ -n "$only" ] && [ "$only" != "$name" ]; then return; fi
+  echo "== $name: $*" >&2
+  if /usr/bin/time -v -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1; then
+    echo ok >"$out/$name.status"
+  else
+    echo "failed (see below)" >"$out/$name.status"; tail -5 "$out/$name.log" >&2
+  fi
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+run mnist-mlp "$bin" train --batch-size "$batch" --epochs "$epochs" --dashboard none \
+  --artifact-dir "$out/artifacts" --run-name bench "${extra[@]}"
+run pytorch "$python" "$anchors/torch_mlp.py" --opt keras --batch "$batch" --epochs "$epochs"
+run keras "$python" "$anchors/keras_mlp.py" --batch "$batch" --epochs "$epochs"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+{
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo '+uncommitted')"
+  echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB; load average before $load_before, after $load_after"
+  python3 scripts/bench_report.py "$out" "$batch" "$epochs"
+} | if [ -n "$output" ]; then tee "$output"; else cat; fi

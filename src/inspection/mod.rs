@@ -1,0 +1,82 @@
+//! Using what training recorded: list runs ([`runs`]), look into one ([`inspect`], [`summary`]),
+//! score it on the test set ([`eval`]), classify a user's own pictures ([`predict`]), look at
+//! MNIST itself ([`show`]) and hand the weights to PyTorch ([`export`]).
+//!
+//! Each function returns text or values for `main.rs` to print; nothing here parses arguments.
+
+pub mod eval;
+pub mod export;
+pub mod predict;
+pub mod report;
+pub mod show;
+
+pub use report::{inspect, runs, summary};
+
+use crate::backend::BackendError;
+use crate::config::ConfigError;
+use crate::data::dataset::DataError;
+use crate::fsutil::WriteError;
+use crate::plots::PlotError;
+use crate::run_dir::RunDirError;
+use crate::saved::LoadError;
+use std::path::PathBuf;
+
+/// Why a command on a run, a picture or MNIST could not be done. Each names the file or value.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A picture for `predict` that is not one, or holds no digit.
+    #[error("{}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
+    /// A picture file that cannot be opened (missing, unreadable).
+    #[error("{}: cannot read: {source}", path.display())]
+    ImageRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("index {index} is out of range: the {split} split has {len} images (0 to {})", len.saturating_sub(1))]
+    IndexOutOfRange {
+        split: &'static str,
+        index: usize,
+        len: usize,
+    },
+    #[error("{}: {message}", path.display())]
+    Export { path: PathBuf, message: String },
+    /// A tensor the model computed could not be read back.
+    #[error("cannot read the model's output: {0}")]
+    Compute(String),
+}
+
+impl InspectError {
+    /// Whether the user can fix it by changing what they passed (a run, a checkpoint, a picture,
+    /// an index).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            InspectError::RunDir(e) => e.is_bad_input(),
+            InspectError::Load(e) => e.is_bad_input(),
+            InspectError::Data(e) => e.is_bad_input(),
+            InspectError::Backend(e) => e.is_bad_input(),
+            InspectError::Config(e) => e.is_bad_input(),
+            InspectError::Image { .. } | InspectError::IndexOutOfRange { .. } => true,
+            InspectError::ImageRead { source, .. } => crate::data::idx::is_about_the_file(source),
+            InspectError::Plot(_)
+            | InspectError::Write(_)
+            | InspectError::Export { .. }
+            | InspectError::Compute(_) => false,
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `predict RUN IMAGE...`: a user's own picture of a digit, prepared as MNIST's digits were
+//! made, and the model's ten probabilities for it.
+//!
+//! MNIST's digits are white on black, their bounding box scaled to fit 20×20 keeping its
+//! aspect ratio (anti-aliased, hence the grey edges), then placed in 28×28 so that their centre
+//! of mass is at the centre. [`prepare`] does the same to any picture `image` reads (PNG, JPEG,
+//! PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it when its background
+//! is light, stretch its contrast so the background is 0, then box, scale and centre.
+
+use super::InspectError;
+use crate::data::idx::{CLASSES, PIXELS, SIDE};
+use crate::model::Mlp;
+use crate::run_dir::RunDir;
+use crate::saved::{self, Weights};
+use burn::tensor::{Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{GrayImage, ImageReader, Limits};
+use std::path::{Path, PathBuf};
+
+/// The largest width or height accepted: larger pictures are refused before they are decoded,
+/// so memory stays bounded (16384² grey is 256 MiB; the decoder's allocations are capped too).
+pub const MAX_SIDE: u32 = 16_384;
+const MAX_ALLOC: u64 = 1 << 30;
+/// The side of the box MNIST fits each digit into.
+const BOX: u32 = 20;
+/// A picture whose ink is fainter than this (on 0–255) against its background holds no digit.
+const MIN_CONTRAST: f32 = 32.0;
+/// After stretching, pixels above this count as ink for the bounding box.
+const INK: u8 = 32;
+
+/// The model's verdict on one picture.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    pub path: PathBuf,
+    pub digit: u8,
+    pub probabilities: [f32; CLASSES],
+}
+
+/// Prepares each picture, then classifies them all with `which` weights of `run` (the final
+/// model, else the last checkpoint, when `None`). Every picture is checked before the model is
+/// loaded, so a bad one fails fast.
+pub fn predict(
+    run: &RunDir,
+    which: Option<Weights>,
+    pictures: &[PathBuf],
+) -> Result<Vec<Prediction>, InspectError> {
+    let prepared = pictures
+        .iter()
+        .map(|path| prepare(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = run.read_config()?;
+    let device = config.run.backend.device(config.run.device)?;
+    let saved = saved::load(run, which, &device)?;
+    let probabilities = classify(&saved.model, &prepared, &device)?;
+    Ok(pictures
+        .iter()
+        .zip(probabilities)
+        .map(|(path, probabilities)| Prediction {
+            path: path.clone(),
+            digit: super::eval::argmax(&probabilities),
+            probabilities,
+        })
+        .collect())
+}
+
+/// One row per picture: the digit, then the ten probabilities.
+pub fn render(predictions: &[Prediction]) -> String {
+    use crate::table::{Align, Table};
+    let mut columns = vec![
+        ("image".to_string(), Align::Left),
+        ("digit".to_string(), Align::Right),
+    ];
+    columns.extend((0..CLASSES).map(|c| (format!("p({c})"), Align::Right)));
+    let columns: Vec<(&str, Align)> = columns.iter().map(|(t, a)| (t.as_str(), *a)).collect();
+    let mut table = Table::new(&columns);
+    for p in predictions {
+        let mut cells = vec![p.path.display().to_string(), p.digit.to_string()];
+        cells.extend(p.probabilities.iter().map(|v| format!("{v:.4}")));
+        table.row(cells);
+    }
+    table.render(0)
+}
+
+/// The softmax output for each prepared image.
+pub fn classify(
+    model: &Mlp,
+    images: &[[u8; PIXELS]],
+    device: &burn::tensor::Device,
+) -> Result<Vec<[f32; CLASSES]>, InspectError> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let x: Vec<f32> = images
+        .iter()
+        .flat_map(|image| image.iter().map(|&p| f32::from(p) / 255.0))
+        .collect();
+    let input = Tensor::<2>::from_data(TensorData::new(x, [images.len(), PIXELS]), device);
+    let out = model
+        .probabilities(input)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| InspectError::Compute(format!("{e:?}")))?;
+    Ok(out
+        .chunks_exact(CLASSES)
+        .map(|row| {
+            let mut p = [0.0; CLASSES];
+            p.copy_from_slice(row);
+            p
+        })
+        .collect())
+}
+
+/// Reads the picture at `path` and makes it an MNIST digit: 28×28, white on black, the digit in
+/// a 20×20 box centred by mass.
+pub fn prepare(path: &Path) -> Result<[u8; PIXELS], InspectError> {
+    let gray = read_gray(path)?;
+    to_mnist(&gray).ok_or_else(|| InspectError::Image {
+        path: path.to_path_buf(),
+        message: "no digit found: the picture is one flat colour".to_string(),
+    })
+}
+
+fn image_error(path: &Path, message: impl Into<String>) -> InspectError {
+    InspectError::Image {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Decodes `path` to grey, transparent pixels over white (a digit drawn on a transparent
+/// canvas is dark ink on nothing). Its size is checked from the header before decoding.
+fn read_gray(path: &Path) -> Result<GrayImage, InspectError> {
+    let read_error = |source| InspectError::ImageRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if meta.is_dir() {
+        return Err(image_error(path, "is a directory, not a picture"));
+    }
+    if meta.len() == 0 {
+        return Err(image_error(path, "empty file, not a picture"));
+    }
+    let open = |limited: bool| -> Result<ImageReader<_>, InspectError> {
+        let mut reader = ImageReader::open(path)
+            .map_err(read_error)?
+            .with_guessed_format()
+            .map_err(read_error)?;
+        if reader.format().is_none() {
+            return Err(image_error(
+                path,
+                "not a picture this tool reads (PNG, JPEG, PGM/PPM/PBM)",
+            ));
+        }
+        if limited {
+            let mut limits = Limits::default();
+            limits.max_image_width = Some(MAX_SIDE);
+            limits.max_image_height = Some(MAX_SIDE);
+            limits.max_alloc = Some(MAX_ALLOC);
+            reader.limits(limits);
+        } else {
+            // Reading the header allocates next to nothing; its size is checked below.
+            reader.no_limits();
+        }
+        Ok(reader)
+    };
+    let (width, height) = open(false)?
+        .into_dimensions()
+        .map_err(|e| decode_error(path, e))?;
+    if width == 0 || height == 0 {
+        return Err(image_error(path, format!("{width}×{height} pixels: empty")));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(too_large(path, width, height));
+    }
+    let decoded = open(true)?.decode().map_err(|e| decode_error(path, e))?;
+    let rgba = decoded.to_luma_alpha8();
+    let (w, h) = rgba.dimensions();
+    let gray = GrayImage::from_fn(w, h, |x, y| {
+        let [l, a] = rgba.get_pixel(x, y).0;
+        let alpha = f32::from(a) / 255.0;
+        image::Luma([(f32::from(l) * alpha + 255.0 * (1.0 - alpha)).round() as u8])
+    });
+    Ok(gray)
+}
+
+fn too_large(path: &Path, width: u32, height: u32) -> InspectError {
+    image_error(
+        path,
+        format!("{width}×{height} pixels: too large (at most {MAX_SIDE}×{MAX_SIDE} are read)"),
+    )
+}
+
+fn decode_error(path: &Path, error: image::ImageError) -> InspectError {
+    match error {
+        image::ImageError::Limits(_) => image_error(
+            path,
+            format!("too large to decode within {} MiB", MAX_ALLOC >> 20),
+        ),
+        image::ImageError::IoError(source)
+            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            image_error(path, "truncated: the file ends before the picture does")
+        }
+        image::ImageError::IoError(source) => InspectError::ImageRead {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => image_error(path, format!("not a readable picture: {other}")),
+    }
+}
+
+/// The MNIST digit in a grey picture; `None` when it has no contrast to find a digit by.
+pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
+    let (w, h) = gray.dimensions();
+    // The background is what the border shows most: a light one means dark ink, inverted.
+    let border: Vec<u8> = (0..w)
+        .flat_map(|x| [(x, 0), (x, h - 1)])
+        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]))
+        .map(|(x, y)| gray.get_pixel(x, y).0[0])
+        .collect();
+    let light = border.iter().map(|&p| u64::from(p)).sum::<u64>() / border.len() as u64 > 127;
+    let ink = |p: u8| if light { 255 - p } else { p };
+    let mut sorted: Vec<u8> = border.iter().map(|&p| ink(p)).collect();
+    sorted.sort_unstable();
+    let background = f32::from(sorted[sorted.len() / 2]);
+    let peak = f32::from(gray.pixels().map(|p| ink(p.0[0])).max().unwrap_or(0));
+    if peak - background < MIN_CONTRAST {
+        return None;
+    }
+    // White on black, the background at 0 and the strongest ink at 255.
+    let stretched = GrayImage::from_fn(w, h, |x, y| {
+        let v =
+            (f32::from(ink(gray.get_pixel(x, y).0[0])) - background) * 255.0 / (peak - background);
+        image::Luma([v.clamp(0.0, 255.0).round() as u8])
+    });
+
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for (x, y, p) in stretched.enumerate_pixels() {
+        if p.0[0] > INK {
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+    }
+    if x0 > x1 {
+        return None;
+    }
+    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
+    let cropped = image::imageops::crop_imm(&stretched, x0, y0, bw, bh).to_image();
+    // The longer side becomes 20 pixels, the other keeps the aspect ratio.
+    let scale = BOX as f32 / bw.max(bh) as f32;
+    let (sw, sh) = (
+        ((bw as f32 * scale).round() as u32).clamp(1, BOX),
+        ((bh as f32 * scale).round() as u32).clamp(1, BOX),
+    );
+    let boxed = image::imageops::resize(&cropped, sw, sh, FilterType::Lanczos3);
+
+    // Centre of mass of the scaled digit, moved to the centre of the 28×28 image.
+    let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y, p) in boxed.enumerate_pixels() {
+        let v = f64::from(p.0[0]);
+        mass += v;
+        mx += v * (f64::from(x) + 0.5);
+        my += v * (f64::from(y) + 0.5);
+    }
+    let centre = SIDE as f64 / 2.0;
+    let (cx, cy) = if mass > 0.0 {
+        (mx / mass, my / mass)
+    } else {
+        (f64::from(sw) / 2.0, f64::from(sh) / 2.0)
+    };
+    // Kept inside the image: a lopsided digit may not centre exactly.
+    let left = ((centre - cx).round() as i64).clamp(0, (SIDE as u32 - sw) as i64) as usize;
+    let top = ((centre - cy).round() as i64).clamp(0, (SIDE as u32 - sh) as i64) as usize;
+    let mut out = [0u8; PIXELS];
+    for (x, y, p) in boxed.enumerate_pixels() {
+        out[(top + y as usize) * SIDE + left + x as usize] = p.0[0];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A white bar on black, 3 wide and 12 tall, off centre in a 40×40 picture.
+    fn bar(light_background: bool) -> GrayImage {
+        GrayImage::from_fn(40, 40, |x, y| {
+            let ink = (5..8).contains(&x) && (2..14).contains(&y);
+            let v = if ink { 255 } else { 0 };
+            image::Luma([if light_background { 255 - v } else { v }])
+        })
+    }
+
+    fn bounding_box(image: &[u8; PIXELS]) -> (usize, usize, usize, usize) {
+        let ink: Vec<(usize, usize)> = (0..PIXELS)
+            .filter(|&i| image[i] > INK)
+            .map(|i| (i % SIDE, i / SIDE))
+            .collect();
+        let xs = ink.iter().map(|p| p.0);
+        let ys = ink.iter().map(|p| p.1);
+        (
+            xs.clone().min().unwrap(),
+            ys.clone().min().unwrap(),
+            xs.max().unwrap(),
+            ys.max().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_digit_is_boxed_to_20_and_centred_by_mass() {
+        let digit = to_mnist(&bar(false)).unwrap();
+        let (x0, y0, x1, y1) = bounding_box(&digit);
+        // 12 tall becomes 20 tall (give or take the filter's ringing); 3 wide becomes 5.
+        assert!((19..=21).contains(&(y1 - y0 + 1)), "{y0}..{y1}");
+        assert!((4..=7).contains(&(x1 - x0 + 1)), "{x0}..{x1}");
+        // Symmetric, so its centre of mass is the image's centre, 14.
+        let mass: f64 = digit.iter().map(|&p| f64::from(p)).sum();
+        let cx: f64 = (0..PIXELS)
+            .map(|i| f64::from(digit[i]) * ((i % SIDE) as f64 + 0.5))
+            .sum::<f64>()
+            / mass;
+        let cy: f64 = (0..PIXELS)
+            .map(|i| f64::from(digit[i]) * ((i / SIDE) as f64 + 0.5))
+            .sum::<f64>()
+            / mass;
+        assert!((cx - 14.0).abs() <= 0.5, "{cx}");
+        assert!((cy - 14.0).abs() <= 0.5, "{cy}");
+        // The background is black, the stroke white.
+        assert_eq!(digit[0], 0);
+        assert_eq!(*digit.iter().max().unwrap(), 255);
+    }
+
+    #[test]
+    fn a_dark_digit_on_white_is_inverted() {
+        assert_eq!(to_mnist(&bar(true)), to_mnist(&bar(false)));
+    }
+
+    #[test]
+    fn a_flat_picture_holds_no_digit() {
+        assert_eq!(
+            to_mnist(&GrayImage::from_pixel(30, 30, image::Luma([200]))),
+            None
+        );
+        // Noise of a few levels is not a digit either.
+        let faint = GrayImage::from_fn(30, 30, |x, y| image::Luma([100 + ((x + y) % 5) as u8]));
+        assert_eq!(to_mnist(&faint), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! `runs`, `inspect` and `summary`: what a run recorded, as tables.
+
+use super::InspectError;
+use crate::model::thousands;
+use crate::run_dir::{CheckpointPart, History, RunDir, RunInfo};
+use crate::saved;
+use crate::table::{Align, Table};
+use std::fmt::Write;
+use std::path::Path;
+
+/// The history a reader should trust: the epochs whose checkpoint is complete (`run.json`'s
+/// `epochs_done`; `history.json` may hold one more after a kill).
+pub fn recorded_history(run: &RunDir, info: &RunInfo) -> Result<History, InspectError> {
+    let mut history = saved::read_history_or_empty(run)?;
+    history.truncate(info.epochs_done);
+    Ok(history)
+}
+
+/// `runs`: one row per run under `<artifact_dir>/runs/`, newest first. A run whose files cannot
+/// be read still gets a row, saying why, so one broken run does not hide the others.
+pub fn runs(artifact_dir: &Path) -> Result<String, InspectError> {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    for run in RunDir::list(artifact_dir)? {
+        let row = match run_row(&run) {
+            Ok(row) => row,
+            Err(e) => {
+                let mut cells = vec![run.name()];
+                cells.resize(10, "?".to_string());
+                cells.push(format!("unreadable: {e}"));
+                ("".to_string(), cells)
+            }
+        };
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Ok(format!(
+            "no runs in {}\n",
+            RunDir::runs_dir(artifact_dir).display()
+        ));
+    }
+    // Newest first; RFC 3339 UTC times sort as text. Unreadable runs go last.
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut table = Table::new(&[
+        ("run", Align::Left),
+        ("started (UTC)", Align::Left),
+        ("epochs", Align::Right),
+        ("backend", Align::Left),
+        ("loss", Align::Right),
+        ("accuracy", Align::Right),
+        ("val_loss", Align::Right),
+        ("val_accuracy", Align::Right),
+        ("best val_acc", Align::Right),
+        ("best epoch", Align::Right),
+        ("status", Align::Left),
+    ]);
+    for (_, cells) in rows {
+        table.row(cells);
+    }
+    Ok(table.render(0))
+}
+
+fn run_row(run: &RunDir) -> Result<(String, Vec<String>), InspectError> {
+    let info = run.read_info()?;
+    let history = recorded_history(run, &info)?;
+    let last = history.last();
+    let metric = |f: fn(&crate::run_dir::EpochMetrics) -> f64| {
+        last.as_ref()
+            .map_or("-".to_string(), |m| format!("{:.4}", f(m)))
+    };
+    let best = history.best_epoch();
+    let cells = vec![
+        run.name(),
+        info.started
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .to_string(),
+        format!("{}/{}", info.epochs_done, info.epochs_planned),
+        info.backend.clone(),
+        metric(|m| m.loss),
+        metric(|m| m.accuracy),
+        metric(|m| m.val_loss),
+        metric(|m| m.val_accuracy),
+        best.map_or("-".to_string(), |(_, v)| format!("{v:.4}")),
+        best.map_or("-".to_string(), |(e, _)| e.to_string()),
+        info.effective_status().to_string(),
+    ];
+    Ok((info.started.clone(), cells))
+}
+
+/// `inspect RUN`: the run's facts, its effective config, the per-epoch history and the
+/// checkpoints on disk with the best one marked.
+pub fn inspect(run: &RunDir) -> Result<String, InspectError> {
+    let info = run.read_info()?;
+    let config = run.read_config()?;
+    let history = recorded_history(run, &info)?;
+    let best = history.best_epoch();
+    let mut out = String::new();
+    let _ = writeln!(out, "Run {} ({})", info.name, run.path().display());
+    let _ = writeln!(out, "  status:   {}", info.effective_status());
+    let _ = writeln!(
+        out,
+        "  started:  {}{}",
+        info.started,
+        info.ended
+            .as_ref()
+            .map(|e| format!(", ended {e}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  epochs:   {} of {} done",
+        info.epochs_done, info.epochs_planned
+    );
+    let _ = writeln!(out, "  backend:  {} on {}", info.backend, info.device);
+    let _ = writeln!(
+        out,
+        "  data:     {} ({} training, {} validation images)",
+        info.data,
+        thousands(info.train_images),
+        thousands(info.valid_images)
+    );
+    if let Some(error) = &info.error {
+        let _ = writeln!(out, "  error:    {error}");
+    }
+
+    let _ = writeln!(out, "\nConfig ({}):", run.config_path().display());
+    for line in config.to_toml().lines() {
+        let _ = writeln!(out, "{}", format!("  {line}").trim_end());
+    }
+
+    let _ = writeln!(out, "\nHistory ({}):", run.history_json_path().display());
+    let mut epochs = Table::new(&[
+        ("epoch", Align::Right),
+        ("loss", Align::Right),
+        ("accuracy", Align::Right),
+        ("val_loss", Align::Right),
+        ("val_accuracy", Align::Right),
+        ("seconds", Align::Right),
+    ]);
+    for epoch in 0..history.epochs() {
+        if let Some(m) = history.get(epoch) {
+            epochs.row(vec![
+                (epoch + 1).to_string(),
+                format!("{:.4}", m.loss),
+                format!("{:.4}", m.accuracy),
+                format!("{:.4}", m.val_loss),
+                format!("{:.4}", m.val_accuracy),
+                info.epoch_seconds
+                    .get(epoch)
+                    .map_or("-".to_string(), |s| format!("{s:.1}")),
+            ]);
+        }
+    }
+    if epochs.is_empty() {
+        let _ = writeln!(out, "  no epoch finished");
+    } else {
+        out.push_str(&epochs.render(2));
+    }
+
+    let _ = writeln!(out, "\nCheckpoints ({}):", run.checkpoint_dir().display());
+    let mut checkpoints = Table::new(&[
+        ("epoch", Align::Right),
+        ("model", Align::Right),
+        ("optimizer", Align::Right),
+        ("scheduler", Align::Right),
+        ("val_accuracy", Align::Right),
+        ("", Align::Left),
+    ]);
+    let size = |bytes: Option<u64>| bytes.map_or("missing".to_string(), human_size);
+    for checkpoint in run.checkpoints()? {
+        let epoch = checkpoint.epoch;
+        let val_accuracy = (epoch <= history.epochs())
+            .then(|| history.get(epoch - 1))
+            .flatten()
+            .map_or("-".to_string(), |m| format!("{:.4}", m.val_accuracy));
+        let mut notes = Vec::new();
+        if best.is_some_and(|(b, _)| b == epoch) {
+            notes.push("best");
+        }
+        if !checkpoint.is_complete() {
+            notes.push("incomplete");
+        }
+        checkpoints.row(vec![
+            epoch.to_string(),
+            size(checkpoint.size(CheckpointPart::Model)),
+            size(checkpoint.size(CheckpointPart::Optimizer)),
+            size(checkpoint.size(CheckpointPart::Scheduler)),
+            val_accuracy,
+            notes.join(", "),
+        ]);
+    }
+    if checkpoints.is_empty() {
+        let _ = writeln!(out, "  none");
+    } else {
+        out.push_str(&checkpoints.render(2));
+    }
+    let model = run.model_path();
+    match std::fs::metadata(&model) {
+        Ok(meta) => {
+            let _ = writeln!(
+                out,
+                "\nFinal model: {} ({})",
+                model.display(),
+                human_size(meta.len())
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(out, "\nFinal model: none (the run did not finish)");
+        }
+    }
+    Ok(out)
+}
+
+/// `2679336` → `2.6 MiB`.
+fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b >= KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else if b >= KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// `summary [RUN]`: Keras's `model.summary()` of a run's model as trained (its weights loaded,
+/// so the counts are those of the tensors on disk), or of the tutorial's model without a run.
+pub fn summary(run: Option<&RunDir>) -> Result<String, InspectError> {
+    let device = crate::backend::Backend::preferred().device(0)?;
+    match run {
+        None => Ok(crate::model::MlpConfig::tutorial().init(&device).summary()),
+        Some(run) => {
+            let saved = saved::load(run, None, &device)?;
+            Ok(format!(
+                "Weights: {} (epoch {})\n{}",
+                saved.path.display(),
+                saved.epoch,
+                saved.model.summary()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(256), "256 B");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(2_679_336), "2.6 MiB");
+    }
+}

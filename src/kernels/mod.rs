@@ -1,0 +1,141 @@
+//! Fused CPU kernels for the tutorial's MLP, as a Burn backend extension of the ndarray backend.
+//!
+//! Built from Burn's general tensor operations, one training step of the MLP is many
+//! separate passes over memory (matmul, bias add, ReLU, their gradients, transposes made
+//! contiguous, and the optimizer's nine element-wise operations over 670k parameters), each into
+//! a freshly allocated buffer, with single-threaded matrix products. These kernels do the same
+//! arithmetic in a few passes:
+//!
+//! - [`dense`]: `relu(x·w + b)` (or without the ReLU), one multi-threaded GEMM accumulated onto
+//!   the bias, then the ReLU; its backward pass masks the gradient by the ReLU and computes
+//!   the weight, bias and input gradients with two GEMMs, skipping the input gradient when the
+//!   input needs none (the images). Small batches of mostly-zero inputs (MNIST images are ~81%
+//!   zeros) skip the zeros instead of multiplying them: same sums up to rounding order, a fifth
+//!   of the first layer's arithmetic;
+//! - [`softmax_cross_entropy`]: per-sample categorical cross-entropy from logits, whose gradient
+//!   is `softmax − one_hot` computed in the same pass;
+//! - [`rmsprop`]: Keras's RMSprop update in one pass, updating the running average in place.
+//!
+//! The arithmetic is the same as the general path's (same formulas, f32), so results agree to
+//! rounding; `tests` checks both paths against each other. Other backends (flex, wgpu) keep the
+//! general path: [`supported`] says which one a device takes.
+
+// burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
+#![allow(deprecated)]
+
+mod autodiff;
+mod cpu;
+
+use burn::backend::{Dispatch, DispatchDevice, NdArray, backend_extension, tensor::FloatTensor};
+use burn::tensor::{Device, Tensor};
+
+/// The fused operations. Implemented for [`NdArray`] (the arithmetic) and for Burn's autodiff
+/// wrapper of it (the backward passes).
+#[backend_extension(Autodiff, NdArray)]
+pub trait MlpKernels: burn::backend::Backend {
+    /// `x·w + b`, then ReLU when `relu`: `x` `[m, k]`, `w` `[k, n]`, `b` `[n]` → `[m, n]`.
+    fn dense(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Categorical cross-entropy of each row of `logits` `[m, c]` against the one-hot rows of
+    /// `targets` `[m, c]`: `[m]`.
+    fn softmax_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// One Keras RMSprop step: `v ← rho·v + (1−rho)·g²`, `w ← w − lr·g/√(v+eps)`. Returns
+    /// `(w, v)`.
+    fn rmsprop(
+        w: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        lr: f64,
+        rho: f32,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Whether `device` runs these kernels (Burn's ndarray backend, with or without autodiff).
+pub fn supported(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::NdArray(_)
+    )
+}
+
+/// `relu(x·w + b)` (or `x·w + b` when `relu` is false), differentiable.
+pub fn dense(x: Tensor<2>, w: Tensor<2>, b: Tensor<1>, relu: bool) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::dense(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        b.into_dispatch(),
+        relu,
+    ))
+}
+
+/// Per-sample categorical cross-entropy from logits and one-hot targets, differentiable.
+pub fn softmax_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::softmax_cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}
+
+/// One Keras RMSprop step on one parameter; returns the new parameter and running average. The
+/// running average starts at zeros (`None`), as Keras's does.
+pub fn rmsprop<const D: usize>(
+    w: Tensor<D>,
+    g: Tensor<D>,
+    v: Option<Tensor<D>>,
+    lr: f64,
+    rho: f32,
+    eps: f32,
+) -> (Tensor<D>, Tensor<D>) {
+    let v = v.unwrap_or_else(|| g.zeros_like());
+    let (w, v) = Dispatch::rmsprop(
+        w.into_dispatch(),
+        g.into_dispatch(),
+        v.into_dispatch(),
+        lr,
+        rho,
+        eps,
+    );
+    (Tensor::from_dispatch(w), Tensor::from_dispatch(v))
+}
+
+impl MlpKernels for NdArray {
+    fn dense(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        cpu::dense(&x, &w, &b, relu)
+    }
+
+    fn softmax_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cpu::softmax_cross_entropy(&logits, &targets).0
+    }
+
+    fn rmsprop(
+        w: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        lr: f64,
+        rho: f32,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        cpu::rmsprop(w, &g, v, lr, rho, eps)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! `runs`, `inspect`, `summary`, `eval`, `predict`, `show` and `export` end to end, on a tiny
+//! run trained here on real MNIST (2 epochs on 2,000 images, validated on 500).
+
+mod common;
+
+use common::{mnist_dir, mnist_mlp, real_mnist, run_ok, stdout};
+use mnist_mlp::backend::Backend;
+use mnist_mlp::data::idx::{PIXELS, SIDE};
+use mnist_mlp::plots::{CONFUSION_SIZE, digit_grid_size};
+use mnist_mlp::run_dir::{History, RunDir};
+use mnist_mlp::saved::{self, Weights};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const VALID: usize = 500;
+
+/// The home directory holding `artifacts/runs/tiny`, trained once for all tests here.
+fn home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = tempfile::tempdir().unwrap();
+        run_ok(
+            mnist_mlp(home.path())
+                .arg("train")
+                .arg("--data-dir")
+                .arg(mnist_dir())
+                .args(["--artifact-dir", "artifacts", "--run-name", "tiny"])
+                .args(["--limit-train", "2000", "--limit-valid", "500"])
+                .args(["--epochs", "2", "--seed", "5", "--dashboard", "none"]),
+        );
+        home
+    })
+    .path()
+}
+
+fn run() -> RunDir {
+    RunDir::open(home().join("artifacts/runs/tiny"))
+}
+
+fn history() -> History {
+    run().read_history().unwrap()
+}
+
+fn cli(args: &[&str]) -> Command {
+    let mut command = mnist_mlp(home());
+    command.args(args);
+    command
+}
+
+#[test]
+fn runs_lists_the_run_with_its_numbers() {
+    let out = stdout(&run_ok(&mut cli(&["runs", "--artifact-dir", "artifacts"])));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("run "), "{out}");
+    let cells: Vec<&str> = lines[2].split_whitespace().collect();
+    let h = history();
+    let last = h.last().unwrap();
+    let (best_epoch, best) = h.best_epoch().unwrap();
+    // run, date, time, epochs, backend, 4 metrics, best, best epoch, status
+    assert_eq!(cells[0], "tiny");
+    assert_eq!(cells[3], "2/2");
+    assert_eq!(cells[4], "ndarray");
+    assert_eq!(cells[5], format!("{:.4}", last.loss));
+    assert_eq!(cells[6], format!("{:.4}", last.accuracy));
+    assert_eq!(cells[7], format!("{:.4}", last.val_loss));
+    assert_eq!(cells[8], format!("{:.4}", last.val_accuracy));
+    assert_eq!(cells[9], format!("{best:.4}"));
+    assert_eq!(cells[10], best_epoch.to_string());
+    assert_eq!(cells[11], "finished");
+
+    // An empty artifact directory has no runs, and says where it looked.
+    let empty = tempfile::tempdir().unwrap();
+    let out = stdout(&run_ok(mnist_mlp(empty.path()).args([
+        "runs",
+        "--artifact-dir",
+        "nothing",
+    ])));
+    assert_eq!(out, "no runs in nothing/runs\n");
+
+    // A run whose run.json is damaged gets a row saying so; the others are still listed.
+    let broken = empty.path().join("artifacts/runs/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "{\"name\": ").unwrap();
+    let out = stdout(&run_ok(mnist_mlp(empty.path()).args([
+        "runs",
+        "--artifact-dir",
+        "artifacts",
+    ])));
+    let row = out.lines().nth(2).unwrap();
+    assert!(row.starts_with("broken "), "{out}");
+    assert!(
+        row.contains("unreadable: artifacts/runs/broken/run.json: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn inspect_shows_config_history_and_checkpoints() {
+    // By name and by directory, the same.
+    let by_name = stdout(&run_ok(&mut cli(&["inspect", "tiny"])));
+    let by_path = stdout(&run_ok(&mut cli(&["inspect", "artifacts/runs/tiny"])));
+    assert_eq!(by_name, by_path);
+    assert!(by_name.contains("  status:   finished\n"), "{by_name}");
+    assert!(by_name.contains("  epochs:   2 of 2 done\n"), "{by_name}");
+    assert!(by_name.contains("  seed = 5\n"), "{by_name}");
+    let h = history();
+    for epoch in 0..2 {
+        let m = h.get(epoch).unwrap();
+        let row = format!(
+            "{:>7}  {:>6.4}  {:>8.4}  {:>8.4}  {:>12.4}",
+            epoch + 1,
+            m.loss,
+            m.accuracy,
+            m.val_loss,
+            m.val_accuracy
+        );
+        assert!(by_name.contains(&row), "no `{row}` in\n{by_name}");
+    }
+    let (best, _) = h.best_epoch().unwrap();
+    let checkpoints = by_name.split("Checkpoints").nth(1).unwrap();
+    let best_rows: Vec<&str> = checkpoints
+        .lines()
+        .filter(|l| l.ends_with("  best"))
+        .collect();
+    assert_eq!(best_rows.len(), 1, "{checkpoints}");
+    assert!(best_rows[0].trim_start().starts_with(&format!("{best} ")));
+    assert!(checkpoints.contains("2.6 MiB"), "{checkpoints}");
+    assert!(by_name.contains("Final model: artifacts/runs/tiny/model.bpk (2.6 MiB)"));
+}
+
+#[test]
+fn summary_counts_the_tutorials_parameters() {
+    let out = stdout(&run_ok(&mut cli(&["summary", "tiny"])));
+    assert!(
+        out.starts_with("Weights: artifacts/runs/tiny/model.bpk (epoch 2)\n"),
+        "{out}"
+    );
+    for line in [
+        "layers.0 (Linear + ReLU)        (None, 512)              401,920",
+        "layers.1 (Linear + ReLU)        (None, 512)              262,656",
+        "layers.2 (Linear + Softmax)     (None, 10)                 5,130",
+        "Total params: 669,706 (2.55 MB)",
+    ] {
+        assert!(out.contains(line), "no `{line}` in\n{out}");
+    }
+    let untrained = stdout(&run_ok(&mut cli(&["summary"])));
+    assert!(untrained.contains("Total params: 669,706"), "{untrained}");
+}
+
+fn eval_json(checkpoint: Option<&str>) -> serde_json::Value {
+    let mut command = cli(&["eval", "tiny", "--json"]);
+    if let Some(c) = checkpoint {
+        command.args(["--checkpoint", c]);
+    }
+    serde_json::from_str(&stdout(&run_ok(&mut command))).unwrap()
+}
+
+#[test]
+fn eval_accuracy_is_the_recorded_val_accuracy() {
+    let h = history();
+    let (best, _) = h.best_epoch().unwrap();
+    for (checkpoint, epoch) in [
+        (Some("1"), 1),
+        (Some("2"), 2),
+        (Some("last"), 2),
+        (Some("best"), best),
+        (Some("final"), 2),
+        (None, 2),
+    ] {
+        let e = eval_json(checkpoint);
+        let recorded = h.get(epoch - 1).unwrap();
+        assert_eq!(e["epoch"], epoch, "{checkpoint:?}");
+        assert_eq!(e["images"], VALID);
+        let accuracy = e["accuracy"].as_f64().unwrap();
+        // The same model on the same images: the same count of right answers.
+        assert_eq!(
+            e["correct"].as_u64().unwrap(),
+            (recorded.val_accuracy * VALID as f64).round() as u64
+        );
+        assert!(
+            (accuracy - recorded.val_accuracy).abs() < 1e-12,
+            "{checkpoint:?}: eval {accuracy}, recorded {}",
+            recorded.val_accuracy
+        );
+        assert_eq!(
+            format!("{accuracy:.4}"),
+            format!("{:.4}", recorded.val_accuracy)
+        );
+        // The loss too, up to f32 summation order.
+        let loss = e["loss"].as_f64().unwrap();
+        assert!(
+            (loss - recorded.val_loss).abs() < 1e-4,
+            "{loss} {recorded:?}"
+        );
+
+        let confusion: Vec<Vec<u64>> = serde_json::from_value(e["confusion"].clone()).unwrap();
+        let total: u64 = confusion.iter().flatten().sum();
+        let diagonal: u64 = (0..10).map(|i| confusion[i][i]).sum();
+        assert_eq!(total, VALID as u64);
+        assert_eq!(diagonal, e["correct"].as_u64().unwrap());
+        // Support of each digit is the label count of the 500 images.
+        let counts = real_mnist().valid.first(VALID).label_counts();
+        for (digit, class) in e["per_class"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(class["support"], counts[digit]);
+            let hits = confusion[digit][digit] as f64;
+            let predicted: u64 = confusion.iter().map(|r| r[digit]).sum();
+            let recall = hits / counts[digit] as f64;
+            let precision = if predicted == 0 {
+                0.0
+            } else {
+                hits / predicted as f64
+            };
+            assert!((class["recall"].as_f64().unwrap() - recall).abs() < 1e-12);
+            assert!((class["precision"].as_f64().unwrap() - precision).abs() < 1e-12);
+        }
+        let mistakes = e["mistakes"].as_array().unwrap();
+        assert_eq!(mistakes.len() as u64, VALID as u64 - diagonal);
+    }
+
+    // The pictures it drew into the run, at the sizes they must have.
+    let mistakes = VALID - eval_json(None)["correct"].as_u64().unwrap() as usize;
+    let run = run();
+    assert_eq!(
+        image::image_dimensions(run.confusion_png_path()).unwrap(),
+        CONFUSION_SIZE
+    );
+    assert_eq!(
+        image::image_dimensions(run.mistakes_png_path()).unwrap(),
+        digit_grid_size(mistakes.min(64))
+    );
+
+    // The table for a person says the same.
+    let text = stdout(&run_ok(&mut cli(&["eval", "tiny", "--checkpoint", "1"])));
+    let m = h.get(0).unwrap();
+    assert!(
+        text.contains(&format!(
+            "accuracy {:.4} ({} correct); training recorded val_loss {:.4} - val_accuracy {:.4} for epoch 1",
+            m.val_accuracy,
+            (m.val_accuracy * VALID as f64).round(),
+            m.val_loss,
+            m.val_accuracy
+        )),
+        "{text}"
+    );
+}
+
+/// A digit as a user might photograph it: dark ink on a light, tinted background, larger and
+/// off centre, in a non-square RGB picture.
+fn photo_of(image: &[u8; PIXELS]) -> image::RgbImage {
+    image::RgbImage::from_fn(300, 200, |x, y| {
+        // The 28×28 digit, 6 times larger, placed at (40, 20).
+        let (dx, dy) = (x as i64 - 40, y as i64 - 20);
+        let ink = if (0..168).contains(&dx) && (0..168).contains(&dy) {
+            image[(dy / 6) as usize * SIDE + (dx / 6) as usize]
+        } else {
+            0
+        };
+        let v = 240 - (f32::from(ink) * 0.85) as u8;
+        image::Rgb([v, v, v.saturating_sub(20)])
+    })
+}
+
+fn predict(images: &[&Path]) -> Vec<(u8, Vec<f64>)> {
+    let mut command = cli(&["predict", "tiny"]);
+    command.args(images);
+    let out = stdout(&run_ok(&mut command));
+    out.lines()
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let p: Vec<f64> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
+            (cells[1].parse().unwrap(), p)
+        })
+        .collect()
+}
+
+#[test]
+fn predict_reads_a_users_pictures_as_mnist_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = real_mnist();
+    // Test images 0, 1 and 2 are a 7, a 2 and a 1.
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut labels = Vec::new();
+    for index in 0..3 {
+        let image = mnist.valid.image(index);
+        labels.push(mnist.valid.label(index));
+        let gray = image::GrayImage::from_raw(28, 28, image.to_vec()).unwrap();
+        let png = dir.path().join(format!("mnist-{index}.png"));
+        gray.save(&png).unwrap();
+        let jpeg = dir.path().join(format!("photo-{index}.jpg"));
+        photo_of(image).save(&jpeg).unwrap();
+        paths.extend([png, jpeg]);
+    }
+    assert_eq!(labels, [7, 2, 1]);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let predictions = predict(&refs);
+    assert_eq!(predictions.len(), 6);
+    for (i, (digit, p)) in predictions.iter().enumerate() {
+        assert_eq!(p.len(), 10);
+        let sum: f64 = p.iter().sum();
+        assert!((sum - 1.0).abs() < 2e-3, "{p:?}");
+        let argmax = (0..10).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        assert_eq!(usize::from(*digit), argmax);
+        // Each of these three the tiny model gets right, as MNIST and as a photo.
+        assert_eq!(*digit, labels[i / 2], "{}", paths[i].display());
+    }
+
+    // The picture, once prepared, is close to the MNIST digit it was made from.
+    for index in 0..3 {
+        let prepared = mnist_mlp::inspection::predict::prepare(&paths[2 * index + 1]).unwrap();
+        let original = mnist.valid.image(index);
+        let diff: f64 = prepared
+            .iter()
+            .zip(original)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs())
+            .sum::<f64>()
+            / PIXELS as f64;
+        assert!(diff < 25.0, "image {index}: mean difference {diff}");
+    }
+}
+
+#[test]
+fn show_prints_the_pixels_and_label_and_saves_pictures() {
+    let mnist = real_mnist();
+    let out = stdout(&run_ok(&mut cli(&[
+        "show",
+        "--data-dir",
+        mnist_dir().to_str().unwrap(),
+        "--index",
+        "7",
+        "--png",
+        "seven.png",
+    ])));
+    let lines: Vec<&str> = out.lines().collect();
+    let image = mnist.train.image(7);
+    for (row, line) in lines[..SIDE].iter().enumerate() {
+        let values: Vec<u8> = line
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(values, image[row * SIDE..(row + 1) * SIDE]);
+        assert_eq!(line.len(), SIDE * 4);
+    }
+    assert_eq!(
+        lines[SIDE],
+        format!("label: {} (train split, index 7)", mnist.train.label(7))
+    );
+    let png = image::open(home().join("seven.png")).unwrap().to_luma8();
+    assert_eq!(png.dimensions(), (280, 280));
+    for (i, &value) in image.iter().enumerate() {
+        let (x, y) = ((i % SIDE) as u32 * 10 + 5, (i / SIDE) as u32 * 10 + 5);
+        assert_eq!(png.get_pixel(x, y).0[0], value);
+    }
+
+    let out = stdout(&run_ok(&mut cli(&[
+        "show",
+        "--data-dir",
+        mnist_dir().to_str().unwrap(),
+        "--split",
+        "test",
+        "--grid",
+        "12",
+        "--png",
+        "grid.png",
+    ])));
+    let labels: Vec<String> = (0..12).map(|i| mnist.valid.label(i).to_string()).collect();
+    assert!(
+        out.starts_with(&format!(
+            "labels of test split images 0–11: {}\n",
+            labels.join(" ")
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        image::image_dimensions(home().join("grid.png")).unwrap(),
+        digit_grid_size(12)
+    );
+}
+
+#[test]
+fn export_writes_pytorch_linear_layers() {
+    let out = stdout(&run_ok(&mut cli(&[
+        "export",
+        "tiny",
+        "--format",
+        "safetensors",
+        "--out",
+        "tiny.safetensors",
+    ])));
+    assert!(out.contains("  0.weight  f32 [512, 784]\n"), "{out}");
+    let bytes = std::fs::read(home().join("tiny.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"
+        ]
+    );
+
+    // Each weight is Burn's transposed: PyTorch's [out, in] against Burn's [in, out].
+    let device = Backend::Ndarray.device(0).unwrap();
+    let saved = saved::load(&run(), Some(Weights::Final), &device).unwrap();
+    for (i, layer) in saved.model.layers.iter().enumerate() {
+        let burn: Vec<f32> = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let [inputs, outputs] = layer.weight.val().dims();
+        let view = file.tensor(&format!("{}.weight", 2 * i)).unwrap();
+        assert_eq!(view.shape(), [outputs, inputs]);
+        assert_eq!(view.dtype(), safetensors::Dtype::F32);
+        let torch: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        for o in (0..outputs).step_by(7) {
+            for k in (0..inputs).step_by(13) {
+                assert_eq!(torch[o * inputs + k], burn[k * outputs + o]);
+            }
+        }
+        let bias: Vec<f32> = layer
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let view = file.tensor(&format!("{}.bias", 2 * i)).unwrap();
+        let torch: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(torch, bias);
+    }
+}
