@@ -213,20 +213,21 @@ pub(super) fn dense_backward(
         }
     }
     let xs = values(x);
-    let dw = match Sparse::of(&xs, m, k) {
-        Some(x) => x.transposed_times(grad, n),
-        None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
-    };
-    let dx = need_dx.then(|| {
-        let dx = product(
-            m,
-            k,
-            n,
-            Operand::rows(grad, n),
-            Operand::transposed(&values(w), n),
-        );
-        tensor(dx, &[m, k])
-    });
+    let ws = values(w);
+    // The two products are independent: side by side, each keeps a thread busy where a product
+    // of this size alone does not keep two.
+    let (dw, dx) = rayon::join(
+        || match Sparse::of(&xs, m, k) {
+            Some(x) => x.transposed_times(grad, n),
+            None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
+        },
+        || {
+            need_dx.then(|| {
+                let dx = product(m, k, n, Operand::rows(grad, n), Operand::transposed(&ws, n));
+                tensor(dx, &[m, k])
+            })
+        },
+    );
     (dx, tensor(dw, &[k, n]), tensor(db, &[n]))
 }
 
