@@ -527,12 +527,12 @@ impl Tile {
     /// Adds `v · b_row` to row `r − base` of the tile for each `(r, v)`.
     fn add(&mut self, b_row: &[f32], rows: &[u32], base: u32, values: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        if let Ok(b_row) = <&[f32; SPARSE_BLOCK]>::try_from(b_row)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
         {
-            if let Ok(b_row) = <&[f32; SPARSE_BLOCK]>::try_from(b_row) {
-                // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                return unsafe { add_avx2(&mut self.sums, b_row, rows, base, values) };
-            }
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { add_avx2(&mut self.sums, b_row, rows, base, values) };
         }
         let width = self.width;
         for (&r, &v) in rows.iter().zip(values) {
