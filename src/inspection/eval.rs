@@ -17,6 +17,7 @@ use crate::table::{Align, Table};
 use crate::training;
 use burn::tensor::Device;
 use burn::tensor::activation::log_softmax;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -123,7 +124,10 @@ struct Scored {
     mistakes: Vec<Mistake>,
 }
 
-/// The model's verdict on every image of `split`, `CHUNK` images at a time.
+/// The model's verdict on every image of `split`, `CHUNK` images at a time. The chunks are
+/// scored in parallel: the kernels split each layer's product over the threads, but batching
+/// the pixels, finding their non-zeros and the softmax are one thread's work per chunk, so whole
+/// chunks run side by side too. The tally goes through them in order.
 fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, InspectError> {
     let mut scored = Scored {
         loss: 0.0,
@@ -131,16 +135,23 @@ fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, Ins
         confusion: [[0; CLASSES]; CLASSES],
         mistakes: Vec::new(),
     };
-    let mut start = 0;
-    while start < split.len() {
-        let end = (start + CHUNK).min(split.len());
-        let indices: Vec<usize> = (start..end).collect();
-        let images = batch_of(split, &indices, device).images;
-        let log_probs: Vec<f32> = log_softmax(model.forward(images), 1)
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| InspectError::Compute(format!("{e:?}")))?;
+    let chunks: Vec<usize> = (0..split.len()).step_by(CHUNK).collect();
+    let log_probs: Vec<Vec<f32>> = chunks
+        .par_iter()
+        .map_init(
+            || model.clone(),
+            |model, &start| {
+                let indices: Vec<usize> = (start..(start + CHUNK).min(split.len())).collect();
+                let images = batch_of(split, &indices, device).images;
+                log_softmax(model.forward(images), 1)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| InspectError::Compute(format!("{e:?}")))
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    for (start, log_probs) in chunks.into_iter().zip(log_probs) {
         for (offset, row) in log_probs.chunks_exact(CLASSES).enumerate() {
             let truth = split.label(start + offset);
             let predicted = argmax(row);
@@ -157,7 +168,6 @@ fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, Ins
                 });
             }
         }
-        start = end;
     }
     scored.loss /= split.len().max(1) as f64;
     Ok(scored)

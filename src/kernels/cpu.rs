@@ -153,8 +153,8 @@ pub(super) fn dense(
         bias.len()
     );
     let xs = values(x);
-    let mut y = match SparseColumns::of(&xs, m, k) {
-        Some(columns) => columns.times_plus_bias(&values(w), &bias, n),
+    let y = match Sparse::of(&xs, m, k) {
+        Some(x) => x.times(&values(w), n, Some(&bias), relu),
         None => {
             // The output starts as the bias in every row and the product is added to it.
             let mut y = Vec::with_capacity(m * n);
@@ -169,17 +169,17 @@ pub(super) fn dense(
                 Operand::rows(&values(w), n),
                 &mut y,
             );
+            if relu {
+                for value in &mut y {
+                    // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
+                    if *value < 0.0 {
+                        *value = 0.0;
+                    }
+                }
+            }
             y
         }
     };
-    if relu {
-        for value in &mut y {
-            // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
-            if *value < 0.0 {
-                *value = 0.0;
-            }
-        }
-    }
     tensor(y, &[m, n])
 }
 
@@ -213,20 +213,21 @@ pub(super) fn dense_backward(
         }
     }
     let xs = values(x);
-    let dw = match SparseColumns::of(&xs, m, k) {
-        Some(columns) => columns.transposed_times(grad, n),
-        None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
-    };
-    let dx = need_dx.then(|| {
-        let dx = product(
-            m,
-            k,
-            n,
-            Operand::rows(grad, n),
-            Operand::transposed(&values(w), n),
-        );
-        tensor(dx, &[m, k])
-    });
+    let ws = values(w);
+    // The two products are independent: side by side, each keeps a thread busy where a product
+    // of this size alone does not keep two.
+    let (dw, dx) = rayon::join(
+        || match Sparse::of(&xs, m, k) {
+            Some(x) => x.transposed_times(grad, n),
+            None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
+        },
+        || {
+            need_dx.then(|| {
+                let dx = product(m, k, n, Operand::rows(grad, n), Operand::transposed(&ws, n));
+                tensor(dx, &[m, k])
+            })
+        },
+    );
     (dx, tensor(dw, &[k, n]), tensor(db, &[n]))
 }
 
@@ -293,153 +294,296 @@ pub(super) fn softmax_cross_entropy_backward(
 /// about 81% zeros, and skipping them saves four fifths of the first layer's arithmetic.
 const SPARSE_DENSITY: f64 = 0.3;
 
-/// Output columns per task of the sparse product: a block of 32 rows stays in the L1 cache.
-const SPARSE_BLOCK: usize = 128;
+/// Output columns one pass of the sparse products computes: a row of 64 floats of `b` is eight
+/// AVX registers, loaded once and added, scaled, to every output row whose input is non-zero
+/// there.
+const SPARSE_BLOCK: usize = 64;
 
-/// Batches of at most this many rows take the sparse path (training's batches of 32). Larger ones
-/// (`eval`'s chunks of 1000) keep the GEMM, whose cache blocking suits them: a sparse block of
-/// 1000 output rows no longer fits in cache. (Timings on a busy machine did not separate the two
-/// at 1000 rows; batch 32 training took about a third less CPU time sparse.)
-const SPARSE_MAX_ROWS: usize = 64;
+/// Output rows computed together: a tile of 64 rows of a block, 16 KB, stays in the L1 cache
+/// while the rows of `b` stream past it once each.
+const SPARSE_TILE: usize = 64;
 
-/// The non-zero entries of a row-major `m × k` matrix, column by column. Skipping zeros leaves
-/// every sum the same except for its rounding (no other term changes): each product is the sum,
-/// in order, of the non-zero terms, as a GEMM's is of all terms in its own order. (Only a weight
-/// that is already infinite or NaN could tell: 0·inf is NaN, a skipped term is not.)
-struct SparseColumns {
-    /// Column `j`'s entries are `starts[j]..starts[j + 1]` of `rows` and `values`.
+/// The non-zero entries of a row-major `m × k` matrix, row by row (compressed sparse rows), in
+/// column order within each row. Skipping zeros leaves every sum the same except for its
+/// rounding (no other term changes): each product is the sum of the non-zero terms, as a GEMM's
+/// is of all terms in its own order. (Only a weight that is already infinite or NaN could tell:
+/// 0·inf is NaN, a skipped term is not.)
+struct Sparse {
+    /// Row `i`'s entries are `starts[i]..starts[i + 1]` of `cols` and `values`.
     starts: Vec<usize>,
-    rows: Vec<usize>,
+    /// u32: half the bytes of usize to read for every block.
+    cols: Vec<u32>,
     values: Vec<f32>,
-    m: usize,
+    /// Columns of the dense matrix.
+    k: usize,
 }
 
-impl SparseColumns {
+impl Sparse {
     /// `x`'s non-zero entries when they are few enough to be worth it, else `None`.
     fn of(x: &[f32], m: usize, k: usize) -> Option<Self> {
-        if m == 0 || m > SPARSE_MAX_ROWS || k == 0 {
+        if m == 0 || k == 0 || u32::try_from(k.max(m)).is_err() {
             return None;
         }
-        let non_zero: usize = x.iter().map(|v| usize::from(*v != 0.0)).sum();
-        if non_zero as f64 > SPARSE_DENSITY * (m * k) as f64 {
-            return None;
-        }
-        let mut starts = Vec::with_capacity(k + 1);
-        let (mut rows, mut values) = (Vec::with_capacity(non_zero), Vec::with_capacity(non_zero));
+        let limit = (SPARSE_DENSITY * (m * k) as f64) as usize;
+        let mut starts = Vec::with_capacity(m + 1);
+        let (mut cols, mut values) = (Vec::with_capacity(limit), Vec::with_capacity(limit));
         starts.push(0);
-        for j in 0..k {
-            for i in 0..m {
-                let v = x[i * k + j];
-                if v != 0.0 {
-                    rows.push(i);
-                    values.push(v);
-                }
+        // Each row is compacted into scratch rows without a branch per element (whether a
+        // pixel is zero is too irregular to predict): every element is written, and the write
+        // position moves on past the non-zero ones only.
+        let (mut row_cols, mut row_values) = (vec![0u32; k], vec![0.0f32; k]);
+        for row in x.chunks_exact(k) {
+            let mut found = 0;
+            for (j, &v) in (0u32..).zip(row) {
+                row_cols[found] = j;
+                row_values[found] = v;
+                found += usize::from(v != 0.0);
             }
-            starts.push(rows.len());
+            cols.extend_from_slice(&row_cols[..found]);
+            values.extend_from_slice(&row_values[..found]);
+            if cols.len() > limit {
+                return None;
+            }
+            starts.push(cols.len());
         }
         Some(Self {
             starts,
-            rows,
+            cols,
             values,
-            m,
+            k,
         })
     }
 
-    fn column(&self, j: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
-        let range = self.starts[j]..self.starts[j + 1];
-        self.rows[range.clone()]
-            .iter()
-            .copied()
-            .zip(self.values[range].iter().copied())
+    fn rows(&self) -> usize {
+        self.starts.len() - 1
     }
 
-    /// `x · w + b` for `w` `k × n`: each row of `w` is read once and added, scaled, to the rows
-    /// of the output whose input is non-zero there; blocks of output columns run in parallel.
-    fn times_plus_bias(&self, w: &[f32], bias: &[f32], n: usize) -> Vec<f32> {
-        let (m, k) = (self.m, self.starts.len() - 1);
-        assert_eq!(w.len(), k * n);
-        let blocks: Vec<(usize, Vec<f32>)> = (0..n)
-            .step_by(SPARSE_BLOCK)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|start| {
-                let width = SPARSE_BLOCK.min(n - start);
-                let mut block = Vec::with_capacity(m * width);
-                for _ in 0..m {
-                    block.extend_from_slice(&bias[start..start + width]);
-                }
-                for j in 0..k {
-                    let w_row = &w[j * n + start..j * n + start + width];
-                    for (i, v) in self.column(j) {
-                        axpy(&mut block[i * width..(i + 1) * width], v, w_row);
-                    }
-                }
-                (start, block)
-            })
-            .collect();
-        let mut y = vec![0.0f32; m * n];
-        for (start, block) in blocks {
-            let width = block.len() / m;
-            for (y_row, b_row) in y.chunks_exact_mut(n).zip(block.chunks_exact(width)) {
-                y_row[start..start + width].copy_from_slice(b_row);
-            }
+    /// `self · b`, plus `bias` in every row when given, then ReLU when `relu`, for `b` `k × n`
+    /// row-major. The rows are split into one contiguous chunk per thread, and each chunk into
+    /// tiles of [`SPARSE_TILE`] rows whose entries are sorted by column: then each row of `b`
+    /// is read once per tile and block, and added to the tile's rows that use it.
+    fn times(&self, b: &[f32], n: usize, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+        let (m, k) = (self.rows(), self.k);
+        assert_eq!(b.len(), k * n, "sparse product: b is not k × n");
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), n, "sparse product: bias is not n long");
         }
-        y
-    }
-
-    /// `xᵀ · g` for `g` `m × n`: row `j` of the result sums, scaled, the rows of `g` whose input
-    /// is non-zero in column `j`, and is zero where there are none.
-    fn transposed_times(&self, g: &[f32], n: usize) -> Vec<f32> {
-        let k = self.starts.len() - 1;
-        assert_eq!(g.len(), self.m * n);
-        let rows_per_task = SPARSE_BLOCK / 4;
-        let mut out = Vec::with_capacity(k * n);
-        out.spare_capacity_mut()[..k * n]
-            .par_chunks_mut(n * rows_per_task)
+        let mut out = vec![0.0f32; m * n];
+        if n == 0 {
+            return out;
+        }
+        let rows_per_task = m.div_ceil(rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(rows_per_task * n)
             .enumerate()
-            .for_each(|(chunk, rows)| {
-                for (offset, row) in rows.chunks_exact_mut(n).enumerate() {
-                    // Each row is zeroed just before it is summed into, while it is in cache.
-                    let row = zeroed(row);
-                    for (i, v) in self.column(chunk * rows_per_task + offset) {
-                        axpy(row, v, &g[i * n..(i + 1) * n]);
+            .for_each(|(task, chunk)| {
+                let mut tile = Tile::new();
+                let mut by_column = Buckets::new(k);
+                for (tile_index, out_rows) in chunk.chunks_mut(SPARSE_TILE * n).enumerate() {
+                    let first = task * rows_per_task + tile_index * SPARSE_TILE;
+                    let rows = out_rows.len() / n;
+                    by_column.fill(self, first..first + rows);
+                    for start in (0..n).step_by(SPARSE_BLOCK) {
+                        let width = SPARSE_BLOCK.min(n - start);
+                        tile.start(rows, width, bias.map(|bias| &bias[start..start + width]));
+                        for c in 0..k {
+                            let (local_rows, values) = by_column.get(c);
+                            if !local_rows.is_empty() {
+                                let b_row = &b[c * n + start..c * n + start + width];
+                                tile.add(b_row, local_rows, 0, values);
+                            }
+                        }
+                        tile.finish(out_rows, n, start, relu);
                     }
                 }
             });
-        // SAFETY: `zeroed` initialised every row of the first k×n elements above.
-        unsafe { out.set_len(k * n) };
+        out
+    }
+
+    /// `selfᵀ · g` for `g` `m × n` row-major: `k × n`. The output rows (columns of `self`) are
+    /// split into one contiguous chunk per thread, and each chunk into tiles of
+    /// [`SPARSE_TILE`]; within a tile, each row of `g` is read once per block and added to the
+    /// tile's rows where that row of `self` has entries (a contiguous run, as each row's
+    /// entries are in column order).
+    fn transposed_times(&self, g: &[f32], n: usize) -> Vec<f32> {
+        let (m, k) = (self.rows(), self.k);
+        assert_eq!(g.len(), m * n, "sparse product: g is not m × n");
+        let mut out = vec![0.0f32; k * n];
+        if n == 0 {
+            return out;
+        }
+        let rows_per_task = k.div_ceil(rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(rows_per_task * n)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let mut tile = Tile::new();
+                // Where each row's entries in the current tile begin: they move forward tile by
+                // tile, as the tiles go through the columns in order.
+                let first_col = (task * rows_per_task) as u32;
+                let mut cursors: Vec<usize> = (0..m)
+                    .map(|i| {
+                        let row = self.starts[i]..self.starts[i + 1];
+                        row.start + self.cols[row].partition_point(|&c| c < first_col)
+                    })
+                    .collect();
+                let mut ends = vec![0usize; m];
+                for (tile_index, out_rows) in chunk.chunks_mut(SPARSE_TILE * n).enumerate() {
+                    let first = task * rows_per_task + tile_index * SPARSE_TILE;
+                    let rows = out_rows.len() / n;
+                    let past = (first + rows) as u32;
+                    for (i, (cursor, end)) in cursors.iter().zip(&mut ends).enumerate() {
+                        let row = &self.cols[*cursor..self.starts[i + 1]];
+                        *end = *cursor + row.partition_point(|&c| c < past);
+                    }
+                    for start in (0..n).step_by(SPARSE_BLOCK) {
+                        let width = SPARSE_BLOCK.min(n - start);
+                        tile.start(rows, width, None);
+                        for (i, (&from, &to)) in cursors.iter().zip(&ends).enumerate() {
+                            if from < to {
+                                let g_row = &g[i * n + start..i * n + start + width];
+                                let (cols, values) = (&self.cols[from..to], &self.values[from..to]);
+                                tile.add(g_row, cols, first as u32, values);
+                            }
+                        }
+                        tile.finish(out_rows, n, start, false);
+                    }
+                    cursors.copy_from_slice(&ends);
+                }
+            });
         out
     }
 }
 
-/// `row` filled with zeros, as initialised floats.
-fn zeroed(row: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    for value in row.iter_mut() {
-        value.write(0.0);
-    }
-    // SAFETY: every element was just written; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(std::ptr::from_mut(row) as *mut [f32]) }
+/// The entries of a tile of rows of a [`Sparse`] matrix, sorted by column (a counting sort),
+/// each with its row's index within the tile.
+struct Buckets {
+    /// Column `c`'s entries are `starts[c]..starts[c + 1]`.
+    starts: Vec<usize>,
+    rows: Vec<u32>,
+    values: Vec<f32>,
 }
 
-/// `y += a·x`, with AVX where the CPU has it (runtime check).
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    #[inline(always)]
-    fn generic(y: &mut [f32], a: f32, x: &[f32]) {
-        for (yi, xi) in y.iter_mut().zip(x) {
-            *yi += a * xi;
+impl Buckets {
+    fn new(k: usize) -> Self {
+        Self {
+            starts: vec![0; k + 1],
+            rows: Vec::new(),
+            values: Vec::new(),
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx")]
-    fn avx(y: &mut [f32], a: f32, x: &[f32]) {
-        generic(y, a, x)
+
+    fn fill(&mut self, x: &Sparse, rows: std::ops::Range<usize>) {
+        let entries = x.starts[rows.start]..x.starts[rows.end];
+        self.starts.fill(0);
+        for &c in &x.cols[entries.clone()] {
+            self.starts[c as usize + 1] += 1;
+        }
+        for c in 1..self.starts.len() {
+            self.starts[c] += self.starts[c - 1];
+        }
+        self.rows.resize(entries.len(), 0);
+        self.values.resize(entries.len(), 0.0);
+        let mut next = self.starts.clone();
+        for (local, i) in (0u32..).zip(rows) {
+            for e in x.starts[i]..x.starts[i + 1] {
+                let slot = &mut next[x.cols[e] as usize];
+                self.rows[*slot] = local;
+                self.values[*slot] = x.values[e];
+                *slot += 1;
+            }
+        }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX, checked just above.
-        return unsafe { avx(y, a, x) };
+
+    fn get(&self, c: usize) -> (&[u32], &[f32]) {
+        let range = self.starts[c]..self.starts[c + 1];
+        (&self.rows[range.clone()], &self.values[range])
     }
-    generic(y, a, x)
+}
+
+/// One block of a tile of output rows, summed in place: `rows × width` floats, row-major.
+struct Tile {
+    sums: Vec<f32>,
+    width: usize,
+}
+
+impl Tile {
+    fn new() -> Self {
+        Self {
+            sums: vec![0.0; SPARSE_TILE * SPARSE_BLOCK],
+            width: SPARSE_BLOCK,
+        }
+    }
+
+    /// Starts a block of `rows` rows of `width` columns at `init` (or zeros).
+    fn start(&mut self, rows: usize, width: usize, init: Option<&[f32]>) {
+        self.width = width;
+        for row in self.sums[..rows * width].chunks_exact_mut(width) {
+            match init {
+                Some(init) => row.copy_from_slice(init),
+                None => row.fill(0.0),
+            }
+        }
+    }
+
+    /// Adds `v · b_row` to row `r − base` of the tile for each `(r, v)`.
+    fn add(&mut self, b_row: &[f32], rows: &[u32], base: u32, values: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Ok(b_row) = <&[f32; SPARSE_BLOCK]>::try_from(b_row)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            return unsafe { add_avx2(&mut self.sums, b_row, rows, base, values) };
+        }
+        let width = self.width;
+        for (&r, &v) in rows.iter().zip(values) {
+            let at = (r - base) as usize * width;
+            for (sum, x) in self.sums[at..at + width].iter_mut().zip(b_row) {
+                *sum += v * x;
+            }
+        }
+    }
+
+    /// Writes the block into columns `start..` of `out` (rows of `n`), through ReLU when `relu`.
+    fn finish(&self, out: &mut [f32], n: usize, start: usize, relu: bool) {
+        let width = self.width;
+        for (out_row, sums) in out.chunks_exact_mut(n).zip(self.sums.chunks_exact(width)) {
+            for (o, &sum) in out_row[start..start + width].iter_mut().zip(sums) {
+                // `sum < 0` is false for NaN, so a diverging step stays visible in the loss.
+                *o = if relu && sum < 0.0 { 0.0 } else { sum };
+            }
+        }
+    }
+}
+
+/// [`Tile::add`] for a full block: `b_row` held in eight AVX registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn add_avx2(
+    sums: &mut [f32],
+    b_row: &[f32; SPARSE_BLOCK],
+    rows: &[u32],
+    base: u32,
+    values: &[f32],
+) {
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps,
+    };
+    const LANES: usize = 8;
+    const VECTORS: usize = SPARSE_BLOCK / LANES;
+    // SAFETY (every load and store below): each pointer is to SPARSE_BLOCK floats (`b_row`, and
+    // `sum`, bounds-checked where it is taken), read or written at offsets LANES·j + 0..LANES
+    // for j < VECTORS, inside them.
+    let b: [__m256; VECTORS] =
+        std::array::from_fn(|j| unsafe { _mm256_loadu_ps(b_row.as_ptr().add(LANES * j)) });
+    for (&r, &v) in rows.iter().zip(values) {
+        let at = (r - base) as usize * SPARSE_BLOCK;
+        let sum = &mut sums[at..at + SPARSE_BLOCK];
+        let scale = _mm256_set1_ps(v);
+        for (j, b) in b.iter().enumerate() {
+            let p = unsafe { sum.as_mut_ptr().add(LANES * j) };
+            unsafe { _mm256_storeu_ps(p, _mm256_fmadd_ps(scale, *b, _mm256_loadu_ps(p))) };
+        }
+    }
 }
 
 /// Elements per task when the update is split over threads: large enough that a task's
@@ -604,25 +748,70 @@ fn values_mut(tensor: &mut NdArrayTensor) -> &mut [f32] {
 
 #[cfg(test)]
 mod tests {
-    use super::SparseColumns;
+    use super::{SPARSE_BLOCK, SPARSE_TILE, Sparse};
 
     #[test]
     fn mostly_zero_inputs_take_the_sparse_path_with_every_non_zero() {
         // 3 × 4, three non-zeros (25%).
         let x = [0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 3.0, 0.0, 0.0];
-        let columns = SparseColumns::of(&x, 3, 4).expect("25% non-zero is sparse");
-        let listed: Vec<Vec<(usize, f32)>> = (0..4).map(|j| columns.column(j).collect()).collect();
-        assert_eq!(
-            listed,
-            vec![vec![], vec![(0, 2.0), (2, 3.0)], vec![], vec![(1, -1.5)]]
-        );
+        let rows = Sparse::of(&x, 3, 4).expect("25% non-zero is sparse");
+        assert_eq!(rows.starts, [0, 1, 2, 3]);
+        assert_eq!(rows.cols, [1, 3, 1]);
+        assert_eq!(rows.values, [2.0, -1.5, 3.0]);
         // 4 non-zeros of 12 is over the threshold: the dense GEMM is used.
         let denser = [1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 3.0, 0.0, 0.0];
-        assert!(SparseColumns::of(&denser, 3, 4).is_none());
-        // Large batches keep the GEMM however sparse.
-        let mut tall = vec![0.0f32; 65 * 4];
-        tall[5] = 1.0;
-        assert!(SparseColumns::of(&tall, 65, 4).is_none());
-        assert!(SparseColumns::of(&tall[..64 * 4], 64, 4).is_some());
+        assert!(Sparse::of(&denser, 3, 4).is_none());
+    }
+
+    /// The products against plain triple loops, for widths that are whole blocks, a block and a
+    /// part, and less than a block, and for more rows and columns than a thread's tile holds.
+    #[test]
+    fn the_sparse_products_equal_the_dense_ones() {
+        let (m, k) = (3 * SPARSE_TILE + 5, 2 * SPARSE_TILE + 3);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| {
+                if i % 7 == 0 {
+                    (i % 13) as f32 - 6.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let sparse = Sparse::of(&x, m, k).expect("1 in 7 is sparse");
+        for n in [SPARSE_BLOCK * 2, SPARSE_BLOCK + 5, 10] {
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 31) % 17) as f32 * 0.25 - 2.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.5).collect();
+            let got = sparse.times(&b, n, Some(&bias), false);
+            for i in 0..m {
+                for j in 0..n {
+                    let want = bias[j] + (0..k).map(|p| x[i * k + p] * b[p * n + j]).sum::<f32>();
+                    let at = got[i * n + j];
+                    assert!(
+                        (at - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "[{i}, {j}]: {at} vs {want}"
+                    );
+                }
+            }
+            // ReLU applied on the way out: the same sums, negatives zeroed.
+            let relu = sparse.times(&b, n, Some(&bias), true);
+            for (r, z) in relu.iter().zip(&got) {
+                assert_eq!(*r, z.max(0.0));
+            }
+            // xᵀ·g.
+            let g: Vec<f32> = (0..m * n).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+            let got = sparse.transposed_times(&g, n);
+            for p in 0..k {
+                for j in 0..n {
+                    let want: f32 = (0..m).map(|i| x[i * k + p] * g[i * n + j]).sum();
+                    let at = got[p * n + j];
+                    assert!(
+                        (at - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "[{p}, {j}]: {at} vs {want}"
+                    );
+                }
+            }
+        }
     }
 }

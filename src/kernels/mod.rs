@@ -9,9 +9,9 @@
 //! - [`dense`]: `relu(x·w + b)` (or without the ReLU), one multi-threaded GEMM accumulated onto
 //!   the bias, then the ReLU; its backward pass masks the gradient by the ReLU and computes
 //!   the weight, bias and input gradients with two GEMMs, skipping the input gradient when the
-//!   input needs none (the images). Small batches of mostly-zero inputs (MNIST images are ~81%
-//!   zeros) skip the zeros instead of multiplying them: same sums up to rounding order, a fifth
-//!   of the first layer's arithmetic;
+//!   input needs none (the images). Mostly-zero inputs (MNIST images are ~81% zeros) skip the
+//!   zeros instead of multiplying them, in the forward pass and in the weight gradient: same
+//!   sums up to rounding order, a fifth of the first layer's arithmetic;
 //! - [`softmax_cross_entropy`]: per-sample categorical cross-entropy from logits, whose gradient
 //!   is `softmax − one_hot` computed in the same pass;
 //! - [`rmsprop`]: Keras's RMSprop update in one pass, updating the running average in place.

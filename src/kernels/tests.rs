@@ -45,7 +45,13 @@ fn the_ndarray_device_takes_the_fused_path() {
 #[test]
 fn dense_forward_matches_matmul_plus_bias_and_relu() {
     let device = device();
-    for (m, k, n) in [(32, 784, 512), (16, 512, 10), (3, 5, 7), (40, 300, 130)] {
+    for (m, k, n) in [
+        (32, 784, 512),
+        (16, 512, 10),
+        (3, 5, 7),
+        (40, 300, 130),
+        (300, 784, 512),
+    ] {
         let (w, b) = (random([k, n], &device), random([n], &device));
         let (dense_x, sparse_x) = (random([m, k], &device), sparse_random([m, k], &device));
         for (x, with_relu) in [
