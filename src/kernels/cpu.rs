@@ -171,16 +171,20 @@ pub(super) fn dense(
             );
             if relu {
                 for value in &mut y {
-                    // `z < 0` is false for NaN, so a diverging step stays visible in the loss.
-                    if *value < 0.0 {
-                        *value = 0.0;
-                    }
+                    *value = relu_of(*value);
                 }
             }
             y
         }
     };
     tensor(y, &[m, n])
+}
+
+/// ReLU, passing NaN through: `z < 0` is false for NaN, so a diverging step stays visible in
+/// the loss.
+#[inline(always)]
+fn relu_of(z: f32) -> f32 {
+    if z < 0.0 { 0.0 } else { z }
 }
 
 /// Gradients of [`dense`] given its inputs, its output `y` and the output's gradient `g`:
@@ -548,8 +552,7 @@ impl Tile {
         let width = self.width;
         for (out_row, sums) in out.chunks_exact_mut(n).zip(self.sums.chunks_exact(width)) {
             for (o, &sum) in out_row[start..start + width].iter_mut().zip(sums) {
-                // `sum < 0` is false for NaN, so a diverging step stays visible in the loss.
-                *o = if relu && sum < 0.0 { 0.0 } else { sum };
+                *o = if relu { relu_of(sum) } else { sum };
             }
         }
     }
