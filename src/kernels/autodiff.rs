@@ -13,11 +13,14 @@ use burn::backend::autodiff::{
 use burn::backend::ndarray::NdArrayTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, NdArray};
+use std::sync::Arc;
 
-/// What the dense backward pass needs: the input, the weights, the output (for the ReLU mask).
+/// What the dense backward pass needs: the input and its non-zeros when the forward pass found it
+/// sparse (shared: Burn may clone the state), the weights, the output (for the ReLU mask).
 #[derive(Debug, Clone)]
 struct DenseState {
     x: NdArrayTensor,
+    x_sparse: Option<Arc<cpu::Sparse>>,
     w: NdArrayTensor,
     y: NdArrayTensor,
     relu: bool,
@@ -33,7 +36,15 @@ impl Backward<NdArray, 3> for DenseBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let g = grads.consume::<NdArray>(&ops.node);
         let s = ops.state;
-        let (dx, dw, db) = cpu::dense_backward(&s.x, &s.w, &s.y, g, s.relu, node_x.is_some());
+        let (dx, dw, db) = cpu::dense_backward(
+            &s.x,
+            s.x_sparse.as_deref(),
+            &s.w,
+            &s.y,
+            g,
+            s.relu,
+            node_x.is_some(),
+        );
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<NdArray>(node.id, dx);
         }
@@ -82,7 +93,7 @@ impl<C: CheckpointStrategy> MlpKernels for Autodiff<NdArray, C> {
     ) -> FloatTensor<Self> {
         let ((x, x_node), (w, w_node), (b, b_node)) =
             (x.into_parts(), w.into_parts(), b.into_parts());
-        let y = cpu::dense(&x, &w, &b, relu);
+        let (y, x_sparse) = cpu::dense(&x, &w, &b, relu);
         let prep = DenseBackward
             .prepare::<C>([x_node, w_node, b_node])
             // Compute bound: keep the saved inputs rather than recomputing them.
@@ -92,6 +103,7 @@ impl<C: CheckpointStrategy> MlpKernels for Autodiff<NdArray, C> {
             OpsKind::Tracked(prep) => {
                 let state = DenseState {
                     x,
+                    x_sparse: x_sparse.map(Arc::new),
                     w,
                     y: y.clone(),
                     relu,

@@ -135,13 +135,14 @@ fn product(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>) -> Vec<
     out
 }
 
-/// `relu(x·w + b)` or `x·w + b`.
+/// `relu(x·w + b)` or `x·w + b`, and `x`'s non-zeros when the product took them (the backward
+/// pass takes them too: the weight gradient is `xᵀ·g`).
 pub(super) fn dense(
     x: &NdArrayTensor,
     w: &NdArrayTensor,
     b: &NdArrayTensor,
     relu: bool,
-) -> NdArrayTensor {
+) -> (NdArrayTensor, Option<Sparse>) {
     let [m, k] = matrix_dims(x);
     let [k_w, n] = matrix_dims(w);
     assert_eq!(k, k_w, "dense: x is [{m}, {k}] but w is [{k_w}, {n}]");
@@ -153,7 +154,8 @@ pub(super) fn dense(
         bias.len()
     );
     let xs = values(x);
-    let y = match Sparse::of(&xs, m, k) {
+    let sparse = Sparse::for_product(&xs, m, k, n);
+    let y = match &sparse {
         Some(x) => x.times(&values(w), n, Some(&bias), relu),
         None => {
             // The output starts as the bias in every row and the product is added to it.
@@ -177,7 +179,7 @@ pub(super) fn dense(
             y
         }
     };
-    tensor(y, &[m, n])
+    (tensor(y, &[m, n]), sparse)
 }
 
 /// ReLU, passing NaN through: `z < 0` is false for NaN, so a diverging step stays visible in
@@ -187,10 +189,11 @@ fn relu_of(z: f32) -> f32 {
     if z < 0.0 { 0.0 } else { z }
 }
 
-/// Gradients of [`dense`] given its inputs, its output `y` and the output's gradient `g`:
-/// `(dx, dw, db)`, `dx` only when `need_dx`.
+/// Gradients of [`dense`] given its inputs, `x`'s non-zeros when [`dense`] found it sparse, its
+/// output `y` and the output's gradient `g`: `(dx, dw, db)`, `dx` only when `need_dx`.
 pub(super) fn dense_backward(
     x: &NdArrayTensor,
+    x_sparse: Option<&Sparse>,
     w: &NdArrayTensor,
     y: &NdArrayTensor,
     g: NdArrayTensor,
@@ -201,27 +204,28 @@ pub(super) fn dense_backward(
     let [_, n] = matrix_dims(w);
     let mut g = writable(g);
     let grad = values_mut(&mut g);
-    if relu {
-        // ReLU passes the gradient where its output is positive, as Burn's and Keras's do.
-        for (gi, yi) in grad.iter_mut().zip(values(y).iter()) {
-            if *yi <= 0.0 {
-                *gi = 0.0;
+    let mut db = vec![0.0f32; n];
+    let ys = values(y);
+    for (row, y_row) in grad.chunks_exact_mut(n).zip(ys.chunks_exact(n)) {
+        if relu {
+            // ReLU passes the gradient where its output is positive, as Burn's and Keras's do.
+            // Every element is written, so that this compiles to a vector select, not to a
+            // branch per element that mispredicts on the irregular pattern of zeros.
+            for (gi, yi) in row.iter_mut().zip(y_row) {
+                *gi = if *yi <= 0.0 { 0.0 } else { *gi };
             }
         }
-    }
-    let grad = &*grad;
-    let mut db = vec![0.0f32; n];
-    for row in grad.chunks_exact(n) {
-        for (sum, gi) in db.iter_mut().zip(row) {
+        for (sum, gi) in db.iter_mut().zip(&*row) {
             *sum += gi;
         }
     }
+    let grad = &*grad;
     let xs = values(x);
     let ws = values(w);
     // The two products are independent: side by side, each keeps a thread busy where a product
     // of this size alone does not keep two.
     let (dw, dx) = rayon::join(
-        || match Sparse::of(&xs, m, k) {
+        || match x_sparse {
             Some(x) => x.transposed_times(grad, n),
             None => product(k, n, m, Operand::transposed(&xs, k), Operand::rows(grad, n)),
         },
@@ -312,7 +316,8 @@ const SPARSE_TILE: usize = 64;
 /// rounding (no other term changes): each product is the sum of the non-zero terms, as a GEMM's
 /// is of all terms in its own order. (Only a weight that is already infinite or NaN could tell:
 /// 0·inf is NaN, a skipped term is not.)
-struct Sparse {
+#[derive(Debug)]
+pub(super) struct Sparse {
     /// Row `i`'s entries are `starts[i]..starts[i + 1]` of `cols` and `values`.
     starts: Vec<usize>,
     /// u32: half the bytes of usize to read for every block.
@@ -323,14 +328,29 @@ struct Sparse {
 }
 
 impl Sparse {
+    /// `x`'s non-zero entries when skipping its zeros is worth it for a product with `n`
+    /// columns, else `None`. Narrower products than a block (the output layer's 10 columns)
+    /// are too small for the saving to pay for finding the non-zeros.
+    fn for_product(x: &[f32], m: usize, k: usize, n: usize) -> Option<Self> {
+        if n < SPARSE_BLOCK {
+            return None;
+        }
+        Self::of(x, m, k)
+    }
+
     /// `x`'s non-zero entries when they are few enough to be worth it, else `None`.
     fn of(x: &[f32], m: usize, k: usize) -> Option<Self> {
         if m == 0 || k == 0 || u32::try_from(k.max(m)).is_err() {
             return None;
         }
-        let limit = (SPARSE_DENSITY * (m * k) as f64) as usize;
+        // Counted first (a vectorised pass, several times faster than building the rows), so
+        // that a matrix too dense for the sparse path costs little to turn down.
+        let count = x.iter().filter(|v| **v != 0.0).count();
+        if count as f64 > SPARSE_DENSITY * (m * k) as f64 {
+            return None;
+        }
         let mut starts = Vec::with_capacity(m + 1);
-        let (mut cols, mut values) = (Vec::with_capacity(limit), Vec::with_capacity(limit));
+        let (mut cols, mut values) = (Vec::with_capacity(count), Vec::with_capacity(count));
         starts.push(0);
         // Each row is compacted into scratch rows without a branch per element (whether a
         // pixel is zero is too irregular to predict): every element is written, and the write
@@ -345,9 +365,6 @@ impl Sparse {
             }
             cols.extend_from_slice(&row_cols[..found]);
             values.extend_from_slice(&row_values[..found]);
-            if cols.len() > limit {
-                return None;
-            }
             starts.push(cols.len());
         }
         Some(Self {

@@ -115,7 +115,7 @@ impl MlpKernels for NdArray {
         b: FloatTensor<Self>,
         relu: bool,
     ) -> FloatTensor<Self> {
-        cpu::dense(&x, &w, &b, relu)
+        cpu::dense(&x, &w, &b, relu).0
     }
 
     fn softmax_cross_entropy(
