@@ -302,14 +302,13 @@ pub(super) fn softmax_cross_entropy_backward(
 /// about 81% zeros, and skipping them saves four fifths of the first layer's arithmetic.
 const SPARSE_DENSITY: f64 = 0.3;
 
-/// Output columns one pass of the sparse products computes: a row of 64 floats of `b` is eight
-/// AVX registers, loaded once and added, scaled, to every output row whose input is non-zero
-/// there.
+/// Output columns one pass of the sparse products computes: 64 floats are eight AVX registers,
+/// which hold the sums while the scaled rows of the other matrix are added into them.
 const SPARSE_BLOCK: usize = 64;
 
-/// Output rows computed together: a tile of 64 rows of a block, 16 KB, stays in the L1 cache
-/// while the rows of `b` stream past it once each.
-const SPARSE_TILE: usize = 64;
+/// Output rows of the weight gradient per task: small enough that rayon can even out the work
+/// between threads (the image's middle rows hold more ink than its top and bottom ones).
+const SPARSE_ROWS_PER_TASK: usize = 32;
 
 /// The non-zero entries of a row-major `m × k` matrix, row by row (compressed sparse rows), in
 /// column order within each row. Skipping zeros leaves every sum the same except for its
@@ -320,7 +319,7 @@ const SPARSE_TILE: usize = 64;
 pub(super) struct Sparse {
     /// Row `i`'s entries are `starts[i]..starts[i + 1]` of `cols` and `values`.
     starts: Vec<usize>,
-    /// u32: half the bytes of usize to read for every block.
+    /// u32: half the bytes of usize to read for every entry.
     cols: Vec<u32>,
     values: Vec<f32>,
     /// Columns of the dense matrix.
@@ -380,137 +379,110 @@ impl Sparse {
     }
 
     /// `self · b`, plus `bias` in every row when given, then ReLU when `relu`, for `b` `k × n`
-    /// row-major. The rows are split into one contiguous chunk per thread, and each chunk into
-    /// tiles of [`SPARSE_TILE`] rows whose entries are sorted by column: then each row of `b`
-    /// is read once per tile and block, and added to the tile's rows that use it.
+    /// row-major. Each thread takes a contiguous chunk of rows and goes through the output a
+    /// block of columns at a time: the block's part of `b` (`k` × 256 bytes) stays in the L2
+    /// cache while the chunk's rows gather from it.
     fn times(&self, b: &[f32], n: usize, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
         let (m, k) = (self.rows(), self.k);
         assert_eq!(b.len(), k * n, "sparse product: b is not k × n");
         if let Some(bias) = bias {
             assert_eq!(bias.len(), n, "sparse product: bias is not n long");
         }
-        let mut out = vec![0.0f32; m * n];
-        if n == 0 {
-            return out;
-        }
-        let rows_per_task = m.div_ceil(rayon::current_num_threads()).max(1);
-        out.par_chunks_mut(rows_per_task * n)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let mut tile = Tile::new();
-                let mut by_column = Buckets::new(k);
-                for (tile_index, out_rows) in chunk.chunks_mut(SPARSE_TILE * n).enumerate() {
-                    let first = task * rows_per_task + tile_index * SPARSE_TILE;
-                    let rows = out_rows.len() / n;
-                    by_column.fill(self, first..first + rows);
+        let mut out = Vec::with_capacity(m * n);
+        if n > 0 {
+            let rows_per_task = m.div_ceil(rayon::current_num_threads()).max(1);
+            out.spare_capacity_mut()[..m * n]
+                .par_chunks_mut(rows_per_task * n)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    let first = task * rows_per_task;
                     for start in (0..n).step_by(SPARSE_BLOCK) {
                         let width = SPARSE_BLOCK.min(n - start);
-                        tile.start(rows, width, bias.map(|bias| &bias[start..start + width]));
-                        for c in 0..k {
-                            let (local_rows, values) = by_column.get(c);
-                            if !local_rows.is_empty() {
-                                let b_row = &b[c * n + start..c * n + start + width];
-                                tile.add(b_row, local_rows, 0, values);
-                            }
+                        let init = bias.map(|bias| &bias[start..start + width]);
+                        for (i, out_row) in (first..).zip(chunk.chunks_exact_mut(n)) {
+                            let entries = self.starts[i]..self.starts[i + 1];
+                            combine(
+                                &mut out_row[start..start + width],
+                                &b[start..],
+                                n,
+                                &self.cols[entries.clone()],
+                                &self.values[entries],
+                                init,
+                                relu,
+                            );
                         }
-                        tile.finish(out_rows, n, start, relu);
                     }
-                }
-            });
+                });
+        }
+        // SAFETY: the chunks cover the first m×n elements, and `combine` wrote every element
+        // of every block of every row of each.
+        unsafe { out.set_len(m * n) };
         out
     }
 
-    /// `selfᵀ · g` for `g` `m × n` row-major: `k × n`. The output rows (columns of `self`) are
-    /// split into one contiguous chunk per thread, and each chunk into tiles of
-    /// [`SPARSE_TILE`]; within a tile, each row of `g` is read once per block and added to the
-    /// tile's rows where that row of `self` has entries (a contiguous run, as each row's
-    /// entries are in column order).
+    /// `selfᵀ · g` for `g` `m × n` row-major: `k × n`. Row `p` of the result is the sum of the
+    /// rows of `g` where column `p` of `self` is non-zero, scaled by those entries, so the
+    /// entries are first sorted by column; `g` (256 KB at batch 128) stays in the L2 cache.
     fn transposed_times(&self, g: &[f32], n: usize) -> Vec<f32> {
         let (m, k) = (self.rows(), self.k);
         assert_eq!(g.len(), m * n, "sparse product: g is not m × n");
-        let mut out = vec![0.0f32; k * n];
-        if n == 0 {
-            return out;
-        }
-        let rows_per_task = k.div_ceil(rayon::current_num_threads()).max(1);
-        out.par_chunks_mut(rows_per_task * n)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let mut tile = Tile::new();
-                // Where each row's entries in the current tile begin: they move forward tile by
-                // tile, as the tiles go through the columns in order.
-                let first_col = (task * rows_per_task) as u32;
-                let mut cursors: Vec<usize> = (0..m)
-                    .map(|i| {
-                        let row = self.starts[i]..self.starts[i + 1];
-                        row.start + self.cols[row].partition_point(|&c| c < first_col)
-                    })
-                    .collect();
-                let mut ends = vec![0usize; m];
-                for (tile_index, out_rows) in chunk.chunks_mut(SPARSE_TILE * n).enumerate() {
-                    let first = task * rows_per_task + tile_index * SPARSE_TILE;
-                    let rows = out_rows.len() / n;
-                    let past = (first + rows) as u32;
-                    for (i, (cursor, end)) in cursors.iter().zip(&mut ends).enumerate() {
-                        let row = &self.cols[*cursor..self.starts[i + 1]];
-                        *end = *cursor + row.partition_point(|&c| c < past);
-                    }
-                    for start in (0..n).step_by(SPARSE_BLOCK) {
-                        let width = SPARSE_BLOCK.min(n - start);
-                        tile.start(rows, width, None);
-                        for (i, (&from, &to)) in cursors.iter().zip(&ends).enumerate() {
-                            if from < to {
-                                let g_row = &g[i * n + start..i * n + start + width];
-                                let (cols, values) = (&self.cols[from..to], &self.values[from..to]);
-                                tile.add(g_row, cols, first as u32, values);
-                            }
+        let columns = Columns::of(self);
+        let mut out = Vec::with_capacity(k * n);
+        if n > 0 {
+            out.spare_capacity_mut()[..k * n]
+                .par_chunks_mut(SPARSE_ROWS_PER_TASK * n)
+                .enumerate()
+                .for_each(|(task, chunk)| {
+                    for (p, out_row) in
+                        (task * SPARSE_ROWS_PER_TASK..).zip(chunk.chunks_exact_mut(n))
+                    {
+                        let (rows, values) = columns.get(p);
+                        for start in (0..n).step_by(SPARSE_BLOCK) {
+                            let width = SPARSE_BLOCK.min(n - start);
+                            let out = &mut out_row[start..start + width];
+                            combine(out, &g[start..], n, rows, values, None, false);
                         }
-                        tile.finish(out_rows, n, start, false);
                     }
-                    cursors.copy_from_slice(&ends);
-                }
-            });
+                });
+        }
+        // SAFETY: as in `times`, every element of the k×n result was written.
+        unsafe { out.set_len(k * n) };
         out
     }
 }
 
-/// The entries of a tile of rows of a [`Sparse`] matrix, sorted by column (a counting sort),
-/// each with its row's index within the tile.
-struct Buckets {
+/// The entries of a [`Sparse`] matrix sorted by column (a counting sort; compressed sparse
+/// columns), each with its row, rows in order within a column.
+struct Columns {
     /// Column `c`'s entries are `starts[c]..starts[c + 1]`.
     starts: Vec<usize>,
     rows: Vec<u32>,
     values: Vec<f32>,
 }
 
-impl Buckets {
-    fn new(k: usize) -> Self {
-        Self {
-            starts: vec![0; k + 1],
-            rows: Vec::new(),
-            values: Vec::new(),
+impl Columns {
+    fn of(x: &Sparse) -> Self {
+        let mut starts = vec![0; x.k + 1];
+        for &c in &x.cols {
+            starts[c as usize + 1] += 1;
         }
-    }
-
-    fn fill(&mut self, x: &Sparse, rows: std::ops::Range<usize>) {
-        let entries = x.starts[rows.start]..x.starts[rows.end];
-        self.starts.fill(0);
-        for &c in &x.cols[entries.clone()] {
-            self.starts[c as usize + 1] += 1;
+        for c in 1..starts.len() {
+            starts[c] += starts[c - 1];
         }
-        for c in 1..self.starts.len() {
-            self.starts[c] += self.starts[c - 1];
-        }
-        self.rows.resize(entries.len(), 0);
-        self.values.resize(entries.len(), 0.0);
-        let mut next = self.starts.clone();
-        for (local, i) in (0u32..).zip(rows) {
-            for e in x.starts[i]..x.starts[i + 1] {
+        let (mut rows, mut values) = (vec![0; x.cols.len()], vec![0.0; x.cols.len()]);
+        let mut next = starts.clone();
+        for (i, entries) in (0u32..).zip(x.starts.windows(2)) {
+            for e in entries[0]..entries[1] {
                 let slot = &mut next[x.cols[e] as usize];
-                self.rows[*slot] = local;
-                self.values[*slot] = x.values[e];
+                rows[*slot] = i;
+                values[*slot] = x.values[e];
                 *slot += 1;
             }
+        }
+        Self {
+            starts,
+            rows,
+            values,
         }
     }
 
@@ -520,89 +492,82 @@ impl Buckets {
     }
 }
 
-/// One block of a tile of output rows, summed in place: `rows × width` floats, row-major.
-struct Tile {
-    sums: Vec<f32>,
-    width: usize,
-}
-
-impl Tile {
-    fn new() -> Self {
-        Self {
-            sums: vec![0.0; SPARSE_TILE * SPARSE_BLOCK],
-            width: SPARSE_BLOCK,
+/// `out[j] = init[j] + Σ_e values[e] · rows[indices[e] · stride + j]` (from zero without
+/// `init`), then ReLU when `relu`: a weighted sum of some rows of a row-major matrix whose rows
+/// are `stride` apart, `out.len()` columns of them. The terms are added in the order given.
+fn combine(
+    out: &mut [MaybeUninit<f32>],
+    rows: &[f32],
+    stride: usize,
+    indices: &[u32],
+    values: &[f32],
+    init: Option<&[f32]>,
+    relu: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(out) = <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { combine_avx2(out, rows, stride, indices, values, init, relu) };
+    }
+    let width = out.len();
+    let mut sums = init.map_or_else(|| vec![0.0; width], <[f32]>::to_vec);
+    for (&r, &v) in indices.iter().zip(values) {
+        let at = r as usize * stride;
+        for (sum, x) in sums.iter_mut().zip(&rows[at..at + width]) {
+            *sum += v * x;
         }
     }
-
-    /// Starts a block of `rows` rows of `width` columns at `init` (or zeros).
-    fn start(&mut self, rows: usize, width: usize, init: Option<&[f32]>) {
-        self.width = width;
-        for row in self.sums[..rows * width].chunks_exact_mut(width) {
-            match init {
-                Some(init) => row.copy_from_slice(init),
-                None => row.fill(0.0),
-            }
-        }
-    }
-
-    /// Adds `v · b_row` to row `r − base` of the tile for each `(r, v)`.
-    fn add(&mut self, b_row: &[f32], rows: &[u32], base: u32, values: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if let Ok(b_row) = <&[f32; SPARSE_BLOCK]>::try_from(b_row)
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { add_avx2(&mut self.sums, b_row, rows, base, values) };
-        }
-        let width = self.width;
-        for (&r, &v) in rows.iter().zip(values) {
-            let at = (r - base) as usize * width;
-            for (sum, x) in self.sums[at..at + width].iter_mut().zip(b_row) {
-                *sum += v * x;
-            }
-        }
-    }
-
-    /// Writes the block into columns `start..` of `out` (rows of `n`), through ReLU when `relu`.
-    fn finish(&self, out: &mut [f32], n: usize, start: usize, relu: bool) {
-        let width = self.width;
-        for (out_row, sums) in out.chunks_exact_mut(n).zip(self.sums.chunks_exact(width)) {
-            for (o, &sum) in out_row[start..start + width].iter_mut().zip(sums) {
-                *o = if relu { relu_of(sum) } else { sum };
-            }
-        }
+    for (o, sum) in out.iter_mut().zip(sums) {
+        o.write(if relu { relu_of(sum) } else { sum });
     }
 }
 
-/// [`Tile::add`] for a full block: `b_row` held in eight AVX registers.
+/// [`combine`] for a full block: the sums held in eight AVX registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn add_avx2(
-    sums: &mut [f32],
-    b_row: &[f32; SPARSE_BLOCK],
-    rows: &[u32],
-    base: u32,
+fn combine_avx2(
+    out: &mut [MaybeUninit<f32>; SPARSE_BLOCK],
+    rows: &[f32],
+    stride: usize,
+    indices: &[u32],
     values: &[f32],
+    init: Option<&[f32]>,
+    relu: bool,
 ) {
     use std::arch::x86_64::{
-        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps,
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
     };
     const LANES: usize = 8;
     const VECTORS: usize = SPARSE_BLOCK / LANES;
-    // SAFETY (every load and store below): each pointer is to SPARSE_BLOCK floats (`b_row`, and
-    // `sum`, bounds-checked where it is taken), read or written at offsets LANES·j + 0..LANES
-    // for j < VECTORS, inside them.
-    let b: [__m256; VECTORS] =
-        std::array::from_fn(|j| unsafe { _mm256_loadu_ps(b_row.as_ptr().add(LANES * j)) });
-    for (&r, &v) in rows.iter().zip(values) {
-        let at = (r - base) as usize * SPARSE_BLOCK;
-        let sum = &mut sums[at..at + SPARSE_BLOCK];
-        let scale = _mm256_set1_ps(v);
-        for (j, b) in b.iter().enumerate() {
-            let p = unsafe { sum.as_mut_ptr().add(LANES * j) };
-            unsafe { _mm256_storeu_ps(p, _mm256_fmadd_ps(scale, *b, _mm256_loadu_ps(p))) };
+    // SAFETY (every load and store below): each pointer is to SPARSE_BLOCK floats (`init` and
+    // `row`, bounds-checked where they are taken, and `out`), read or written at offsets
+    // LANES·j + 0..LANES for j < VECTORS, inside them.
+    let mut sums: [__m256; VECTORS] = match init {
+        Some(init) => {
+            let init = &init[..SPARSE_BLOCK];
+            std::array::from_fn(|j| unsafe { _mm256_loadu_ps(init.as_ptr().add(LANES * j)) })
         }
+        None => [_mm256_setzero_ps(); VECTORS],
+    };
+    for (&r, &v) in indices.iter().zip(values) {
+        let at = r as usize * stride;
+        let row = &rows[at..at + SPARSE_BLOCK];
+        let scale = _mm256_set1_ps(v);
+        for (j, sum) in sums.iter_mut().enumerate() {
+            let x = unsafe { _mm256_loadu_ps(row.as_ptr().add(LANES * j)) };
+            *sum = _mm256_fmadd_ps(scale, x, *sum);
+        }
+    }
+    let zero = _mm256_setzero_ps();
+    for (j, sum) in sums.into_iter().enumerate() {
+        // max(0, z) returns its second operand when either is NaN, and z itself for -0.0, as
+        // `relu_of` does.
+        let value = if relu { _mm256_max_ps(zero, sum) } else { sum };
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(LANES * j).cast::<f32>(), value) };
     }
 }
 
@@ -768,7 +733,7 @@ fn values_mut(tensor: &mut NdArrayTensor) -> &mut [f32] {
 
 #[cfg(test)]
 mod tests {
-    use super::{SPARSE_BLOCK, SPARSE_TILE, Sparse};
+    use super::{SPARSE_BLOCK, SPARSE_ROWS_PER_TASK, Sparse};
 
     #[test]
     fn mostly_zero_inputs_take_the_sparse_path_with_every_non_zero() {
@@ -781,13 +746,31 @@ mod tests {
         // 4 non-zeros of 12 is over the threshold: the dense GEMM is used.
         let denser = [1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.5, 0.0, 3.0, 0.0, 0.0];
         assert!(Sparse::of(&denser, 3, 4).is_none());
+        // Products narrower than a block take the dense GEMM however sparse the input.
+        assert!(Sparse::for_product(&x, 3, 4, SPARSE_BLOCK - 1).is_none());
+        assert!(Sparse::for_product(&x, 3, 4, SPARSE_BLOCK).is_some());
+    }
+
+    /// The sparse path's ReLU is `relu_of`: NaN (a diverging step) passes, so the loss shows it.
+    #[test]
+    fn the_sparse_relu_passes_nan() {
+        for n in [SPARSE_BLOCK, 10] {
+            let x = [0.0, 1.0, 0.0, 0.0];
+            let mut b = vec![-1.0f32; 4 * n];
+            b[n + 3] = f32::NAN;
+            b[n + 4] = 2.0;
+            let sparse = Sparse::of(&x, 1, 4).expect("one in four is sparse");
+            let y = sparse.times(&b, n, None, true);
+            assert!(y[3].is_nan(), "width {n}: {}", y[3]);
+            assert_eq!((y[0], y[4]), (0.0, 2.0), "width {n}");
+        }
     }
 
     /// The products against plain triple loops, for widths that are whole blocks, a block and a
-    /// part, and less than a block, and for more rows and columns than a thread's tile holds.
+    /// part, and less than a block, and for more rows and columns than one task takes.
     #[test]
     fn the_sparse_products_equal_the_dense_ones() {
-        let (m, k) = (3 * SPARSE_TILE + 5, 2 * SPARSE_TILE + 3);
+        let (m, k) = (197, 4 * SPARSE_ROWS_PER_TASK + 3);
         let x: Vec<f32> = (0..m * k)
             .map(|i| {
                 if i % 7 == 0 {
