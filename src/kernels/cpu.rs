@@ -342,29 +342,31 @@ impl Sparse {
         if m == 0 || k == 0 || u32::try_from(k.max(m)).is_err() {
             return None;
         }
-        // Counted first (a vectorised pass, several times faster than building the rows), so
-        // that a matrix too dense for the sparse path costs little to turn down.
-        let count = x.iter().filter(|v| **v != 0.0).count();
-        if count as f64 > SPARSE_DENSITY * (m * k) as f64 {
-            return None;
-        }
+        let limit = (SPARSE_DENSITY * (m * k) as f64) as usize;
         let mut starts = Vec::with_capacity(m + 1);
-        let (mut cols, mut values) = (Vec::with_capacity(count), Vec::with_capacity(count));
         starts.push(0);
-        // Each row is compacted into scratch rows without a branch per element (whether a
-        // pixel is zero is too irregular to predict): every element is written, and the write
-        // position moves on past the non-zero ones only.
-        let (mut row_cols, mut row_values) = (vec![0u32; k], vec![0.0f32; k]);
+        // Room for a row past the limit, and for one vector's stores past that: compacting
+        // writes whole vectors. Not zeroed: only what the compaction wrote is kept.
+        let room = limit + k + 8;
+        let (mut cols, mut values) = (Vec::with_capacity(room), Vec::with_capacity(room));
+        let mut end = 0;
         for row in x.chunks_exact(k) {
-            let mut found = 0;
-            for (j, &v) in (0u32..).zip(row) {
-                row_cols[found] = j;
-                row_values[found] = v;
-                found += usize::from(v != 0.0);
+            end = compact(
+                row,
+                &mut cols.spare_capacity_mut()[..room],
+                &mut values.spare_capacity_mut()[..room],
+                end,
+            );
+            if end > limit {
+                return None;
             }
-            cols.extend_from_slice(&row_cols[..found]);
-            values.extend_from_slice(&row_values[..found]);
-            starts.push(cols.len());
+            starts.push(end);
+        }
+        // SAFETY: `compact` wrote every position before `end` (it writes each position it
+        // passes, in order), in both.
+        unsafe {
+            cols.set_len(end);
+            values.set_len(end);
         }
         Some(Self {
             starts,
@@ -449,6 +451,105 @@ impl Sparse {
         unsafe { out.set_len(k * n) };
         out
     }
+}
+
+/// Writes `row`'s non-zero entries (their columns and values) to `cols` and `values` from
+/// `at` on, and returns where they end. Without a branch per element (whether a pixel is zero
+/// is too irregular to predict): every element is written, and the write position moves on past
+/// the non-zero ones only. Up to 8 elements past the returned end may be overwritten.
+fn compact(
+    row: &[f32],
+    cols: &mut [MaybeUninit<u32>],
+    values: &mut [MaybeUninit<f32>],
+    at: usize,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+        return unsafe { compact_avx2(row, cols, values, at) };
+    }
+    compact_each(row, 0, cols, values, at)
+}
+
+/// [`compact`] one element at a time, for `row` starting at column `first`.
+fn compact_each(
+    row: &[f32],
+    first: u32,
+    cols: &mut [MaybeUninit<u32>],
+    values: &mut [MaybeUninit<f32>],
+    mut at: usize,
+) -> usize {
+    for (j, &v) in (first..).zip(row) {
+        cols[at].write(j);
+        values[at].write(v);
+        at += usize::from(v != 0.0);
+    }
+    at
+}
+
+/// For each 8-bit mask, the lanes whose bits are set, in order, then zeros: the shuffle that
+/// moves a vector's non-zero lanes to its front.
+#[cfg(target_arch = "x86_64")]
+static PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut found) = (0, 0);
+        while lane < 8 {
+            if mask & (1 << lane) != 0 {
+                table[mask][found] = lane as u32;
+                found += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// [`compact`] eight elements at a time: a comparison gives the mask of non-zero lanes, [`PACK`]
+/// the shuffle that moves them to the front, and both the values and their columns are stored
+/// whole. (POPCNT: the write position moves on by each mask's bit count, on the critical path.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn compact_avx2(
+    row: &[f32],
+    cols: &mut [MaybeUninit<u32>],
+    values: &mut [MaybeUninit<f32>],
+    mut at: usize,
+) -> usize {
+    use std::arch::x86_64::{
+        _CMP_NEQ_UQ, _mm256_add_epi32, _mm256_cmp_ps, _mm256_loadu_ps, _mm256_loadu_si256,
+        _mm256_movemask_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_setzero_ps,
+        _mm256_storeu_ps, _mm256_storeu_si256,
+    };
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for (first, chunk) in (0u32..).step_by(8).zip(chunks) {
+        // SAFETY (loads and stores): `chunk`, `PACK[mask]` and the two bounds-checked output
+        // slices each hold 8 elements of 4 bytes.
+        let v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+        // Unordered: NaN counts as non-zero, as `v != 0.0` does; -0.0 is zero.
+        let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, _mm256_setzero_ps()));
+        let lanes = &PACK[mask as usize];
+        let shuffle = unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) };
+        let (out_values, out_cols) = (&mut values[at..at + 8], &mut cols[at..at + 8]);
+        unsafe {
+            _mm256_storeu_ps(
+                out_values.as_mut_ptr().cast(),
+                _mm256_permutevar8x32_ps(v, shuffle),
+            );
+            // Columns are below 2³² (`Sparse::of` checks): the bits wrap as u32's would.
+            let base = _mm256_set1_epi32(first as i32);
+            _mm256_storeu_si256(
+                out_cols.as_mut_ptr().cast(),
+                _mm256_add_epi32(base, shuffle),
+            );
+        }
+        at += mask.count_ones() as usize;
+    }
+    compact_each(tail, (row.len() - tail.len()) as u32, cols, values, at)
 }
 
 /// The entries of a [`Sparse`] matrix sorted by column (a counting sort; compressed sparse
@@ -749,6 +850,39 @@ mod tests {
         // Products narrower than a block take the dense GEMM however sparse the input.
         assert!(Sparse::for_product(&x, 3, 4, SPARSE_BLOCK - 1).is_none());
         assert!(Sparse::for_product(&x, 3, 4, SPARSE_BLOCK).is_some());
+    }
+
+    /// Eight elements at a time and one by one, the non-zeros come out the same: NaN is one,
+    /// -0.0 is not.
+    #[test]
+    fn every_non_zero_is_found_in_order() {
+        let k = 8 * 5 + 3;
+        let mut x = vec![0.0f32; 2 * k];
+        for (at, v) in [
+            (0, 1.0),
+            (7, f32::NAN),
+            (8, -0.0),
+            (9, -2.0),
+            (41, 3.0),
+            (42, 4.0),
+        ] {
+            x[k + at] = v;
+        }
+        let rows = Sparse::of(&x, 2, k).expect("6 in 86 is sparse");
+        assert_eq!(rows.starts, [0, 0, 5]);
+        assert_eq!(rows.cols, [0, 7, 9, 41, 42]);
+        let values = &rows.values;
+        assert!(values[1].is_nan());
+        assert_eq!(
+            [values[0], values[2], values[3], values[4]],
+            [1.0, -2.0, 3.0, 4.0]
+        );
+        let mut cols = vec![std::mem::MaybeUninit::new(0); k];
+        let mut found = vec![std::mem::MaybeUninit::new(0.0); k];
+        assert_eq!(super::compact_each(&x[k..], 0, &mut cols, &mut found, 0), 5);
+        // SAFETY: initialised above.
+        let cols: Vec<u32> = cols.iter().map(|c| unsafe { c.assume_init() }).collect();
+        assert_eq!(cols[..5], rows.cols);
     }
 
     /// The sparse path's ReLU is `relu_of`: NaN (a diverging step) passes, so the loss shows it.
