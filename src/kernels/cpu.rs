@@ -403,15 +403,13 @@ impl Sparse {
                         let init = bias.map(|bias| &bias[start..start + width]);
                         for (i, out_row) in (first..).zip(chunk.chunks_exact_mut(n)) {
                             let entries = self.starts[i]..self.starts[i + 1];
-                            combine(
-                                &mut out_row[start..start + width],
-                                &b[start..],
-                                n,
-                                &self.cols[entries.clone()],
-                                &self.values[entries],
-                                init,
-                                relu,
-                            );
+                            let terms = Terms {
+                                rows: &b[start..],
+                                stride: n,
+                                indices: &self.cols[entries.clone()],
+                                values: &self.values[entries],
+                            };
+                            combine(&mut out_row[start..start + width], terms, init, relu);
                         }
                     }
                 });
@@ -438,11 +436,16 @@ impl Sparse {
                     for (p, out_row) in
                         (task * SPARSE_ROWS_PER_TASK..).zip(chunk.chunks_exact_mut(n))
                     {
-                        let (rows, values) = columns.get(p);
+                        let (indices, values) = columns.get(p);
                         for start in (0..n).step_by(SPARSE_BLOCK) {
                             let width = SPARSE_BLOCK.min(n - start);
-                            let out = &mut out_row[start..start + width];
-                            combine(out, &g[start..], n, rows, values, None, false);
+                            let terms = Terms {
+                                rows: &g[start..],
+                                stride: n,
+                                indices,
+                                values,
+                            };
+                            combine(&mut out_row[start..start + width], terms, None, false);
                         }
                     }
                 });
@@ -593,31 +596,47 @@ impl Columns {
     }
 }
 
-/// `out[j] = init[j] + Σ_e values[e] · rows[indices[e] · stride + j]` (from zero without
-/// `init`), then ReLU when `relu`: a weighted sum of some rows of a row-major matrix whose rows
-/// are `stride` apart, `out.len()` columns of them. The terms are added in the order given.
-fn combine(
-    out: &mut [MaybeUninit<f32>],
-    rows: &[f32],
+/// Some rows of a row-major matrix whose rows are `stride` apart, each scaled: row
+/// `indices[e]` times `values[e]`.
+#[derive(Clone, Copy)]
+struct Terms<'a> {
+    rows: &'a [f32],
     stride: usize,
-    indices: &[u32],
-    values: &[f32],
-    init: Option<&[f32]>,
-    relu: bool,
-) {
+    indices: &'a [u32],
+    values: &'a [f32],
+}
+
+impl<'a> Terms<'a> {
+    /// The terms, each with the `width` elements of its row.
+    fn each(self, width: usize) -> impl Iterator<Item = (f32, &'a [f32])> {
+        let Self {
+            rows,
+            stride,
+            indices,
+            values,
+        } = self;
+        indices.iter().zip(values).map(move |(&r, &v)| {
+            let at = r as usize * stride;
+            (v, &rows[at..at + width])
+        })
+    }
+}
+
+/// `out = init + Σ terms` (from zero without `init`), then ReLU when `relu`, over the first
+/// `out.len()` columns of the rows. The terms are added in the order given.
+fn combine(out: &mut [MaybeUninit<f32>], terms: Terms<'_>, init: Option<&[f32]>, relu: bool) {
     #[cfg(target_arch = "x86_64")]
     if let Ok(out) = <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out)
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
     {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { combine_avx2(out, rows, stride, indices, values, init, relu) };
+        return unsafe { combine_avx2(out, terms, init, relu) };
     }
     let width = out.len();
     let mut sums = init.map_or_else(|| vec![0.0; width], <[f32]>::to_vec);
-    for (&r, &v) in indices.iter().zip(values) {
-        let at = r as usize * stride;
-        for (sum, x) in sums.iter_mut().zip(&rows[at..at + width]) {
+    for (v, row) in terms.each(width) {
+        for (sum, x) in sums.iter_mut().zip(row) {
             *sum += v * x;
         }
     }
@@ -631,10 +650,7 @@ fn combine(
 #[target_feature(enable = "avx2,fma")]
 fn combine_avx2(
     out: &mut [MaybeUninit<f32>; SPARSE_BLOCK],
-    rows: &[f32],
-    stride: usize,
-    indices: &[u32],
-    values: &[f32],
+    terms: Terms<'_>,
     init: Option<&[f32]>,
     relu: bool,
 ) {
@@ -645,8 +661,8 @@ fn combine_avx2(
     const LANES: usize = 8;
     const VECTORS: usize = SPARSE_BLOCK / LANES;
     // SAFETY (every load and store below): each pointer is to SPARSE_BLOCK floats (`init` and
-    // `row`, bounds-checked where they are taken, and `out`), read or written at offsets
-    // LANES·j + 0..LANES for j < VECTORS, inside them.
+    // `row`, bounds-checked where they are taken, `row` in `Terms::each`, and `out`), read or
+    // written at offsets LANES·j + 0..LANES for j < VECTORS, inside them.
     let mut sums: [__m256; VECTORS] = match init {
         Some(init) => {
             let init = &init[..SPARSE_BLOCK];
@@ -654,9 +670,7 @@ fn combine_avx2(
         }
         None => [_mm256_setzero_ps(); VECTORS],
     };
-    for (&r, &v) in indices.iter().zip(values) {
-        let at = r as usize * stride;
-        let row = &rows[at..at + SPARSE_BLOCK];
+    for (v, row) in terms.each(SPARSE_BLOCK) {
         let scale = _mm256_set1_ps(v);
         for (j, sum) in sums.iter_mut().enumerate() {
             let x = unsafe { _mm256_loadu_ps(row.as_ptr().add(LANES * j)) };
