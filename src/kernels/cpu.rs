@@ -633,14 +633,24 @@ fn combine(out: &mut [MaybeUninit<f32>], terms: Terms<'_>, init: Option<&[f32]>,
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { combine_avx2(out, terms, init, relu) };
     }
+    combine_each(out, terms, init, relu);
+}
+
+/// [`combine`] one column at a time, at most a block wide.
+fn combine_each(out: &mut [MaybeUninit<f32>], terms: Terms<'_>, init: Option<&[f32]>, relu: bool) {
+    // The products cut their columns into blocks: the sums fit on the stack.
     let width = out.len();
-    let mut sums = init.map_or_else(|| vec![0.0; width], <[f32]>::to_vec);
+    let mut block = [0.0f32; SPARSE_BLOCK];
+    let sums = &mut block[..width];
+    if let Some(init) = init {
+        sums.copy_from_slice(init);
+    }
     for (v, row) in terms.each(width) {
         for (sum, x) in sums.iter_mut().zip(row) {
             *sum += v * x;
         }
     }
-    for (o, sum) in out.iter_mut().zip(sums) {
+    for (o, &sum) in out.iter_mut().zip(&*sums) {
         o.write(if relu { relu_of(sum) } else { sum });
     }
 }
@@ -897,6 +907,45 @@ mod tests {
         // SAFETY: initialised above.
         let cols: Vec<u32> = cols.iter().map(|c| unsafe { c.assume_init() }).collect();
         assert_eq!(cols[..5], rows.cols);
+    }
+
+    /// The AVX2 block and the plain loop compute the same sums (up to the rounding of a fused
+    /// multiply-add), with and without bias and ReLU.
+    #[test]
+    fn both_ways_of_combining_rows_agree() {
+        use super::{Terms, combine, combine_each};
+        use std::mem::MaybeUninit;
+        let stride = SPARSE_BLOCK + 3;
+        let rows: Vec<f32> = (0..5 * stride)
+            .map(|i| ((i * 13) % 7) as f32 - 3.0)
+            .collect();
+        let (indices, values) = ([4u32, 0, 2], [0.5f32, -1.25, 2.0]);
+        let terms = Terms {
+            rows: &rows,
+            stride,
+            indices: &indices,
+            values: &values,
+        };
+        let init: Vec<f32> = (0..SPARSE_BLOCK).map(|j| j as f32 * 0.125 - 4.0).collect();
+        for (init, relu) in [(None, false), (Some(&init[..]), true)] {
+            let mut fast = [MaybeUninit::new(f32::NAN); SPARSE_BLOCK];
+            let mut plain = [MaybeUninit::new(f32::NAN); SPARSE_BLOCK];
+            combine(&mut fast, terms, init, relu);
+            combine_each(&mut plain, terms, init, relu);
+            for j in 0..SPARSE_BLOCK {
+                // SAFETY: initialised above, and written by both.
+                let (a, b) = unsafe { (fast[j].assume_init(), plain[j].assume_init()) };
+                let want = init.map_or(0.0, |init| init[j])
+                    + (0..3)
+                        .map(|e| values[e] * rows[indices[e] as usize * stride + j])
+                        .sum::<f32>();
+                let want = if relu { want.max(0.0) } else { want };
+                assert!(
+                    (a - want).abs() < 1e-5 && (b - want).abs() < 1e-5,
+                    "{j}: {a} {b} {want}"
+                );
+            }
+        }
     }
 
     /// The sparse path's ReLU is `relu_of`: NaN (a diverging step) passes, so the loss shows it.
