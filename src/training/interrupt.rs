@@ -4,8 +4,7 @@
 //! training the process exits at once with 130: nothing is half-written, since every file is
 //! written atomically.
 
-use burn::train::{ApplicationLoggerInstaller, FileApplicationLoggerInstaller, Interrupter};
-use std::path::Path;
+use burn::train::Interrupter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -78,31 +77,4 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_string())
-}
-
-/// Burn's experiment log (`experiment.log`), whose panic hook announces every panic as a fatal
-/// error: the TUI's kill key is a stop the user asked for, ended like Ctrl-C, so its panics are
-/// only logged. (Burn's TUI may still print its own "Training killed by user." when its thread
-/// installs its hook after this one.)
-pub(crate) struct ExperimentLog(FileApplicationLoggerInstaller);
-
-impl ExperimentLog {
-    pub(crate) fn new(path: &Path) -> Self {
-        Self(FileApplicationLoggerInstaller::new(path))
-    }
-}
-
-impl ApplicationLoggerInstaller for ExperimentLog {
-    fn install(&self) -> Result<(), String> {
-        self.0.install()?;
-        let burn_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if is_user_kill(info.payload()) {
-                log::warn!("training killed from the dashboard");
-            } else {
-                burn_hook(info);
-            }
-        }));
-        Ok(())
-    }
 }

@@ -3,6 +3,7 @@
 
 mod checkpoint;
 mod dashboard;
+mod experiment_log;
 mod history;
 mod interrupt;
 mod loader;
@@ -26,8 +27,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Interrupter, Learner, SupervisedTraining};
+use experiment_log::ExperimentLog;
 use history::{Recorder, lock};
-use interrupt::{CtrlC, ExperimentLog, is_user_kill, panic_message};
+use interrupt::{CtrlC, is_user_kill, panic_message};
 use std::path::PathBuf;
 use std::sync::Arc;
 use terminal::{CtrlCInDashboard, Terminal};
