@@ -158,8 +158,10 @@ struct ConfigArgs {
     /// Directory holding the four MNIST IDX files (raw or .gz); skips the cache and downloads
     #[arg(long, value_name = "DIR", env = "MNIST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Mirror base URLs to download MNIST from, comma-separated
-    #[arg(long, value_name = "URL", env = "MNIST_MIRROR", value_delimiter = ',')]
+    /// Mirror base URLs to download MNIST from, comma-separated [env: MNIST_MIRROR]
+    // MNIST_MIRROR is read in `resolve`, not by clap: clap counts an environment value as a
+    // given flag, so an exported MNIST_MIRROR would make `train --resume` a usage error.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
     mirror: Option<Vec<String>>,
 }
 
@@ -248,7 +250,10 @@ impl From<DashboardArg> for Dashboard {
 impl ConfigArgs {
     fn resolve(&self, mut overrides: Overrides) -> Result<TrainConfig, ConfigError> {
         overrides.data_dir.clone_from(&self.data_dir);
-        overrides.mirrors.clone_from(&self.mirror);
+        overrides.mirrors = self.mirror.clone().or_else(|| {
+            let urls = std::env::var("MNIST_MIRROR").ok()?;
+            (!urls.is_empty()).then(|| urls.split(',').map(String::from).collect())
+        });
         TrainConfig::resolve(self.config.as_deref(), &overrides)
     }
 }
@@ -337,8 +342,12 @@ fn out(text: &str) -> Result<()> {
 }
 
 impl RunsArgs {
-    /// `--artifact-dir`, else the config's (config/train.toml when it exists).
+    /// `--artifact-dir`, else the config's (config/train.toml when it exists). Given the flag,
+    /// the config file is not read at all: a broken one must not break reading runs.
     fn artifact_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.artifact_dir {
+            return Ok(dir.clone());
+        }
         let config = TrainConfig::resolve(
             None,
             &Overrides {
