@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{mnist_dir, mnist_mlp, real_mnist, run_ok, stdout};
+use common::{mnist_dir, mnist_mlp, real_mnist, run_ok, shared_temp_dir, stdout};
 use mnist_mlp::backend::Backend;
 use mnist_mlp::data::idx::{PIXELS, SIDE};
 use mnist_mlp::plots::{CONFUSION_SIZE, digit_grid_size};
@@ -17,11 +17,11 @@ const VALID: usize = 500;
 
 /// The home directory holding `artifacts/runs/tiny`, trained once for all tests here.
 fn home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
+        let home = shared_temp_dir();
         run_ok(
-            mnist_mlp(home.path())
+            mnist_mlp(&home)
                 .arg("train")
                 .arg("--data-dir")
                 .arg(mnist_dir())
@@ -31,7 +31,6 @@ fn home() -> &'static Path {
         );
         home
     })
-    .path()
 }
 
 fn run() -> RunDir {
@@ -436,4 +435,40 @@ fn export_writes_pytorch_linear_layers() {
             .collect();
         assert_eq!(torch, bias);
     }
+}
+
+/// The readers take no `--config`: given `--artifact-dir`, a broken config/train.toml in the
+/// working directory is none of their business.
+#[test]
+fn a_broken_config_file_does_not_stop_the_readers_given_an_artifact_dir() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir(elsewhere.path().join("config")).unwrap();
+    std::fs::write(
+        elsewhere.path().join("config/train.toml"),
+        "[train\nepochs = ",
+    )
+    .unwrap();
+    let artifacts = home().join("artifacts");
+    let reader = |args: &[&str]| {
+        let mut command = mnist_mlp(elsewhere.path());
+        command.args(args).arg("--artifact-dir").arg(&artifacts);
+        command
+    };
+    let out = stdout(&run_ok(&mut reader(&["runs"])));
+    assert!(out.lines().nth(2).unwrap().starts_with("tiny "), "{out}");
+    let out = stdout(&run_ok(&mut reader(&["inspect", "tiny"])));
+    assert!(out.contains("tiny"), "{out}");
+    // Without the flag the config names the artifact directory, so its fault is reported.
+    let output = mnist_mlp(elsewhere.path()).arg("runs").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(common::stderr(&output).contains("config/train.toml"));
+}
+
+/// experiment.log keeps what Burn logs, minus its line per training step (about 1 MB per
+/// full run, nothing a reader needs).
+#[test]
+fn the_experiment_log_has_no_line_per_step() {
+    let log = std::fs::read_to_string(run().log_path()).unwrap();
+    assert!(!log.contains("Iteration "), "{log}");
+    assert!(log.lines().count() < 40, "{log}");
 }

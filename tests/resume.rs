@@ -6,15 +6,15 @@
 mod common;
 
 use common::{
-    PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, run_of, run_ok, stdout,
-    wait_exit,
+    PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, run_of, run_ok,
+    shared_temp_dir, stderr, stdout, wait_exit,
 };
 use mnist_mlp::backend::Backend;
 use mnist_mlp::run_dir::RunStatus;
 use mnist_mlp::saved::{self, Weights};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -45,13 +45,12 @@ fn resume(home: &Path, name: &str, dashboard: &str) -> Command {
 
 /// The home holding the uninterrupted run `whole`, trained once for the tests here.
 fn home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
-        run_ok(&mut train(home.path(), "whole", "none"));
+        let home = shared_temp_dir();
+        run_ok(&mut train(&home, "whole", "none"));
         home
     })
-    .path()
 }
 
 /// Trains `name` and sends `signal` as soon as its first epoch's checkpoint is complete
@@ -244,4 +243,33 @@ fn ctrl_c_then_resume_under_the_tui_equals_the_uninterrupted_run() {
 
 fn stderr_tail(screen: &str) -> &str {
     &screen[screen.len().saturating_sub(2000)..]
+}
+
+/// README: "export MNIST_MIRROR=…" for every later command. An exported mirror is not a
+/// `--mirror` flag, so it does not conflict with `--resume` (clap used to count it as one);
+/// the flag itself still does.
+#[test]
+fn an_exported_mnist_mirror_does_not_block_resume() {
+    let output = resume(home(), "whole", "none")
+        .env("MNIST_MIRROR", "http://127.0.0.1:9/mnist/")
+        .output()
+        .unwrap();
+    assert_fails(
+        &output,
+        2,
+        &format!(
+            "error: artifacts/runs/whole: already finished all {EPOCHS} epochs; nothing to resume\n"
+        ),
+    );
+
+    let output = resume(home(), "whole", "none")
+        .args(["--mirror", "http://127.0.0.1:9/mnist/"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
 }

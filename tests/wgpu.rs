@@ -10,7 +10,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
-use common::{mnist_dir, mnist_mlp, run_ok, stderr, stdout};
+use common::{mnist_dir, mnist_mlp, run_ok, shared_temp_dir, stderr, stdout};
 use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::config::TrainConfig;
@@ -53,7 +53,6 @@ fn train(home: &Path, name: &str, backend: Backend) -> Command {
 /// The same run, seed and data, trained once on each backend (by the binary, as a user would),
 /// shared by the tests below.
 struct Runs {
-    _home: tempfile::TempDir,
     ndarray: PathBuf,
     wgpu: PathBuf,
     wgpu_stdout: String,
@@ -62,16 +61,42 @@ struct Runs {
 fn runs() -> &'static Runs {
     static RUNS: OnceLock<Runs> = OnceLock::new();
     RUNS.get_or_init(|| {
-        let home = tempfile::tempdir().unwrap();
-        run_ok(&mut train(home.path(), "ndarray", Backend::Ndarray));
-        let output = run_ok(&mut train(home.path(), "wgpu", Backend::Wgpu));
+        let adapter = usable_adapter();
+        eprintln!("wgpu adapter: {adapter}");
+        let home = shared_temp_dir();
+        run_ok(&mut train(&home, "ndarray", Backend::Ndarray));
+        let output = run_ok(&mut train(&home, "wgpu", Backend::Wgpu));
         Runs {
-            ndarray: home.path().join("artifacts/runs/ndarray"),
-            wgpu: home.path().join("artifacts/runs/wgpu"),
+            ndarray: home.join("artifacts/runs/ndarray"),
+            wgpu: home.join("artifacts/runs/wgpu"),
             wgpu_stdout: stdout(&output),
-            _home: home,
         }
     })
+}
+
+/// The adapter the suite trains on, or a quick failure that says what is missing. Without a
+/// Vulkan driver wgpu falls back to OpenGL, where Mesa's llvmpipe trains these runs for many
+/// minutes: not a configuration the suite is meant to time out on.
+fn usable_adapter() -> String {
+    let adapter = match Backend::Wgpu.open(0) {
+        Ok(open) => open.description,
+        Err(e) => panic!(
+            "the wgpu suite needs a wgpu adapter (a GPU, or lavapipe: apt-get install \
+             mesa-vulkan-drivers libvulkan1): {e}"
+        ),
+    };
+    assert!(
+        !adapter.contains("(Gl,"),
+        "the wgpu suite found only an OpenGL adapter, {adapter}; it needs Vulkan, Metal or \
+         DirectX 12 (without a GPU: apt-get install mesa-vulkan-drivers libvulkan1 for lavapipe)"
+    );
+    adapter
+}
+
+#[test]
+fn the_adapter_is_not_the_opengl_fallback() {
+    let adapter = usable_adapter();
+    eprintln!("wgpu adapter: {adapter}");
 }
 
 fn history(run: &Path) -> History {

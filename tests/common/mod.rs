@@ -38,8 +38,22 @@ pub fn mnist_dir() -> PathBuf {
 }
 
 /// The `mnist-mlp` binary with a clean environment: no cache, no mirrors, no data dir.
+///
+/// The child is killed when the test thread that started it ends, so a test that panics (a
+/// timeout, a failed assertion) or a harness that is killed leaves no training behind.
 pub fn mnist_mlp(home: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     command
         .env("HOME", home)
         .env("XDG_CACHE_HOME", home.join("cache"))
@@ -220,6 +234,30 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A temporary directory shared by the tests of one binary (a home trained once), removed when
+/// the binary exits: it lives in a static, which is never dropped, so `TempDir`'s own cleanup
+/// would never run.
+pub fn shared_temp_dir() -> PathBuf {
+    use std::sync::Mutex;
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    extern "C" fn remove_dirs() {
+        let dirs = DIRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for dir in dirs.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut dirs = DIRS.lock().unwrap();
+    if dirs.is_empty() {
+        // SAFETY: registers a plain function; the harness exits through `exit`, pass or fail.
+        assert_eq!(unsafe { libc::atexit(remove_dirs) }, 0);
+    }
+    dirs.push(dir.clone());
+    dir
 }
 
 /// The two ends of a pseudo-terminal.
