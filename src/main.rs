@@ -202,9 +202,14 @@ struct TrainArgs {
     /// such as lavapipe last (run.device) [default: 0]
     #[arg(long, value_name = "N")]
     device: Option<usize>,
-    /// How to show progress: the terminal dashboard, one line per epoch, or nothing
+    /// How to show progress: the terminal dashboard, Keras's progress bar, one line per epoch,
+    /// or nothing
     #[arg(long, value_enum, default_value_t = DashboardArg::Auto)]
     dashboard: DashboardArg,
+    /// Keras's spelling of --dashboard, as in `model.fit(verbose=...)`: 0 none, 1 bar, 2 plain
+    #[arg(long, value_name = "0|1|2", conflicts_with = "dashboard",
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    verbose: Option<u8>,
     /// Continue an interrupted run (a name or a run directory) from its last complete
     /// checkpoint, with its own config; the result equals an uninterrupted run's
     #[arg(long, value_name = "RUN", conflicts_with_all = [
@@ -226,6 +231,8 @@ enum DashboardArg {
     Auto,
     /// Burn's terminal dashboard
     Tui,
+    /// Keras's progress bar: steps, time left, running loss and accuracy (`verbose=1`)
+    Bar,
     /// One Keras-style line per epoch
     Plain,
     /// Only the final summary
@@ -241,6 +248,7 @@ impl From<DashboardArg> for Dashboard {
         match arg {
             DashboardArg::Auto => Dashboard::Auto,
             DashboardArg::Tui => Dashboard::Tui,
+            DashboardArg::Bar => Dashboard::Bar,
             DashboardArg::Plain => Dashboard::Plain,
             DashboardArg::None => Dashboard::None,
         }
@@ -365,13 +373,26 @@ impl RunArgs {
     }
 }
 
+impl TrainArgs {
+    /// `--verbose N` if given, else `--dashboard`.
+    fn dashboard(&self) -> Dashboard {
+        match self.verbose {
+            Some(0) => Dashboard::None,
+            Some(1) => Dashboard::Bar,
+            Some(_) => Dashboard::Plain,
+            None => self.dashboard.into(),
+        }
+    }
+}
+
 fn train(args: TrainArgs) -> Result<ExitCode> {
+    let dashboard = args.dashboard();
     if let Some(run) = &args.resume {
         let runs = RunsArgs {
             artifact_dir: args.artifact_dir.clone(),
         };
         let run = RunDir::resolve(&runs.artifact_dir()?, run)?;
-        let outcome = training::resume(&run, args.config.data_dir, args.dashboard.into())?;
+        let outcome = training::resume(&run, args.config.data_dir, dashboard)?;
         return report(outcome);
     }
     let config = args.config.resolve(Overrides {
@@ -387,7 +408,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         device: args.device,
         ..Default::default()
     })?;
-    let outcome = training::train(&config, args.dashboard.into())?;
+    let outcome = training::train(&config, dashboard)?;
     report(outcome)
 }
 

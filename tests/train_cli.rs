@@ -3,12 +3,12 @@
 mod common;
 
 use burn::config::Config;
-use common::{accuracy_of, mnist_dir, mnist_mlp, run_ok, stderr, stdout};
+use common::{Pty, accuracy_of, mnist_dir, mnist_mlp, open_pty, run_ok, stderr, stdout, wait_exit};
 use mnist_mlp::config::TrainConfig;
 use mnist_mlp::model::MlpConfig;
 use mnist_mlp::run_dir::{History, RunDir, RunInfo, RunStatus};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
     let mut command = mnist_mlp(home);
@@ -272,4 +272,129 @@ fn a_backend_not_compiled_in_is_a_usage_error() {
         stderr(&output)
     );
     assert!(!home.path().join("artifacts").exists());
+}
+
+/// `train` without `--dashboard`, on a subset small enough for several runs.
+fn train_verbose(home: &Path, name: &str, verbose: &str) -> Command {
+    let mut command = mnist_mlp(home);
+    command
+        .arg("train")
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--artifact-dir", "artifacts", "--run-name", name])
+        .args(["--backend", "ndarray", "--verbose", verbose])
+        .args([
+            "--epochs",
+            "2",
+            "--limit-train",
+            "2000",
+            "--limit-valid",
+            "500",
+        ]);
+    command
+}
+
+/// What Keras leaves after an epoch at verbose=1, from the run's own history.
+fn keras_metrics(h: &History, epoch: usize) -> String {
+    format!(
+        " - accuracy: {:.4} - loss: {:.4} - val_accuracy: {:.4} - val_loss: {:.4}",
+        h.accuracy[epoch], h.loss[epoch], h.val_accuracy[epoch], h.val_loss[epoch]
+    )
+}
+
+/// Keras's `fit(verbose=...)`, piped: 0 prints only the summary and the run directory, 1 the
+/// line each bar leaves, 2 one line per epoch; `--verbose` with `--dashboard` is a usage error.
+#[test]
+fn the_three_verbose_levels_of_keras() {
+    let home = tempfile::tempdir().unwrap();
+    let history = |name: &str| {
+        RunDir::open(home.path().join("artifacts/runs").join(name))
+            .read_history()
+            .unwrap()
+    };
+
+    let out = stdout(&run_ok(&mut train_verbose(home.path(), "v0", "0")));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("Trained 2/2 epochs: "), "{out}");
+    assert_eq!(lines[1], "artifacts/runs/v0");
+
+    let out = stdout(&run_ok(&mut train_verbose(home.path(), "v1", "1")));
+    let lines: Vec<&str> = out.lines().collect();
+    let h = history("v1");
+    assert_eq!(lines.len(), 6, "{out}");
+    for epoch in 0..2 {
+        assert_eq!(lines[2 * epoch], format!("Epoch {}/2", epoch + 1), "{out}");
+        // 2,000 images in steps of 32: 63 steps, the last one of 16.
+        let line = lines[2 * epoch + 1];
+        assert!(line.starts_with("63/63 - "), "{out}");
+        assert!(line.contains("s/step"), "{out}");
+        assert!(line.ends_with(&keras_metrics(&h, epoch)), "{out}");
+    }
+
+    let out = stdout(&run_ok(&mut train_verbose(home.path(), "v2", "2")));
+    let epochs: Vec<&str> = out.lines().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{out}");
+    assert!(epochs[1].starts_with("Epoch 2/2 - "), "{out}");
+    // The same seed and data: the three levels trained the same run.
+    assert_eq!(history("v2"), h);
+    assert_eq!(history("v0"), h);
+
+    let output = train_verbose(home.path(), "both", "1")
+        .args(["--dashboard", "plain"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot be used with"));
+    assert!(!home.path().join("artifacts/runs/both").exists());
+}
+
+/// On a terminal, `--verbose 1` draws Keras's bar: it moves through the epoch's steps and is
+/// left behind with the epoch's metrics.
+#[test]
+fn verbose_1_draws_the_keras_progress_bar_on_a_terminal() {
+    use std::io::Read;
+    let home = tempfile::tempdir().unwrap();
+    let Pty { master, slave } = open_pty();
+    let mut command = train_verbose(home.path(), "bar", "1");
+    command
+        .env("TERM", "xterm-256color")
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(command);
+    drop(slave);
+    let mut reader = std::fs::File::from(master);
+    let screen = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        // Ends with EIO once the child, the last holder of the terminal, is gone.
+        let _ = reader.read_to_end(&mut all);
+        all
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = wait_exit(&mut child);
+    let screen = String::from_utf8_lossy(&screen.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let h = RunDir::open(home.path().join("artifacts/runs/bar"))
+        .read_history()
+        .unwrap();
+    for epoch in 0..2 {
+        assert!(
+            screen.contains(&format!("Epoch {}/2", epoch + 1)),
+            "{screen}"
+        );
+        assert!(screen.contains(&keras_metrics(&h, epoch)), "{screen}");
+    }
+    assert!(screen.contains("63/63 ━━━━━━━━━━━━━━━━━━━━ "), "{screen}");
+    assert!(screen.contains(" - accuracy: "), "{screen}");
+    // Each finished bar stays on its own line.
+    let after_first = &screen[screen.find(&keras_metrics(&h, 0)).unwrap()..];
+    let next = after_first.find("Epoch 2/2").unwrap();
+    assert!(after_first[..next].contains('\n'), "{screen}");
 }

@@ -1,7 +1,9 @@
-//! What the user sees while training: Burn's terminal dashboard, or one Keras-style line per
-//! epoch (`Epoch 1/5 - 9.1s - loss: 0.1850 - accuracy: 0.9440 - val_loss: …`), or nothing.
+//! What the user sees while training: Burn's terminal dashboard, Keras's progress bar
+//! (`fit(verbose=1)`), one Keras-style line per epoch (`verbose=2`:
+//! `Epoch 1/5 - 9.1s - loss: 0.1850 - accuracy: 0.9440 - val_loss: …`), or nothing (`verbose=0`).
 
 use super::history::EpochCollector;
+use super::keras_bar::KerasBar;
 use burn::train::Interrupter;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::MetricDefinition;
@@ -21,6 +23,8 @@ pub enum Dashboard {
     Auto,
     /// Burn's terminal dashboard.
     Tui,
+    /// Keras's progress bar, one per epoch (`verbose=1`).
+    Bar,
     /// One Keras-style line per epoch.
     Plain,
     /// Only the final summary.
@@ -38,26 +42,31 @@ impl Dashboard {
     }
 
     /// The Burn renderer for this dashboard. `resumed_after` is the epoch a resumed run
-    /// continues from.
+    /// continues from; `batch_size` turns images into the bar's steps.
     pub(crate) fn renderer(
         self,
         interrupter: Interrupter,
         resumed_after: Option<usize>,
+        batch_size: usize,
     ) -> Box<dyn MetricsRenderer> {
         match self.resolve() {
             Dashboard::Tui => Box::new(burn::train::renderer::tui::TuiMetricsRendererWrapper::new(
                 interrupter,
                 resumed_after,
             )),
+            Dashboard::Bar => Box::new(EpochLines::with_bar(batch_size)),
             Dashboard::None => Box::new(EpochLines::new(false)),
             _ => Box::new(EpochLines::new(true)),
         }
     }
 }
 
-/// Prints one line per finished epoch (or nothing, when quiet).
+/// Prints one line per finished epoch, or Keras's progress bar, or nothing.
 pub struct EpochLines {
     print: bool,
+    bar: Option<KerasBar>,
+    /// Whether Burn is in the training split (the bar follows training steps only).
+    training: bool,
     collector: EpochCollector,
     total_epochs: usize,
     epoch_started: Instant,
@@ -67,14 +76,27 @@ impl EpochLines {
     pub fn new(print: bool) -> Self {
         Self {
             print,
+            bar: None,
+            training: false,
             collector: EpochCollector::default(),
             total_epochs: 0,
             epoch_started: Instant::now(),
         }
     }
 
+    /// Keras's progress bar instead of the lines.
+    pub fn with_bar(batch_size: usize) -> Self {
+        Self {
+            bar: Some(KerasBar::new(batch_size)),
+            ..Self::new(false)
+        }
+    }
+
     fn observe(&mut self, split: Split, state: MetricState) {
         if let MetricState::Numeric(entry, numeric) = state {
+            if let (Some(bar), Split::Train, Some(numeric)) = (&mut self.bar, &split, &numeric) {
+                bar.observe(self.collector.name(&entry.metric_id), numeric);
+            }
             self.collector
                 .observe(&split, &entry.metric_id, numeric.as_ref());
         }
@@ -92,21 +114,22 @@ impl MetricsRendererTraining for EpochLines {
 }
 
 impl TrainingProgressLogger for EpochLines {
-    fn start(
-        &mut self,
-        total_epochs: usize,
-        _start: usize,
-        _items: Option<usize>,
-        _: Option<&str>,
-    ) {
+    fn start(&mut self, total_epochs: usize, start: usize, _items: Option<usize>, _: Option<&str>) {
         self.total_epochs = total_epochs;
         self.epoch_started = Instant::now();
+        if let Some(bar) = &mut self.bar {
+            bar.start(total_epochs, start);
+        }
     }
 
     fn update_epoch(&mut self, epoch: usize) {
         let seconds = self.epoch_started.elapsed().as_secs_f64();
         self.epoch_started = Instant::now();
-        let Some(m) = self.collector.take() else {
+        let m = self.collector.take();
+        if let Some(bar) = &mut self.bar {
+            bar.end_epoch(epoch, m.as_ref());
+        }
+        let Some(m) = m else {
             return;
         };
         if self.print {
@@ -121,8 +144,19 @@ impl TrainingProgressLogger for EpochLines {
         }
     }
 
-    fn start_split(&mut self, _split: &str, _total_items: usize) {}
-    fn update_split(&mut self, _items_processed: usize) {}
+    fn start_split(&mut self, split: &str, total_items: usize) {
+        self.training = split == <&str>::from(Split::Train);
+        if let (Some(bar), true) = (&mut self.bar, self.training) {
+            bar.start_training(total_items);
+        }
+    }
+
+    fn update_split(&mut self, items_processed: usize) {
+        if let (Some(bar), true) = (&mut self.bar, self.training) {
+            bar.progress(items_processed);
+        }
+    }
+
     fn end_split(&mut self) {}
     fn end(&mut self) {}
     fn log_event_training(&mut self, _event: String) {}

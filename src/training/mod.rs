@@ -6,6 +6,7 @@ mod dashboard;
 mod experiment_log;
 mod history;
 mod interrupt;
+mod keras_bar;
 mod loader;
 mod step;
 mod terminal;
@@ -362,8 +363,11 @@ fn fit(
     if let Some(terminal) = &terminal {
         training = training.with_metric_logger(CtrlCInDashboard::new(terminal.clone()));
     }
-    let training =
-        training.renderer(dashboard.renderer(interrupter.clone(), (after > 0).then_some(after)));
+    let training = training.renderer(dashboard.renderer(
+        interrupter.clone(),
+        (after > 0).then_some(after),
+        batch_size,
+    ));
 
     let learner = Learner::new(
         model,
