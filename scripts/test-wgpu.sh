@@ -12,8 +12,9 @@
 # Dependencies are built unoptimised here (opt-level 0; this crate keeps the release profile):
 # the wgpu features change Burn's feature set, so this build shares almost nothing with the
 # default one, and unoptimised it takes 4 minutes instead of 11 on a 2-core machine, while the
-# suite runs about a minute longer on lavapipe (docs/build.md has the figures). The code under
-# test is the same; `cargo run --release --features wgpu` builds Burn fully optimised.
+# suite runs about a minute longer on lavapipe (BENCHMARKS.md, "Building", has the figures).
+# The code under test is the same; `cargo run --release --features wgpu` builds Burn fully
+# optimised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
