@@ -11,8 +11,8 @@ use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::Checkpoint;
 use common::{
-    Mirror, PATIENCE, accuracy_of, mnist_dir, mnist_mlp, names_in, open_pty, read_info, run_of,
-    run_ok, stderr, stdout, temp_files, wait_exit,
+    Mirror, PATIENCE, accuracy_of, mnist_dir, mnist_mlp, names_in, open_pty, read_info,
+    read_screen, run_of, run_ok, stderr, stderr_and_exit, stdout, temp_files, wait_exit,
 };
 use mnist_mlp::backend::Backend;
 use mnist_mlp::config::TrainConfig;
@@ -599,19 +599,7 @@ fn tui_stops_on(keys: &[u8], name: &str) -> String {
     // The command holds its copies of the terminal until dropped.
     drop(command);
     let mut master = std::fs::File::from(pty.master);
-    let mut reader = master.try_clone().unwrap();
-    let screen = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 65536];
-        // Ends with EIO once no one holds the terminal open.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        all
-    });
+    let screen = read_screen(master.try_clone().unwrap());
 
     let run = run_of(home.path(), name);
     wait_until("an epoch done under the TUI, with Ctrl-C on", || {
@@ -621,17 +609,10 @@ fn tui_stops_on(keys: &[u8], name: &str) -> String {
         raw && ctrl_c && read_info(&run).is_some_and(|i| i.epochs_done >= 1)
     });
     master.write_all(keys).unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = wait_exit(&mut child);
+    let (status, err) = stderr_and_exit(&mut child);
     let after = termios_of(&pty.slave);
     drop(pty.slave);
-    let screen = String::from_utf8_lossy(&screen.join().unwrap()).into_owned();
+    let screen = screen.join().unwrap();
 
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(!err.contains("panicked"), "{err}");

@@ -6,13 +6,12 @@
 mod common;
 
 use common::{
-    PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, run_of, run_ok,
-    shared_temp_dir, stderr, stdout, wait_exit,
+    PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, read_screen, run_of,
+    run_ok, shared_temp_dir, stderr, stderr_and_exit, stdout, wait_exit,
 };
 use mnist_mlp::backend::Backend;
 use mnist_mlp::run_dir::RunStatus;
 use mnist_mlp::saved::{self, Weights};
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -207,29 +206,10 @@ fn ctrl_c_then_resume_under_the_tui_equals_the_uninterrupted_run() {
     }
     let mut child = command.spawn().unwrap();
     drop(command);
-    let mut reader = std::fs::File::from(master);
-    let screen = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 65536];
-        // Ends with EIO once no one holds the terminal open.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-        }
-        all
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = wait_exit(&mut child);
+    let screen = read_screen(master);
+    let (status, err) = stderr_and_exit(&mut child);
     drop(slave);
-    let screen = String::from_utf8_lossy(&screen.join().unwrap()).into_owned();
+    let screen = screen.join().unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(screen.contains("\x1b[?1049h"), "the TUI was drawn");

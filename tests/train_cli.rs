@@ -3,24 +3,33 @@
 mod common;
 
 use burn::config::Config;
-use common::{Pty, accuracy_of, mnist_dir, mnist_mlp, open_pty, run_ok, stderr, stdout, wait_exit};
+use common::{
+    Pty, accuracy_of, mnist_dir, mnist_mlp, open_pty, read_screen, run_ok, stderr, stderr_and_exit,
+    stdout,
+};
 use mnist_mlp::config::TrainConfig;
 use mnist_mlp::model::MlpConfig;
 use mnist_mlp::run_dir::{History, RunDir, RunInfo, RunStatus};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// `train` with one Keras-style line per epoch.
 fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
+    let mut command = train_quietly(home, name);
+    command.args(["--dashboard", "plain"]).args(extra);
+    command
+}
+
+/// `train` with no dashboard chosen.
+fn train_quietly(home: &Path, name: &str) -> Command {
     let mut command = mnist_mlp(home);
     command
         .arg("train")
         .arg("--data-dir")
         .arg(mnist_dir())
         .args(["--artifact-dir", "artifacts", "--run-name", name])
-        .args(["--dashboard", "plain"])
         // The CPU backend, also in a wgpu build (where wgpu is the default; tests/wgpu.rs).
-        .args(["--backend", "ndarray"])
-        .args(extra);
+        .args(["--backend", "ndarray"]);
     command
 }
 
@@ -274,23 +283,15 @@ fn a_backend_not_compiled_in_is_a_usage_error() {
     assert!(!home.path().join("artifacts").exists());
 }
 
-/// `train` without `--dashboard`, on a subset small enough for several runs.
+/// `train --verbose N`, on a subset small enough for several runs.
 fn train_verbose(home: &Path, name: &str, verbose: &str) -> Command {
-    let mut command = mnist_mlp(home);
-    command
-        .arg("train")
-        .arg("--data-dir")
-        .arg(mnist_dir())
-        .args(["--artifact-dir", "artifacts", "--run-name", name])
-        .args(["--backend", "ndarray", "--verbose", verbose])
-        .args([
-            "--epochs",
-            "2",
-            "--limit-train",
-            "2000",
-            "--limit-valid",
-            "500",
-        ]);
+    let mut command = train_quietly(home, name);
+    command.args(["--verbose", verbose, "--epochs", "2"]).args([
+        "--limit-train",
+        "2000",
+        "--limit-valid",
+        "500",
+    ]);
     command
 }
 
@@ -353,7 +354,6 @@ fn the_three_verbose_levels_of_keras() {
 /// left behind with the epoch's metrics.
 #[test]
 fn verbose_1_draws_the_keras_progress_bar_on_a_terminal() {
-    use std::io::Read;
     let home = tempfile::tempdir().unwrap();
     let Pty { master, slave } = open_pty();
     let mut command = train_verbose(home.path(), "bar", "1");
@@ -364,22 +364,9 @@ fn verbose_1_draws_the_keras_progress_bar_on_a_terminal() {
     let mut child = command.spawn().unwrap();
     drop(command);
     drop(slave);
-    let mut reader = std::fs::File::from(master);
-    let screen = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        // Ends with EIO once the child, the last holder of the terminal, is gone.
-        let _ = reader.read_to_end(&mut all);
-        all
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = wait_exit(&mut child);
-    let screen = String::from_utf8_lossy(&screen.join().unwrap()).into_owned();
+    let screen = read_screen(master);
+    let (status, err) = stderr_and_exit(&mut child);
+    let screen = screen.join().unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     let h = RunDir::open(home.path().join("artifacts/runs/bar"))
         .read_history()

@@ -260,6 +260,34 @@ pub fn shared_temp_dir() -> PathBuf {
     dir
 }
 
+/// Reads the child's stderr to the end, then waits for it (see [`wait_exit`]).
+pub fn stderr_and_exit(child: &mut Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        stderr.read_to_string(&mut err).unwrap();
+    }
+    (wait_exit(child), err)
+}
+
+/// Everything written to a terminal, read from its master end on a thread until the last
+/// holder of the other end is gone (the read then fails with EIO).
+pub fn read_screen(master: impl Into<std::fs::File>) -> std::thread::JoinHandle<String> {
+    use std::io::Read;
+    let mut reader = master.into();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    })
+}
+
 /// The two ends of a pseudo-terminal.
 pub struct Pty {
     pub master: OwnedFd,
