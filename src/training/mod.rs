@@ -4,6 +4,7 @@
 mod checkpoint;
 mod dashboard;
 mod experiment_log;
+mod fit;
 mod history;
 mod interrupt;
 mod keras_bar;
@@ -20,20 +21,14 @@ use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::dataset::DataError;
 use crate::data::source::{Sources, default_cache_dir};
-use crate::data::{Mnist, MnistDataset, MnistSplit};
-use crate::fsutil::write_atomic;
-use crate::run_dir::{CheckpointPart, History, RunDir, RunDirError, RunInfo, RunStatus};
+use crate::data::{Mnist, MnistSplit};
+use crate::run_dir::{History, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::saved::{self, LoadError};
-use burn::module::Module;
 use burn::tensor::Device;
-use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{Interrupter, Learner, SupervisedTraining};
-use experiment_log::ExperimentLog;
-use history::{Recorder, lock};
-use interrupt::{CtrlC, is_user_kill, panic_message};
+use burn::train::Interrupter;
+use fit::{Plan, fit};
+use interrupt::CtrlC;
 use std::path::PathBuf;
-use std::sync::Arc;
-use terminal::{CtrlCInDashboard, Terminal};
 
 /// Why training could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -275,188 +270,6 @@ pub fn resume(
         &device,
         dashboard,
     )
-}
-
-/// A run about to train: new (`after` 0) or resumed after epoch `after`.
-struct Plan {
-    config: TrainConfig,
-    run: RunDir,
-    info: RunInfo,
-    history: History,
-    after: usize,
-    resumed: bool,
-    interrupter: Interrupter,
-    ctrl_c: CtrlC,
-}
-
-/// Trains epochs `after + 1 ..= epochs` through Burn's `Learner` and records them: the one code
-/// path of new and resumed runs.
-fn fit(
-    plan: Plan,
-    train_split: MnistSplit,
-    valid_split: MnistSplit,
-    device: &Device,
-    dashboard: Dashboard,
-) -> Result<TrainOutcome, TrainError> {
-    let Plan {
-        config,
-        run,
-        info,
-        history,
-        after,
-        resumed,
-        interrupter,
-        ctrl_c,
-    } = plan;
-    let recorder = Recorder::new(run.clone(), info, history).shared();
-
-    device.seed(config.train.seed);
-    let model_config = config.model();
-    // Parameters are created on the autodiff device so that they are tracked. A resumed run
-    // replaces them with the checkpoint's when Burn restores it.
-    let model = model_config.init(&device.clone().autodiff());
-
-    let batch_size = config.train.batch_size;
-    let mut train_loader = MnistLoader::new(
-        MnistDataset::new(Arc::new(train_split)),
-        batch_size,
-        device.clone(),
-    )
-    .starting_after(after);
-    if config.train.shuffle {
-        train_loader = train_loader.shuffled(config.train.seed);
-    }
-    let valid_loader = MnistLoader::new(
-        MnistDataset::new(Arc::new(valid_split)),
-        batch_size,
-        device.clone(),
-    );
-
-    let tracker = Arc::new(SaveTracker::new(after, {
-        let recorder = recorder.clone();
-        move |epoch| lock(&recorder).checkpoint_complete(epoch)
-    }));
-    let checkpointer = |part| AtomicCheckpointer::new(run.clone(), part, tracker.clone());
-    let mut training =
-        SupervisedTraining::new(run.path(), Arc::new(train_loader), Arc::new(valid_loader))
-            .with_interrupter(interrupter.clone())
-            .with_application_logger(Some(Box::new(ExperimentLog::new(&run.log_path()))))
-            .metrics((AccuracyMetric::new(), LossMetric::new()))
-            .with_custom_checkpointers(
-                checkpointer(CheckpointPart::Model),
-                checkpointer(CheckpointPart::Optimizer),
-                checkpointer(CheckpointPart::Scheduler),
-            )
-            .with_checkpointing_strategy(EveryEpoch)
-            .num_epochs(config.train.epochs)
-            .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()));
-    if after > 0 {
-        // Burn restores model, optimizer and scheduler through the checkpointers above and
-        // numbers the next epoch after + 1.
-        training = training.checkpoint(after);
-    }
-    // The terminal's settings are taken before the TUI changes them.
-    let terminal = match dashboard.resolve() {
-        Dashboard::Tui => Terminal::open(),
-        _ => None,
-    };
-    if let Some(terminal) = &terminal {
-        training = training.with_metric_logger(CtrlCInDashboard::new(terminal.clone()));
-    }
-    let training = training.renderer(dashboard.renderer(
-        interrupter.clone(),
-        (after > 0).then_some(after),
-        batch_size,
-    ));
-
-    let learner = Learner::new(
-        model,
-        config.optimizer().init(),
-        config.optimizer.learning_rate,
-    );
-    // A panic inside Burn (or the TUI's "kill" key, which panics on purpose) must still leave
-    // the run marked as what it is.
-    let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let result = training.launch(learner);
-        (result.model, result.error.map(|e| e.to_string()))
-        // The rest of the result, the dashboard with it, is dropped here: the TUI closes.
-    }));
-    if let Some(terminal) = &terminal {
-        terminal.restore();
-    }
-    let (model, failure) = match launched {
-        Ok((model, error)) => (Some(model), error),
-        Err(panic) if is_user_kill(panic.as_ref()) => (None, None),
-        Err(panic) => (
-            None,
-            Some(format!(
-                "training panicked: {}",
-                panic_message(panic.as_ref())
-            )),
-        ),
-    };
-
-    // Burn has joined its checkpoint threads: every save is done or failed.
-    let complete = tracker.complete();
-    let save_failure = tracker.failure();
-    let mut recorder = lock(&recorder);
-    if let Some(message) = save_failure.or(failure) {
-        recorder.fail(message);
-    }
-    // An epoch counts once its checkpoint is complete; a stop can come between its metrics
-    // and its checkpoint, and resuming starts from the checkpoint.
-    recorder.set_epochs_done(complete);
-    if recorder.history.epochs() > complete {
-        recorder.history.truncate(complete);
-        let written = recorder.run.write_history(&recorder.history);
-        if let Err(e) = written {
-            recorder.fail(e.to_string());
-        }
-    }
-    let finished = complete == config.train.epochs;
-    if recorder.error.is_none() && finished {
-        let saved = model
-            .ok_or_else(|| "training returned no model".to_string())
-            .and_then(|model| model.into_record().into_bytes().map_err(|e| e.to_string()))
-            .and_then(|bytes| write_atomic(&run.model_path(), &bytes).map_err(|e| e.to_string()));
-        if let Err(e) = saved {
-            recorder.fail(e);
-        }
-    }
-
-    recorder.info.ended = Some(now_rfc3339());
-    // Stopped early with no fault: Ctrl-C, or the dashboard's own stop keys (which Burn's TUI
-    // forgets once training returns, so the stop itself is the evidence).
-    recorder.info.status = match (&recorder.error, finished) {
-        (Some(_), _) => RunStatus::Failed,
-        (None, true) => RunStatus::Finished,
-        (None, false) => RunStatus::Interrupted,
-    };
-    if recorder.info.status == RunStatus::Interrupted {
-        log::info!(
-            "training stopped after {complete} of {} epochs ({})",
-            config.train.epochs,
-            if ctrl_c.signalled() {
-                interrupt::REASON
-            } else {
-                "from the dashboard"
-            }
-        );
-    }
-    recorder.info.error = recorder.error.clone();
-    run.write_info(&recorder.info)?;
-    if let Some(message) = recorder.error.clone() {
-        return Err(TrainError::Failed {
-            run: run.path().to_path_buf(),
-            message,
-        });
-    }
-    Ok(TrainOutcome {
-        run: run.clone(),
-        info: recorder.info.clone(),
-        history: recorder.history.clone(),
-        resumed_after: resumed.then_some(after),
-    })
 }
 
 fn create_run_dir(config: &TrainConfig) -> Result<RunDir, RunDirError> {

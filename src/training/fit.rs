@@ -1,0 +1,252 @@
+//! `model.fit(...)`: one code path for new and resumed runs, in the order Keras's `fit` does
+//! it — wire the data and the metrics, train, then settle what the run records.
+//!
+//! The invariant the run directory keeps (see `run_dir`): `run.json`'s `epochs_done` counts
+//! only epochs whose checkpoint is complete on disk, and every other file agrees with it once
+//! `fit` returns, however training ended.
+
+use super::checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};
+use super::dashboard::Dashboard;
+use super::experiment_log::ExperimentLog;
+use super::history::{HistoryLogger, Recorder, lock};
+use super::interrupt::{self, CtrlC, is_user_kill, panic_message};
+use super::loader::MnistLoader;
+use super::terminal::{CtrlCInDashboard, Terminal};
+use super::{TrainError, TrainOutcome, now_rfc3339};
+use crate::config::TrainConfig;
+use crate::data::{MnistDataset, MnistSplit};
+use crate::fsutil::write_atomic;
+use crate::model::Mlp;
+use crate::run_dir::{CheckpointPart, History, RunDir, RunInfo, RunStatus};
+use burn::module::Module;
+use burn::tensor::Device;
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{Interrupter, Learner, SupervisedTraining};
+use std::sync::{Arc, Mutex};
+
+/// A run about to train: new (`after` 0) or resumed after epoch `after`.
+pub(super) struct Plan {
+    pub config: TrainConfig,
+    pub run: RunDir,
+    pub info: RunInfo,
+    pub history: History,
+    pub after: usize,
+    pub resumed: bool,
+    pub interrupter: Interrupter,
+    pub ctrl_c: CtrlC,
+}
+
+/// How Burn's training returned: the trained model, unless it panicked or was killed from the
+/// dashboard, and the failure to record, if any.
+struct Launched {
+    model: Option<Mlp>,
+    failure: Option<String>,
+}
+
+/// Trains epochs `after + 1 ..= epochs` through Burn's `Learner` and records them.
+pub(super) fn fit(
+    plan: Plan,
+    train_split: MnistSplit,
+    valid_split: MnistSplit,
+    device: &Device,
+    dashboard: Dashboard,
+) -> Result<TrainOutcome, TrainError> {
+    let recorder =
+        Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone()).shared();
+    device.seed(plan.config.train.seed);
+    // Parameters are created on the autodiff device so that they are tracked. A resumed run
+    // replaces them with the checkpoint's when Burn restores it.
+    let model = plan.config.model().init(&device.clone().autodiff());
+    let tracker = Arc::new(SaveTracker::new(plan.after, {
+        let recorder = recorder.clone();
+        move |epoch| lock(&recorder).checkpoint_complete(epoch)
+    }));
+    // The terminal's settings are taken before the TUI changes them.
+    let terminal = match dashboard.resolve() {
+        Dashboard::Tui => Terminal::open(),
+        _ => None,
+    };
+    let training = supervised_training(
+        &plan,
+        (train_split, valid_split),
+        device,
+        &tracker,
+        &recorder,
+        terminal.as_ref(),
+        dashboard,
+    );
+    let learner = Learner::new(
+        model,
+        plan.config.optimizer().init(),
+        plan.config.optimizer.learning_rate,
+    );
+    let launched = launch(training, learner);
+    if let Some(terminal) = &terminal {
+        terminal.restore();
+    }
+    settle(&plan, &recorder, &tracker, launched)
+}
+
+/// Burn's `SupervisedTraining` for this plan: the loaders, the metrics, the run's checkpointers
+/// and logs, and the dashboard.
+fn supervised_training(
+    plan: &Plan,
+    (train_split, valid_split): (MnistSplit, MnistSplit),
+    device: &Device,
+    tracker: &Arc<SaveTracker>,
+    recorder: &Arc<Mutex<Recorder>>,
+    terminal: Option<&Arc<Terminal>>,
+    dashboard: Dashboard,
+) -> SupervisedTraining<Mlp> {
+    let (config, run, after) = (&plan.config, &plan.run, plan.after);
+    let batch_size = config.train.batch_size;
+    let mut train_loader = MnistLoader::new(
+        MnistDataset::new(Arc::new(train_split)),
+        batch_size,
+        device.clone(),
+    )
+    .starting_after(after);
+    if config.train.shuffle {
+        train_loader = train_loader.shuffled(config.train.seed);
+    }
+    let valid_loader = MnistLoader::new(
+        MnistDataset::new(Arc::new(valid_split)),
+        batch_size,
+        device.clone(),
+    );
+    let checkpointer = |part| AtomicCheckpointer::new(run.clone(), part, tracker.clone());
+    let interrupter = &plan.interrupter;
+    let mut training =
+        SupervisedTraining::new(run.path(), Arc::new(train_loader), Arc::new(valid_loader))
+            .with_interrupter(interrupter.clone())
+            .with_application_logger(Some(Box::new(ExperimentLog::new(&run.log_path()))))
+            .metrics((AccuracyMetric::new(), LossMetric::new()))
+            .with_custom_checkpointers(
+                checkpointer(CheckpointPart::Model),
+                checkpointer(CheckpointPart::Optimizer),
+                checkpointer(CheckpointPart::Scheduler),
+            )
+            .with_checkpointing_strategy(EveryEpoch)
+            .num_epochs(config.train.epochs)
+            .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()));
+    if after > 0 {
+        // Burn restores model, optimizer and scheduler through the checkpointers above and
+        // numbers the next epoch after + 1.
+        training = training.checkpoint(after);
+    }
+    if let Some(terminal) = terminal {
+        training = training.with_metric_logger(CtrlCInDashboard::new(terminal.clone()));
+    }
+    training.renderer(dashboard.renderer(
+        interrupter.clone(),
+        (after > 0).then_some(after),
+        batch_size,
+    ))
+}
+
+/// Runs the training. A panic inside Burn (or the TUI's "kill" key, which panics on purpose)
+/// must still leave the run marked as what it is, so it is caught here.
+fn launch(training: SupervisedTraining<Mlp>, learner: Learner<Mlp>) -> Launched {
+    let launched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let result = training.launch(learner);
+        (result.model, result.error.map(|e| e.to_string()))
+        // The rest of the result, the dashboard with it, is dropped here: the TUI closes.
+    }));
+    match launched {
+        Ok((model, failure)) => Launched {
+            model: Some(model),
+            failure,
+        },
+        Err(panic) if is_user_kill(panic.as_ref()) => Launched {
+            model: None,
+            failure: None,
+        },
+        Err(panic) => Launched {
+            model: None,
+            failure: Some(format!(
+                "training panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        },
+    }
+}
+
+/// Makes the run directory agree with its complete checkpoints, saves the final model when
+/// every epoch is done, and records how the run ended.
+fn settle(
+    plan: &Plan,
+    recorder: &Arc<Mutex<Recorder>>,
+    tracker: &SaveTracker,
+    launched: Launched,
+) -> Result<TrainOutcome, TrainError> {
+    let (config, run) = (&plan.config, &plan.run);
+    // Burn has joined its checkpoint threads: every save is done or failed.
+    let complete = tracker.complete();
+    let mut recorder = lock(recorder);
+    if let Some(message) = tracker.failure().or(launched.failure) {
+        recorder.fail(message);
+    }
+    trim_to_checkpoints(&mut recorder, complete);
+    let finished = complete == config.train.epochs;
+    if recorder.error.is_none() && finished {
+        save_final_model(&mut recorder, run, launched.model);
+    }
+
+    recorder.info.ended = Some(now_rfc3339());
+    // Stopped early with no fault: Ctrl-C, or the dashboard's own stop keys (which Burn's TUI
+    // forgets once training returns, so the stop itself is the evidence).
+    recorder.info.status = match (&recorder.error, finished) {
+        (Some(_), _) => RunStatus::Failed,
+        (None, true) => RunStatus::Finished,
+        (None, false) => RunStatus::Interrupted,
+    };
+    if recorder.info.status == RunStatus::Interrupted {
+        log::info!(
+            "training stopped after {complete} of {} epochs ({})",
+            config.train.epochs,
+            if plan.ctrl_c.signalled() {
+                interrupt::REASON
+            } else {
+                "from the dashboard"
+            }
+        );
+    }
+    recorder.info.error = recorder.error.clone();
+    run.write_info(&recorder.info)?;
+    if let Some(message) = recorder.error.clone() {
+        return Err(TrainError::Failed {
+            run: run.path().to_path_buf(),
+            message,
+        });
+    }
+    Ok(TrainOutcome {
+        run: run.clone(),
+        info: recorder.info.clone(),
+        history: recorder.history.clone(),
+        resumed_after: plan.resumed.then_some(plan.after),
+    })
+}
+
+/// An epoch counts once its checkpoint is complete; a stop can come between its metrics and
+/// its checkpoint, and resuming starts from the checkpoint, so the history ends there too.
+fn trim_to_checkpoints(recorder: &mut Recorder, complete: usize) {
+    recorder.set_epochs_done(complete);
+    if recorder.history.epochs() > complete {
+        recorder.history.truncate(complete);
+        let written = recorder.run.write_history(&recorder.history);
+        if let Err(e) = written {
+            recorder.fail(e.to_string());
+        }
+    }
+}
+
+/// `model.bpk`, written whole or not at all; a failure fails the run.
+fn save_final_model(recorder: &mut Recorder, run: &RunDir, model: Option<Mlp>) {
+    let saved = model
+        .ok_or_else(|| "training returned no model".to_string())
+        .and_then(|model| model.into_record().into_bytes().map_err(|e| e.to_string()))
+        .and_then(|bytes| write_atomic(&run.model_path(), &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = saved {
+        recorder.fail(e);
+    }
+}
