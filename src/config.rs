@@ -3,7 +3,8 @@
 //! each run saves as its `config.toml`.
 
 use crate::backend::Backend;
-use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE};
+use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default_cache_dir};
+use crate::data::{Mnist, MnistSplit};
 use crate::model::MlpConfig;
 use crate::optim::KerasRmsPropConfig;
 use serde::{Deserialize, Serialize};
@@ -359,6 +360,31 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         // Every field is a plain value TOML can hold.
         toml::to_string(self).unwrap_or_else(|e| unreachable!("config serializes: {e}"))
+    }
+
+    /// The data sources this config names, with the user's cache directory.
+    pub fn sources(&self, progress: bool) -> Sources {
+        Sources {
+            data_dir: self.data.dir.clone(),
+            cache_dir: default_cache_dir(),
+            mirrors: self.data.mirrors.clone(),
+            npm_package: Some(self.data.npm_package.clone()).filter(|p| !p.is_empty()),
+            progress,
+        }
+    }
+
+    /// The training and validation images this config asks for (`limit_train`,
+    /// `limit_valid`).
+    pub fn splits(&self, mnist: Mnist) -> (MnistSplit, MnistSplit) {
+        let train = match self.train.limit_train {
+            Some(n) => mnist.train.first(n),
+            None => mnist.train,
+        };
+        let valid = match self.train.limit_valid {
+            Some(n) => mnist.valid.first(n),
+            None => mnist.valid,
+        };
+        (train, valid)
     }
 
     pub fn model(&self) -> MlpConfig {

@@ -21,8 +21,9 @@ use std::error::Error;
 pub const SUCCESS: u8 = 0;
 pub const RUNTIME_FAILURE: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
-/// 128 + SIGINT, as shells report a process stopped by Ctrl-C.
-pub const INTERRUPTED: u8 = 130;
+/// 128 + SIGINT, as shells report a process stopped by Ctrl-C (defined where Ctrl-C is
+/// handled, which exits with it when no training is running).
+pub use crate::training::INTERRUPTED;
 
 /// The exit code for `error`: the first error of this crate in its chain decides; anything
 /// else is a runtime failure.

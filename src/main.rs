@@ -445,7 +445,7 @@ fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
 
 fn data(args: DataArgs) -> Result<ExitCode> {
     let config = args.config.resolve(Overrides::default())?;
-    let mnist = Mnist::load(&training::sources(&config, true))?;
+    let mnist = Mnist::load(&config.sources(true))?;
     print!("{}", mnist_mlp::data::describe(&mnist));
     Ok(ExitCode::SUCCESS)
 }

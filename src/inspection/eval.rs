@@ -14,7 +14,6 @@ use crate::plots::{self, ConfusionMatrix, DigitCell, MAX_GRID_DIGITS};
 use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
 use crate::table::{Align, Table};
-use crate::training;
 use burn::tensor::Device;
 use burn::tensor::activation::log_softmax;
 use rayon::prelude::*;
@@ -89,8 +88,8 @@ pub fn evaluate(
     }
     let device = config.run.backend.device(config.run.device)?;
     let saved = saved::load(run, which, &device)?;
-    let mnist = Mnist::load(&training::sources(&config, false))?;
-    let (_, valid) = training::splits(&config, mnist);
+    let mnist = Mnist::load(&config.sources(false))?;
+    let (_, valid) = config.splits(mnist);
     let history = super::report::recorded_history(run, &info)?;
     let recorded = saved.epoch.checked_sub(1).and_then(|i| history.get(i));
 

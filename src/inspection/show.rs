@@ -7,7 +7,6 @@ use crate::config::TrainConfig;
 use crate::data::idx::{PIXELS, SIDE};
 use crate::data::{Mnist, MnistSplit};
 use crate::plots::{self, DigitCell};
-use crate::training;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -53,7 +52,7 @@ pub struct ShowRequest<'a> {
 
 /// Loads MNIST as `config` says and shows what `request` asks for; returns the text to print.
 pub fn show(config: &TrainConfig, request: &ShowRequest<'_>) -> Result<String, InspectError> {
-    let mnist = Mnist::load(&training::sources(config, false))?;
+    let mnist = Mnist::load(&config.sources(false))?;
     let split = request.split.of(&mnist);
     let count = request.grid.unwrap_or(1).max(1);
     let last = request.index.saturating_add(count - 1);

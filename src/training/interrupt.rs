@@ -8,6 +8,9 @@ use burn::train::Interrupter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+/// The exit code of a process stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+pub const INTERRUPTED: u8 = 130;
+
 /// Why training was stopped, as recorded when Ctrl-C arrives.
 pub(crate) const REASON: &str = "interrupted (Ctrl-C)";
 
@@ -24,7 +27,7 @@ fn on_signal() {
                 interrupter.stop(Some(REASON));
             }
         }
-        None => std::process::exit(i32::from(crate::fault::INTERRUPTED)),
+        None => std::process::exit(i32::from(INTERRUPTED)),
     }
 }
 

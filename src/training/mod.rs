@@ -15,13 +15,13 @@ mod terminal;
 pub use checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};
 pub use dashboard::{Dashboard, EpochLines};
 pub use history::HistoryLogger;
+pub use interrupt::INTERRUPTED;
 pub use loader::MnistLoader;
 
 use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::dataset::DataError;
-use crate::data::source::{Sources, default_cache_dir};
-use crate::data::{Mnist, MnistSplit};
+use crate::data::Mnist;
 use crate::run_dir::{History, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::saved::{self, LoadError};
 use burn::tensor::Device;
@@ -99,37 +99,13 @@ pub struct TrainOutcome {
     pub resumed_after: Option<usize>,
 }
 
-/// The data sources a config names, with the user's cache directory.
-pub fn sources(config: &TrainConfig, progress: bool) -> Sources {
-    Sources {
-        data_dir: config.data.dir.clone(),
-        cache_dir: default_cache_dir(),
-        mirrors: config.data.mirrors.clone(),
-        npm_package: Some(config.data.npm_package.clone()).filter(|p| !p.is_empty()),
-        progress,
-    }
-}
-
-/// The training and validation images a config asks for (`limit_train`, `limit_valid`).
-pub fn splits(config: &TrainConfig, mnist: Mnist) -> (MnistSplit, MnistSplit) {
-    let train = match config.train.limit_train {
-        Some(n) => mnist.train.first(n),
-        None => mnist.train,
-    };
-    let valid = match config.train.limit_valid {
-        Some(n) => mnist.valid.first(n),
-        None => mnist.valid,
-    };
-    (train, valid)
-}
-
 /// Loads MNIST as `config` says, then trains. The data is loaded before the run directory is
 /// created, so a data fault leaves nothing behind.
 pub fn train(config: &TrainConfig, dashboard: Dashboard) -> Result<TrainOutcome, TrainError> {
     // Opened (and for wgpu, checked) before anything else, so that a missing adapter is
     // reported before the data is fetched.
     let device = config.run.backend.device(config.run.device)?;
-    let mnist = Mnist::load(&sources(config, true))?;
+    let mnist = Mnist::load(&config.sources(true))?;
     train_on(config, mnist, &device, dashboard)
 }
 
@@ -142,7 +118,7 @@ pub fn train_on(
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
     let origin = mnist.origin.to_string();
-    let (train_split, valid_split) = splits(config, mnist);
+    let (train_split, valid_split) = config.splits(mnist);
 
     let device_name = config.run.backend.describe_device(config.run.device);
 
@@ -226,9 +202,9 @@ pub fn resume(
         saved::check_checkpoint(run, after, &config.model(), &device)?;
     }
     // Everything that can fail before training is checked before the run is touched.
-    let mnist = Mnist::load(&sources(&config, true))?;
+    let mnist = Mnist::load(&config.sources(true))?;
     let origin = mnist.origin.to_string();
-    let (train_split, valid_split) = splits(&config, mnist);
+    let (train_split, valid_split) = config.splits(mnist);
     if (train_split.len(), valid_split.len()) != (info.train_images, info.valid_images) {
         return Err(TrainError::DataChanged {
             run: run.path().to_path_buf(),
