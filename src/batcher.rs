@@ -18,50 +18,79 @@ pub struct MnistBatch {
     pub targets: Tensor<1, Int>,
 }
 
-/// Burn's [`Batcher`] for MNIST: flatten, normalize, one-hot.
+/// Burn's [`Batcher`] for MNIST: flatten, normalize, one-hot. The one dataset adapter: the
+/// training loader batches [`DigitRef`]s with it, `eval` and `predict` batch bare images, and
+/// Burn's own loaders would batch [`MnistItem`]s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MnistBatcher;
 
-/// Pixels of `items`, flattened and divided by 255 in f32, as Keras's `astype('float32') / 255`.
-pub fn normalize(items: &[MnistItem]) -> Vec<f32> {
-    let mut x = Vec::with_capacity(items.len() * PIXELS);
-    for item in items {
-        x.extend(item.image.iter().map(|&p| f32::from(p) / 255.0));
+/// An image and its label, borrowed from the split that holds them, so that a batch copies
+/// each pixel once, into its tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct DigitRef<'a> {
+    pub image: &'a [u8; PIXELS],
+    pub label: u8,
+}
+
+impl<'a> DigitRef<'a> {
+    /// Image `index` of `split`. Panics if it is out of range.
+    pub fn of(split: &'a MnistSplit, index: usize) -> Self {
+        Self {
+            image: split.image(index),
+            label: split.label(index),
+        }
+    }
+}
+
+/// Pixels flattened and divided by 255 in f32, as Keras's `astype('float32') / 255`: the one
+/// place the tutorial's normalisation is written.
+fn normalize<'a>(images: impl ExactSizeIterator<Item = &'a [u8; PIXELS]>) -> Vec<f32> {
+    let mut x = Vec::with_capacity(images.len() * PIXELS);
+    for image in images {
+        x.extend(image.iter().map(|&p| f32::from(p) / 255.0));
     }
     x
 }
 
-/// Labels of `items` as one-hot rows of 10, as Keras's `to_categorical`.
-pub fn one_hot(items: &[MnistItem]) -> Vec<f32> {
-    let mut y = vec![0.0f32; items.len() * CLASSES];
-    for (row, item) in y.chunks_exact_mut(CLASSES).zip(items) {
-        row[usize::from(item.label)] = 1.0;
+/// Labels as one-hot rows of 10, as Keras's `to_categorical`.
+fn one_hot(labels: &[i64]) -> Vec<f32> {
+    let mut y = vec![0.0f32; labels.len() * CLASSES];
+    for (row, &label) in y.chunks_exact_mut(CLASSES).zip(labels) {
+        row[label as usize] = 1.0;
     }
     y
 }
 
-impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
-    fn batch(&self, items: Vec<MnistItem>, device: &Device) -> MnistBatch {
-        let targets = items.iter().map(|item| i64::from(item.label)).collect();
-        MnistBatch::new(normalize(&items), one_hot(&items), targets, device)
+impl Batcher<DigitRef<'_>, MnistBatch> for MnistBatcher {
+    fn batch(&self, items: Vec<DigitRef<'_>>, device: &Device) -> MnistBatch {
+        let targets: Vec<i64> = items.iter().map(|item| i64::from(item.label)).collect();
+        let images = normalize(items.iter().map(|item| item.image));
+        MnistBatch::new(images, one_hot(&targets), targets, device)
     }
 }
 
-/// The batch of images `indices` of `split`, built straight from its u8 buffer (what the data
-/// loader uses): each tensor's values are written once, with no per-item copies. The same values
-/// as [`MnistBatcher`] gives for those items. Panics if an index is out of range.
-pub fn batch_of(split: &MnistSplit, indices: &[usize], device: &Device) -> MnistBatch {
-    let n = indices.len();
-    let mut images = Vec::with_capacity(n * PIXELS);
-    let mut one_hot = vec![0.0f32; n * CLASSES];
-    let mut targets = Vec::with_capacity(n);
-    for (row, &index) in one_hot.chunks_exact_mut(CLASSES).zip(indices) {
-        images.extend(split.image(index).iter().map(|&p| f32::from(p) / 255.0));
-        let label = split.label(index);
-        row[usize::from(label)] = 1.0;
-        targets.push(i64::from(label));
+impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
+    fn batch(&self, items: Vec<MnistItem>, device: &Device) -> MnistBatch {
+        let refs = items
+            .iter()
+            .map(|item| DigitRef {
+                image: &item.image,
+                label: item.label,
+            })
+            .collect();
+        self.batch(refs, device)
     }
-    MnistBatch::new(images, one_hot, targets, device)
+}
+
+/// Images without labels (pictures to classify, images to score): the `[n, 784]` model input.
+impl<'a> Batcher<&'a [u8; PIXELS], Tensor<2>> for MnistBatcher {
+    fn batch(&self, images: Vec<&'a [u8; PIXELS]>, device: &Device) -> Tensor<2> {
+        let n = images.len();
+        Tensor::from_data(
+            TensorData::new(normalize(images.into_iter()), [n, PIXELS]),
+            device,
+        )
+    }
 }
 
 impl MnistBatch {
@@ -87,12 +116,16 @@ mod tests {
         }
     }
 
+    fn floats(t: Tensor<2>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     #[test]
     fn pixels_are_flattened_and_divided_by_255() {
-        let mut first = item(0, 3);
-        first.image[1] = 255;
-        first.image[783] = 128;
-        let x = normalize(&[first, item(51, 7)]);
+        let mut first = [0u8; PIXELS];
+        first[1] = 255;
+        first[783] = 128;
+        let x = normalize([&first, &[51; PIXELS]].into_iter());
         assert_eq!(x.len(), 2 * 784);
         assert_eq!(x[0], 0.0);
         assert_eq!(x[1], 1.0);
@@ -102,7 +135,7 @@ mod tests {
 
     #[test]
     fn labels_are_one_hot() {
-        let y = one_hot(&[item(0, 3), item(0, 0), item(0, 9)]);
+        let y = one_hot(&[3, 0, 9]);
         let mut expected = vec![0.0; 30];
         expected[3] = 1.0;
         expected[10] = 1.0;
@@ -111,50 +144,46 @@ mod tests {
     }
 
     #[test]
-    fn batches_from_the_split_equal_batches_of_its_items() {
+    fn borrowed_owned_and_bare_images_batch_alike() {
         let pixels: Vec<u8> = (0..5 * PIXELS).map(|i| (i * 7 % 256) as u8).collect();
         let split = MnistSplit::new(pixels, vec![4, 0, 9, 1, 4]).unwrap();
         let device = Backend::Ndarray.device(0).unwrap();
         let indices = [3, 0, 4];
-        let items = indices
+        let refs: Vec<DigitRef<'_>> = indices.iter().map(|&i| DigitRef::of(&split, i)).collect();
+        let items = refs
             .iter()
-            .map(|&i| MnistItem {
-                image: *split.image(i),
-                label: split.label(i),
+            .map(|r| MnistItem {
+                image: *r.image,
+                label: r.label,
             })
             .collect();
-        let direct = batch_of(&split, &indices, &device);
-        let batched = MnistBatcher.batch(items, &device);
-        let floats = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(
-            floats(direct.images.clone())[..PIXELS],
-            normalize_one(&split, 3)
-        );
-        assert_eq!(floats(direct.images), floats(batched.images));
-        assert_eq!(floats(direct.one_hot), floats(batched.one_hot));
-        let ints = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
-        assert_eq!(ints(direct.targets.clone()), vec![1, 4, 4]);
-        assert_eq!(ints(direct.targets), ints(batched.targets));
-    }
-
-    fn normalize_one(split: &MnistSplit, index: usize) -> Vec<f32> {
-        split
-            .image(index)
+        let borrowed: MnistBatch = MnistBatcher.batch(refs.clone(), &device);
+        let owned: MnistBatch = MnistBatcher.batch(items, &device);
+        let bare: Tensor<2> = MnistBatcher.batch(refs.iter().map(|r| r.image).collect(), &device);
+        let first: Vec<f32> = split
+            .image(3)
             .iter()
             .map(|&p| f32::from(p) / 255.0)
-            .collect()
+            .collect();
+        assert_eq!(floats(borrowed.images.clone())[..PIXELS], first);
+        assert_eq!(floats(borrowed.images.clone()), floats(owned.images));
+        assert_eq!(floats(borrowed.images), floats(bare));
+        assert_eq!(floats(borrowed.one_hot), floats(owned.one_hot));
+        let ints = |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        assert_eq!(ints(borrowed.targets.clone()), vec![1, 4, 4]);
+        assert_eq!(ints(borrowed.targets), ints(owned.targets));
     }
 
     #[test]
     fn the_batch_tensors_hold_the_same_values() {
         let device = Backend::Ndarray.device(0).unwrap();
-        let batch = MnistBatcher.batch(vec![item(255, 2), item(0, 5)], &device);
+        let batch: MnistBatch = MnistBatcher.batch(vec![item(255, 2), item(0, 5)], &device);
         assert_eq!(batch.images.dims(), [2, 784]);
         assert_eq!(batch.one_hot.dims(), [2, 10]);
-        let images = batch.images.into_data().try_to_vec::<f32>().unwrap();
+        let images = floats(batch.images);
         assert_eq!(images[..784], [1.0; 784]);
         assert_eq!(images[784..], [0.0; 784]);
-        let one_hot = batch.one_hot.into_data().try_to_vec::<f32>().unwrap();
+        let one_hot = floats(batch.one_hot);
         assert_eq!(one_hot[2], 1.0);
         assert_eq!(one_hot[15], 1.0);
         assert_eq!(one_hot.iter().sum::<f32>(), 2.0);

@@ -6,7 +6,7 @@
 //! It also draws `confusion.png` and `mistakes.png` into the run directory.
 
 use super::InspectError;
-use crate::batcher::batch_of;
+use crate::batcher::MnistBatcher;
 use crate::data::idx::CLASSES;
 use crate::data::{Mnist, MnistSplit};
 use crate::model::{Mlp, thousands};
@@ -14,6 +14,7 @@ use crate::plots::{self, ConfusionMatrix, DigitCell, MAX_GRID_DIGITS};
 use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
 use crate::table::{Align, Table};
+use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
 use burn::tensor::activation::log_softmax;
 use rayon::prelude::*;
@@ -140,8 +141,8 @@ fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, Ins
         .map_init(
             || model.clone(),
             |model, &start| {
-                let indices: Vec<usize> = (start..(start + CHUNK).min(split.len())).collect();
-                let images = batch_of(split, &indices, device).images;
+                let chunk = (start..(start + CHUNK).min(split.len())).map(|i| split.image(i));
+                let images = MnistBatcher.batch(chunk.collect(), device);
                 log_softmax(model.forward(images), 1)
                     .into_data()
                     .convert::<f32>()

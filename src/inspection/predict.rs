@@ -8,11 +8,12 @@
 //! is light, stretch its contrast so the background is 0, then box, scale and centre.
 
 use super::InspectError;
+use crate::batcher::MnistBatcher;
 use crate::data::idx::{CLASSES, PIXELS, SIDE};
 use crate::model::Mlp;
 use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
-use burn::tensor::{Tensor, TensorData};
+use burn::data::dataloader::batcher::Batcher;
 use image::imageops::FilterType;
 use image::{GrayImage, ImageReader, Limits};
 use std::path::{Path, PathBuf};
@@ -90,11 +91,7 @@ pub fn classify(
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    let x: Vec<f32> = images
-        .iter()
-        .flat_map(|image| image.iter().map(|&p| f32::from(p) / 255.0))
-        .collect();
-    let input = Tensor::<2>::from_data(TensorData::new(x, [images.len(), PIXELS]), device);
+    let input = MnistBatcher.batch(images.iter().collect(), device);
     let out = model
         .probabilities(input)
         .into_data()

@@ -1,12 +1,14 @@
 //! The order in which the `Learner` sees the data: batches of `batch_size`, the training set
 //! reshuffled every epoch as Keras's `fit(shuffle=True)` does.
 //!
-//! Burn's own data loader draws each epoch's order from one running random generator, so a
-//! training resumed at epoch k would not see the order an uninterrupted run sees. Here the order
-//! of epoch `e` is a function of `(seed, e)` alone.
+//! Custom because Burn's own data loader draws each epoch's order from one running random
+//! generator, so a training resumed at epoch k would not see the order an uninterrupted run
+//! sees. Here the order of epoch `e` is a function of `(seed, e)` alone; the batches are made by
+//! the batcher, as in Burn's loader.
 
-use crate::batcher::{MnistBatch, batch_of};
+use crate::batcher::{DigitRef, MnistBatch, MnistBatcher};
 use crate::data::MnistDataset;
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Dataset, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
@@ -113,12 +115,10 @@ impl Iterator for MnistIter<'_> {
             .get(self.position..end)
             .filter(|i| !i.is_empty())?;
         self.position = end;
-        // The order only holds indices of the dataset's range, so `batch_of` cannot go out of it.
-        Some(Ok(batch_of(
-            self.loader.dataset.split(),
-            indices,
-            &self.loader.device,
-        )))
+        // The order only holds indices of the dataset's range, so `of` cannot go out of it.
+        let split = self.loader.dataset.split();
+        let items = indices.iter().map(|&i| DigitRef::of(split, i)).collect();
+        Some(Ok(MnistBatcher.batch(items, &self.loader.device)))
     }
 }
 

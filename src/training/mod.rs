@@ -20,8 +20,8 @@ pub use loader::MnistLoader;
 
 use crate::backend::BackendError;
 use crate::config::TrainConfig;
-use crate::data::dataset::DataError;
 use crate::data::Mnist;
+use crate::data::dataset::DataError;
 use crate::run_dir::{History, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::saved::{self, LoadError};
 use burn::tensor::Device;
