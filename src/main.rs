@@ -169,6 +169,30 @@ struct ConfigArgs {
 struct TrainArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    #[command(flatten)]
+    settings: TrainSettings,
+    /// Where runs are recorded: <DIR>/runs/<name>/ (run.artifact_dir)
+    #[arg(long, value_name = "DIR")]
+    artifact_dir: Option<PathBuf>,
+    /// How to show progress: the terminal dashboard, Keras's progress bar, one line per epoch,
+    /// or nothing
+    #[arg(long, value_enum, default_value_t = DashboardArg::Auto)]
+    dashboard: DashboardArg,
+    /// Keras's spelling of --dashboard, as in `model.fit(verbose=...)`: 0 none, 1 bar, 2 plain
+    #[arg(long, value_name = "0|1|2", conflicts_with = "dashboard",
+          value_parser = clap::value_parser!(u8).range(0..=2))]
+    verbose: Option<u8>,
+    /// Continue an interrupted run (a name or a run directory) from its last complete
+    /// checkpoint, with its own config; the result equals an uninterrupted run's
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["settings", "config", "mirror"])]
+    resume: Option<String>,
+}
+
+/// What a new run may set on top of the config file. A resumed run keeps its own, so none of
+/// these goes with `--resume`: a flag added here joins the group `--resume` conflicts with.
+#[derive(clap::Args, Debug)]
+#[group(id = "settings", multiple = true)]
+struct TrainSettings {
     /// Epochs to train (train.epochs)
     #[arg(long)]
     epochs: Option<usize>,
@@ -181,9 +205,6 @@ struct TrainArgs {
     /// Seed for weight initialisation and shuffling (train.seed)
     #[arg(long)]
     seed: Option<u64>,
-    /// Where runs are recorded: <DIR>/runs/<name>/ (run.artifact_dir)
-    #[arg(long, value_name = "DIR")]
-    artifact_dir: Option<PathBuf>,
     /// Name of the run directory [default: the UTC start time]
     #[arg(long, value_name = "NAME")]
     run_name: Option<String>,
@@ -202,21 +223,6 @@ struct TrainArgs {
     /// such as lavapipe last (run.device) [default: 0]
     #[arg(long, value_name = "N")]
     device: Option<usize>,
-    /// How to show progress: the terminal dashboard, Keras's progress bar, one line per epoch,
-    /// or nothing
-    #[arg(long, value_enum, default_value_t = DashboardArg::Auto)]
-    dashboard: DashboardArg,
-    /// Keras's spelling of --dashboard, as in `model.fit(verbose=...)`: 0 none, 1 bar, 2 plain
-    #[arg(long, value_name = "0|1|2", conflicts_with = "dashboard",
-          value_parser = clap::value_parser!(u8).range(0..=2))]
-    verbose: Option<u8>,
-    /// Continue an interrupted run (a name or a run directory) from its last complete
-    /// checkpoint, with its own config; the result equals an uninterrupted run's
-    #[arg(long, value_name = "RUN", conflicts_with_all = [
-        "config", "mirror", "epochs", "batch_size", "learning_rate", "seed", "run_name",
-        "limit_train", "limit_valid", "backend", "device",
-    ])]
-    resume: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -395,17 +401,18 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let outcome = training::resume(&run, args.config.data_dir, dashboard)?;
         return report(outcome);
     }
+    let settings = args.settings;
     let config = args.config.resolve(Overrides {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
-        seed: args.seed,
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        learning_rate: settings.learning_rate,
+        seed: settings.seed,
         artifact_dir: args.artifact_dir,
-        run_name: args.run_name,
-        limit_train: args.limit_train,
-        limit_valid: args.limit_valid,
-        backend: args.backend,
-        device: args.device,
+        run_name: settings.run_name,
+        limit_train: settings.limit_train,
+        limit_valid: settings.limit_valid,
+        backend: settings.backend,
+        device: settings.device,
         ..Default::default()
     })?;
     let outcome = training::train(&config, dashboard)?;

@@ -242,14 +242,16 @@ fn an_exported_mnist_mirror_does_not_block_resume() {
         ),
     );
 
-    let output = resume(home(), "whole", "none")
-        .args(["--mirror", "http://127.0.0.1:9/mnist/"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("cannot be used with"),
-        "{}",
-        stderr(&output)
-    );
+    // The flag itself, and any setting of a new run, still conflict.
+    for flag in [
+        ["--mirror", "http://127.0.0.1:9/mnist/"],
+        ["--epochs", "9"],
+        ["--device", "0"],
+    ] {
+        let output = resume(home(), "whole", "none").args(flag).output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let err = stderr(&output);
+        assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
+        assert!(err.contains(flag[0]), "{flag:?}: {err}");
+    }
 }
