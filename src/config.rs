@@ -65,11 +65,13 @@ pub struct OptimizerSection {
 }
 
 impl Default for OptimizerSection {
+    /// Keras's defaults, as the optimizer's own config declares them.
     fn default() -> Self {
+        let keras = KerasRmsPropConfig::new();
         Self {
             learning_rate: 0.001,
-            rho: 0.9,
-            epsilon: 1e-7,
+            rho: keras.rho,
+            epsilon: keras.epsilon,
         }
     }
 }
@@ -84,7 +86,7 @@ pub struct ModelSection {
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
-            hidden: vec![512, 512],
+            hidden: MlpConfig::tutorial().hidden,
         }
     }
 }
