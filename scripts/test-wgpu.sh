@@ -18,6 +18,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tests open wgpu in their own process too, where EGL's Wayland probe complains on stderr
+# when this is unset (a root shell, CI).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d)
+  export XDG_RUNTIME_DIR
+  trap 'rm -rf "$XDG_RUNTIME_DIR"' EXIT
+fi
+
 cargo test --release --features wgpu --lib --test wgpu \
   --config 'profile.release.package."*".opt-level=0' \
   --config 'profile.release.package.burn-ndarray.opt-level=0' "$@"

@@ -8,7 +8,7 @@ use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::fault;
-use mnist_mlp::inspection::{self, eval, export, predict, show};
+use mnist_mlp::inspection::{self, ComputeOn, eval, export, predict, show};
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::Weights;
 use mnist_mlp::training::{self, Dashboard};
@@ -83,6 +83,8 @@ struct EvalArgs {
     #[command(flatten)]
     run: RunArgs,
     #[command(flatten)]
+    on: ComputeArgs,
+    #[command(flatten)]
     checkpoint: CheckpointArg,
     /// Print the result as JSON
     #[arg(long)]
@@ -96,11 +98,34 @@ struct EvalArgs {
 struct PredictArgs {
     #[command(flatten)]
     run: RunArgs,
+    #[command(flatten)]
+    on: ComputeArgs,
     /// Pictures of one digit each
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
+}
+
+#[derive(clap::Args, Debug)]
+struct ComputeArgs {
+    /// Backend to compute on: ndarray, flex or wgpu [default: the run's, when this build has
+    /// it, else ndarray]
+    #[arg(long, value_parser = parse_backend)]
+    backend: Option<Backend>,
+    /// Device number within the backend (for wgpu, the adapter) [default: the run's when on
+    /// its backend, else 0]
+    #[arg(long, value_name = "N")]
+    device: Option<usize>,
+}
+
+impl From<&ComputeArgs> for ComputeOn {
+    fn from(args: &ComputeArgs) -> Self {
+        ComputeOn {
+            backend: args.backend,
+            device: args.device,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -306,7 +331,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Eval(args) => {
             let run = args.run.resolve()?;
-            let evaluation = eval::evaluate(&run, args.checkpoint.checkpoint, args.data_dir)?;
+            let evaluation = eval::evaluate(
+                &run,
+                args.checkpoint.checkpoint,
+                args.data_dir,
+                (&args.on).into(),
+            )?;
             if args.json {
                 out(&format!("{}\n", evaluation.to_json()))?;
             } else {
@@ -316,7 +346,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Predict(args) => {
             let run = args.run.resolve()?;
-            let predictions = predict::predict(&run, args.checkpoint.checkpoint, &args.images)?;
+            let predictions = predict::predict(
+                &run,
+                args.checkpoint.checkpoint,
+                &args.images,
+                (&args.on).into(),
+            )?;
             out(&predict::render(&predictions))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -472,3 +472,76 @@ fn the_experiment_log_has_no_line_per_step() {
     assert!(!log.contains("Iteration "), "{log}");
     assert!(log.lines().count() < 40, "{log}");
 }
+
+/// `eval` and `predict` compute where `--backend` says, else where the run trained when this
+/// build has that backend, else on the CPU: a model scores the same everywhere.
+#[test]
+fn eval_and_predict_take_a_backend_and_score_the_same_on_each() {
+    let on = |args: &[&str]| {
+        let mut command = cli(&["eval", "tiny", "--json"]);
+        command.args(args);
+        let e: serde_json::Value = serde_json::from_str(&stdout(&run_ok(&mut command))).unwrap();
+        (e["accuracy"].as_f64().unwrap(), e["loss"].as_f64().unwrap())
+    };
+    let (accuracy, loss) = on(&[]);
+    let (flex_accuracy, flex_loss) = on(&["--backend", "flex"]);
+    // Other summation orders move a logit by about 1e-6: at most one of 500 predictions flips.
+    assert!((accuracy - flex_accuracy).abs() <= 1.0 / VALID as f64 + 1e-9);
+    assert!((loss - flex_loss).abs() < 1e-4, "{loss} vs {flex_loss}");
+
+    // A device number the CPU lacks, and (in a CPU-only build) a backend the build lacks, are
+    // usage errors that say so.
+    let output = cli(&["eval", "tiny", "--device", "3"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(common::stderr(&output).contains("has no device 3"));
+    if !Backend::Wgpu.is_compiled() {
+        let output = cli(&["eval", "tiny", "--backend", "wgpu"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert!(common::stderr(&output).contains("backend wgpu is not in this build"));
+    }
+}
+
+/// A run trained on wgpu, scored by a build without it: its config says wgpu, and `eval` and
+/// `predict` fall back to the CPU instead of failing.
+#[test]
+fn a_run_trained_on_a_backend_this_build_lacks_is_scored_on_the_cpu() {
+    if Backend::Wgpu.is_compiled() {
+        return; // this build has wgpu: tests/wgpu.rs scores wgpu runs
+    }
+    // A copy outside the shared artifact directory, named by its path.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("from-gpu");
+    copy_dir(&home().join("artifacts/runs/tiny"), &copy);
+    let config = std::fs::read_to_string(copy.join("config.toml")).unwrap();
+    assert!(config.contains("backend = \"ndarray\""), "{config}");
+    let config = config.replace("backend = \"ndarray\"", "backend = \"wgpu\"");
+    std::fs::write(copy.join("config.toml"), config).unwrap();
+
+    let accuracy = |run: &str| {
+        let out = stdout(&run_ok(&mut cli(&["eval", run, "--json"])));
+        let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+        e["accuracy"].as_f64().unwrap()
+    };
+    let copy = copy.to_str().unwrap();
+    assert_eq!(accuracy(copy), accuracy("tiny"));
+    let digit = elsewhere.path().join("digit.png");
+    run_ok(cli(&["show", "--split", "test", "--png"]).arg(&digit));
+    let predicted = |run: &str| stdout(&run_ok(cli(&["predict", run]).arg(&digit)));
+    let (from_gpu, tiny) = (predicted(copy), predicted("tiny"));
+    assert_eq!(from_gpu.replace(copy, "RUN"), tiny.replace("tiny", "RUN"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

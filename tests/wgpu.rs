@@ -347,6 +347,48 @@ fn no_adapter_is_a_usage_error_that_says_what_to_do() {
     assert!(!home.path().join("artifacts").exists());
 }
 
+/// `summary` and `export` only read tensors: in a wgpu build on a machine with no adapter they
+/// work on the CPU, and `eval --backend ndarray` scores a run there.
+#[test]
+fn reading_a_run_needs_no_adapter() {
+    let runs = runs();
+    let home = tempfile::tempdir().unwrap();
+    let nothing = home.path().join("no-such-driver.json");
+    let without_adapter = |args: &[&str]| {
+        let mut command = cli(home.path());
+        command
+            .args(args)
+            .env("VK_DRIVER_FILES", &nothing)
+            .env("VK_ICD_FILENAMES", &nothing)
+            .env("__EGL_VENDOR_LIBRARY_FILENAMES", &nothing);
+        run_ok(&mut command)
+    };
+    let run = runs.wgpu.to_str().unwrap();
+    let out = stdout(&without_adapter(&["summary", run]));
+    assert!(out.contains("Total params: 669,706"), "{out}");
+    let exported = home.path().join("w.safetensors");
+    let out = stdout(&without_adapter(&[
+        "export",
+        run,
+        "--out",
+        exported.to_str().unwrap(),
+    ]));
+    assert!(exported.is_file(), "{out}");
+    let out = stdout(&without_adapter(&[
+        "eval",
+        run,
+        "--backend",
+        "ndarray",
+        "--json",
+    ]));
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recorded = history(&runs.wgpu).last().unwrap().val_accuracy;
+    assert!(
+        (e["accuracy"].as_f64().unwrap() - recorded).abs() <= 2e-4,
+        "{out}"
+    );
+}
+
 #[test]
 fn wgpu_is_the_default_backend_when_compiled_in() {
     assert_eq!(Backend::preferred(), Backend::Wgpu);

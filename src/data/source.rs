@@ -114,9 +114,6 @@ impl std::fmt::Display for Origin {
 pub struct Located {
     pub origin: Origin,
     pub paths: [PathBuf; 4],
-    /// Whether the checksums were already verified (cache, mirror, npm) or are still to be
-    /// compared and reported (a user's directory).
-    pub verified: bool,
 }
 
 /// Why no source delivered the files.
@@ -235,7 +232,6 @@ fn cached(cache: &Path, origin: Origin) -> Located {
     Located {
         origin,
         paths: FILES.map(|f| cache.join(f.name)),
-        verified: true,
     }
 }
 
@@ -298,7 +294,6 @@ fn in_data_dir(dir: &Path) -> Result<Located, SourceError> {
     Ok(Located {
         origin: Origin::DataDir(dir.to_path_buf()),
         paths,
-        verified: false,
     })
 }
 

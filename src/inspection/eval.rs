@@ -5,7 +5,7 @@
 //!
 //! It also draws `confusion.png` and `mistakes.png` into the run directory.
 
-use super::InspectError;
+use super::{ComputeOn, InspectError};
 use crate::batcher::MnistBatcher;
 use crate::data::idx::CLASSES;
 use crate::data::{Mnist, MnistSplit};
@@ -75,19 +75,20 @@ pub struct Evaluation {
 }
 
 /// Scores `which` weights of `run` (the final model, else the last checkpoint, when `None`) on
-/// the run's validation images and writes the pictures. `data_dir` overrides where MNIST is
-/// read from.
+/// the run's validation images, on `on`, and writes the pictures. `data_dir` overrides where
+/// MNIST is read from.
 pub fn evaluate(
     run: &RunDir,
     which: Option<Weights>,
     data_dir: Option<PathBuf>,
+    on: ComputeOn,
 ) -> Result<Evaluation, InspectError> {
     let info = run.read_info()?;
     let mut config = run.read_config()?;
     if data_dir.is_some() {
         config.data.dir = data_dir;
     }
-    let device = config.run.backend.device(config.run.device)?;
+    let device = on.device(&config)?;
     let saved = saved::load(run, which, &device)?;
     let mnist = Mnist::load(&config.sources(false))?;
     let (_, valid) = config.splits(mnist);

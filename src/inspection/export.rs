@@ -43,7 +43,8 @@ pub fn export(
     out: &Path,
 ) -> Result<Export, InspectError> {
     let Format::Safetensors = format;
-    let device = crate::backend::Backend::preferred().device(0)?;
+    // Reading tensors needs no accelerator: the CPU backend is in every build.
+    let device = crate::backend::Backend::Ndarray.device(0)?;
     let saved = saved::load(run, which, &device)?;
     let compute = |e: burn::tensor::DataError| InspectError::Compute(format!("{e:?}"));
 

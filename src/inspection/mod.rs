@@ -12,14 +12,41 @@ pub mod show;
 
 pub use report::{inspect, runs, summary};
 
-use crate::backend::BackendError;
-use crate::config::ConfigError;
+use crate::backend::{Backend, BackendError};
+use crate::config::{ConfigError, TrainConfig};
 use crate::data::dataset::DataError;
 use crate::fsutil::WriteError;
 use crate::plots::PlotError;
 use crate::run_dir::RunDirError;
 use crate::saved::LoadError;
 use std::path::PathBuf;
+
+/// Where `eval` and `predict` compute: `--backend`/`--device` when given, else where the run
+/// trained when this build has that backend, else the CPU. Models move between backends (the
+/// weights are plain f32 tensors), so a run trained on wgpu scores in a CPU-only build too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ComputeOn {
+    pub backend: Option<Backend>,
+    pub device: Option<usize>,
+}
+
+impl ComputeOn {
+    /// The device for a run trained with `config`.
+    pub fn device(self, config: &TrainConfig) -> Result<burn::tensor::Device, BackendError> {
+        let trained_on = config.run.backend;
+        let backend = self.backend.unwrap_or(if trained_on.is_compiled() {
+            trained_on
+        } else {
+            Backend::Ndarray
+        });
+        let index = match self.device {
+            Some(index) => index,
+            None if backend == trained_on => config.run.device,
+            None => 0,
+        };
+        backend.device(index)
+    }
+}
 
 /// Why a command on a run, a picture or MNIST could not be done. Each names the file or value.
 #[derive(Debug, thiserror::Error)]

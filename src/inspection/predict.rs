@@ -7,7 +7,7 @@
 //! PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it when its background
 //! is light, stretch its contrast so the background is 0, then box, scale and centre.
 
-use super::InspectError;
+use super::{ComputeOn, InspectError};
 use crate::batcher::MnistBatcher;
 use crate::data::idx::{CLASSES, PIXELS, SIDE};
 use crate::model::Mlp;
@@ -38,19 +38,20 @@ pub struct Prediction {
 }
 
 /// Prepares each picture, then classifies them all with `which` weights of `run` (the final
-/// model, else the last checkpoint, when `None`). Every picture is checked before the model is
-/// loaded, so a bad one fails fast.
+/// model, else the last checkpoint, when `None`), on `on`. Every picture is checked before the
+/// model is loaded, so a bad one fails fast.
 pub fn predict(
     run: &RunDir,
     which: Option<Weights>,
     pictures: &[PathBuf],
+    on: ComputeOn,
 ) -> Result<Vec<Prediction>, InspectError> {
     let prepared = pictures
         .iter()
         .map(|path| prepare(path))
         .collect::<Result<Vec<_>, _>>()?;
     let config = run.read_config()?;
-    let device = config.run.backend.device(config.run.device)?;
+    let device = on.device(&config)?;
     let saved = saved::load(run, which, &device)?;
     let probabilities = classify(&saved.model, &prepared, &device)?;
     Ok(pictures

@@ -227,7 +227,8 @@ fn human_size(bytes: u64) -> String {
 /// `summary [RUN]`: Keras's `model.summary()` of a run's model as trained (its weights loaded,
 /// so the counts are those of the tensors on disk), or of the tutorial's model without a run.
 pub fn summary(run: Option<&RunDir>) -> Result<String, InspectError> {
-    let device = crate::backend::Backend::preferred().device(0)?;
+    // Counting parameters needs no accelerator: the CPU backend is in every build.
+    let device = crate::backend::Backend::Ndarray.device(0)?;
     match run {
         None => Ok(crate::model::MlpConfig::tutorial().init(&device).summary()),
         Some(run) => {
