@@ -241,32 +241,58 @@ fn parse_raw(
     size_hint: Option<u64>,
     gzipped: bool,
 ) -> Result<IdxData, IdxError> {
-    let path_buf = || path.to_path_buf();
-    let io_error = |source: std::io::Error| {
-        if gzipped && source.kind() == std::io::ErrorKind::UnexpectedEof {
-            IdxError::GzipTruncated { path: path_buf() }
-        } else if gzipped {
-            IdxError::Gzip {
-                path: path_buf(),
-                source,
-            }
-        } else {
-            IdxError::Read {
-                path: path_buf(),
-                source,
-            }
-        }
-    };
+    let (header, count) = read_header(&mut reader, path, kind, gzipped)?;
+    let values = read_items(reader, path, kind, count, size_hint, gzipped)?;
+    if kind == IdxKind::Labels
+        && let Some(index) = values.iter().position(|&label| label as usize >= CLASSES)
+    {
+        return Err(IdxError::Label {
+            path: path.to_path_buf(),
+            index,
+            label: values[index],
+        });
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(&header);
+    hasher.update(&values);
+    Ok(IdxData {
+        count: count as usize,
+        values,
+        sha256: hex(&hasher.finalize()),
+    })
+}
 
+/// A failed read, said as what it means: inside a gzip stream, the compressed file is at fault.
+fn io_error(path: &Path, gzipped: bool, source: std::io::Error) -> IdxError {
+    let path = path.to_path_buf();
+    if gzipped && source.kind() == std::io::ErrorKind::UnexpectedEof {
+        IdxError::GzipTruncated { path }
+    } else if gzipped {
+        IdxError::Gzip { path, source }
+    } else {
+        IdxError::Read { path, source }
+    }
+}
+
+/// The header's bytes (what the checksum starts with) and the item count it claims, once its
+/// magic number and, for images, its 28×28 are checked.
+fn read_header(
+    reader: &mut impl Read,
+    path: &Path,
+    kind: IdxKind,
+    gzipped: bool,
+) -> Result<(Vec<u8>, u64), IdxError> {
     let header_len = kind.header_len();
-    let mut header = [0u8; 16];
-    let found = read_up_to(&mut reader, &mut header[..header_len]).map_err(io_error)?;
+    let mut header = vec![0u8; header_len];
+    let found = read_up_to(reader, &mut header).map_err(|e| io_error(path, gzipped, e))?;
     if found == 0 && !gzipped {
-        return Err(IdxError::Empty { path: path_buf() });
+        return Err(IdxError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     if found < header_len {
         return Err(IdxError::TruncatedHeader {
-            path: path_buf(),
+            path: path.to_path_buf(),
             kind,
             found,
             expected: header_len,
@@ -277,7 +303,7 @@ fn parse_raw(
     let magic = word(0);
     if magic != kind.magic() {
         return Err(IdxError::Magic {
-            path: path_buf(),
+            path: path.to_path_buf(),
             kind,
             found: magic,
             expected: kind.magic(),
@@ -288,13 +314,24 @@ fn parse_raw(
         let (rows, cols) = (word(8), word(12));
         if rows as usize != SIDE || cols as usize != SIDE {
             return Err(IdxError::Dimensions {
-                path: path_buf(),
+                path: path.to_path_buf(),
                 rows,
                 cols,
             });
         }
     }
+    Ok((header, count))
+}
 
+/// The `count` items the header claims, and nothing after them.
+fn read_items(
+    mut reader: impl Read,
+    path: &Path,
+    kind: IdxKind,
+    count: u64,
+    size_hint: Option<u64>,
+    gzipped: bool,
+) -> Result<Vec<u8>, IdxError> {
     // The header's claim is only trusted as an upper bound on what is read: the buffer grows
     // with the bytes that really arrive, so a header claiming 2^31 images allocates nothing.
     let item_len = kind.item_len() as u64;
@@ -307,10 +344,10 @@ fn parse_raw(
         .by_ref()
         .take(expected)
         .read_to_end(&mut values)
-        .map_err(io_error)?;
+        .map_err(|e| io_error(path, gzipped, e))?;
     if (values.len() as u64) < expected {
         return Err(IdxError::Truncated {
-            path: path_buf(),
+            path: path.to_path_buf(),
             kind,
             claimed: count,
             found: values.len() as u64 / item_len,
@@ -320,33 +357,16 @@ fn parse_raw(
     reader
         .take(TRAILING_LIMIT)
         .read_to_end(&mut rest)
-        .map_err(io_error)?;
+        .map_err(|e| io_error(path, gzipped, e))?;
     if !rest.is_empty() {
         return Err(IdxError::TrailingBytes {
-            path: path_buf(),
+            path: path.to_path_buf(),
             kind,
             claimed: count,
             extra: rest.len() as u64,
         });
     }
-    if kind == IdxKind::Labels
-        && let Some(index) = values.iter().position(|&label| label as usize >= CLASSES)
-    {
-        return Err(IdxError::Label {
-            path: path_buf(),
-            index,
-            label: values[index],
-        });
-    }
-
-    let mut hasher = Sha256::new();
-    hasher.update(&header[..header_len]);
-    hasher.update(&values);
-    Ok(IdxData {
-        count: count as usize,
-        values,
-        sha256: hex(&hasher.finalize()),
-    })
+    Ok(values)
 }
 
 /// Reads until `buf` is full or the stream ends; returns how many bytes were read.
