@@ -93,7 +93,34 @@ pub fn inspect(run: &RunDir) -> Result<String, InspectError> {
     let info = run.read_info()?;
     let config = run.read_config()?;
     let history = recorded_history(run, &info)?;
-    let best = history.best_epoch();
+    let mut out = facts(run, &info);
+    let _ = writeln!(out, "\nConfig ({}):", run.config_path().display());
+    for line in config.to_toml().lines() {
+        let _ = writeln!(out, "{}", format!("  {line}").trim_end());
+    }
+    let _ = writeln!(out, "\nHistory ({}):", run.history_json_path().display());
+    out.push_str(&history_table(&history, &info));
+    let _ = writeln!(out, "\nCheckpoints ({}):", run.checkpoint_dir().display());
+    out.push_str(&checkpoint_table(run, &history)?);
+    let model = run.model_path();
+    match std::fs::metadata(&model) {
+        Ok(meta) => {
+            let _ = writeln!(
+                out,
+                "\nFinal model: {} ({})",
+                model.display(),
+                human_size(meta.len())
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(out, "\nFinal model: none (the run did not finish)");
+        }
+    }
+    Ok(out)
+}
+
+/// The lines about the run itself: status, times, epochs, backend, data, error.
+fn facts(run: &RunDir, info: &RunInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Run {} ({})", info.name, run.path().display());
     let _ = writeln!(out, "  status:   {}", info.effective_status());
@@ -122,13 +149,11 @@ pub fn inspect(run: &RunDir) -> Result<String, InspectError> {
     if let Some(error) = &info.error {
         let _ = writeln!(out, "  error:    {error}");
     }
+    out
+}
 
-    let _ = writeln!(out, "\nConfig ({}):", run.config_path().display());
-    for line in config.to_toml().lines() {
-        let _ = writeln!(out, "{}", format!("  {line}").trim_end());
-    }
-
-    let _ = writeln!(out, "\nHistory ({}):", run.history_json_path().display());
+/// One row per recorded epoch, with its time.
+fn history_table(history: &History, info: &RunInfo) -> String {
     let mut epochs = Table::new(&[
         ("epoch", Align::Right),
         ("loss", Align::Right),
@@ -152,12 +177,15 @@ pub fn inspect(run: &RunDir) -> Result<String, InspectError> {
         }
     }
     if epochs.is_empty() {
-        let _ = writeln!(out, "  no epoch finished");
+        "  no epoch finished\n".to_string()
     } else {
-        out.push_str(&epochs.render(2));
+        epochs.render(2)
     }
+}
 
-    let _ = writeln!(out, "\nCheckpoints ({}):", run.checkpoint_dir().display());
+/// One row per checkpoint on disk: the size of each part, its val_accuracy, best or incomplete.
+fn checkpoint_table(run: &RunDir, history: &History) -> Result<String, InspectError> {
+    let best = history.best_epoch();
     let mut checkpoints = Table::new(&[
         ("epoch", Align::Right),
         ("model", Align::Right),
@@ -189,26 +217,11 @@ pub fn inspect(run: &RunDir) -> Result<String, InspectError> {
             notes.join(", "),
         ]);
     }
-    if checkpoints.is_empty() {
-        let _ = writeln!(out, "  none");
+    Ok(if checkpoints.is_empty() {
+        "  none\n".to_string()
     } else {
-        out.push_str(&checkpoints.render(2));
-    }
-    let model = run.model_path();
-    match std::fs::metadata(&model) {
-        Ok(meta) => {
-            let _ = writeln!(
-                out,
-                "\nFinal model: {} ({})",
-                model.display(),
-                human_size(meta.len())
-            );
-        }
-        Err(_) => {
-            let _ = writeln!(out, "\nFinal model: none (the run did not finish)");
-        }
-    }
-    Ok(out)
+        checkpoints.render(2)
+    })
 }
 
 /// `2679336` → `2.6 MiB`.
