@@ -68,6 +68,42 @@ fn text_color(fill: RGBColor) -> RGBColor {
     if luma < 140.0 { WHITE } else { BLACK }
 }
 
+/// One cell of the matrix: its colour, its border and its count.
+fn draw_cell<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    counts: &ConfusionMatrix,
+    truth: usize,
+    predicted: usize,
+) -> DrawResult {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let x = GRID_X + predicted as i32 * CELL;
+    let y = GRID_Y + truth as i32 * CELL;
+    let fill = cell_color(counts, truth, predicted);
+    root.draw(&Rectangle::new(
+        [(x, y), (x + CELL, y + CELL)],
+        fill.filled(),
+    ))
+    .map_err(err)?;
+    root.draw(&Rectangle::new(
+        [(x, y), (x + CELL, y + CELL)],
+        RGBColor(200, 200, 200).stroke_width(1),
+    ))
+    .map_err(err)?;
+    let count = counts[truth][predicted];
+    let color = if count == 0 {
+        RGBColor(190, 190, 190)
+    } else {
+        text_color(fill)
+    };
+    let centered = Pos::new(HPos::Center, VPos::Center);
+    root.draw_text(
+        &count.to_string(),
+        &(FAMILY, 17).into_font().color(&color).pos(centered),
+        (x + CELL / 2, y + CELL / 2),
+    )
+    .map_err(err)
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     counts: &ConfusionMatrix,
@@ -88,31 +124,7 @@ fn draw<DB: DrawingBackend>(
     let cells = 10 * CELL;
     for truth in 0..10 {
         for predicted in 0..10 {
-            let x = GRID_X + predicted as i32 * CELL;
-            let y = GRID_Y + truth as i32 * CELL;
-            let fill = cell_color(counts, truth, predicted);
-            root.draw(&Rectangle::new(
-                [(x, y), (x + CELL, y + CELL)],
-                fill.filled(),
-            ))
-            .map_err(err)?;
-            root.draw(&Rectangle::new(
-                [(x, y), (x + CELL, y + CELL)],
-                RGBColor(200, 200, 200).stroke_width(1),
-            ))
-            .map_err(err)?;
-            let count = counts[truth][predicted];
-            let color = if count == 0 {
-                RGBColor(190, 190, 190)
-            } else {
-                text_color(fill)
-            };
-            root.draw_text(
-                &count.to_string(),
-                &(FAMILY, 17).into_font().color(&color).pos(centered),
-                (x + CELL / 2, y + CELL / 2),
-            )
-            .map_err(err)?;
+            draw_cell(root, counts, truth, predicted)?;
         }
     }
     root.draw(&Rectangle::new(
