@@ -65,8 +65,6 @@ impl Dashboard {
 pub struct EpochLines {
     print: bool,
     bar: Option<KerasBar>,
-    /// Whether Burn is in the training split (the bar follows training steps only).
-    training: bool,
     collector: EpochCollector,
     total_epochs: usize,
     epoch_started: Instant,
@@ -77,7 +75,6 @@ impl EpochLines {
         Self {
             print,
             bar: None,
-            training: false,
             collector: EpochCollector::default(),
             total_epochs: 0,
             epoch_started: Instant::now(),
@@ -118,7 +115,7 @@ impl TrainingProgressLogger for EpochLines {
         self.total_epochs = total_epochs;
         self.epoch_started = Instant::now();
         if let Some(bar) = &mut self.bar {
-            bar.start(total_epochs, start);
+            bar.start(start);
         }
     }
 
@@ -133,26 +130,22 @@ impl TrainingProgressLogger for EpochLines {
             return;
         };
         if self.print {
-            let mut out = std::io::stdout().lock();
-            // A closed stdout must not stop training; the run directory keeps the record.
-            let _ = writeln!(
-                out,
+            print_line(&format!(
                 "Epoch {epoch}/{} - {seconds:.1}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
                 self.total_epochs, m.loss, m.accuracy, m.val_loss, m.val_accuracy
-            );
-            let _ = out.flush();
+            ));
         }
     }
 
     fn start_split(&mut self, split: &str, total_items: usize) {
-        self.training = split == <&str>::from(Split::Train);
-        if let (Some(bar), true) = (&mut self.bar, self.training) {
-            bar.start_training(total_items);
+        if let Some(bar) = &mut self.bar {
+            let training = split == <&str>::from(Split::Train);
+            bar.start_split(training, total_items, self.total_epochs);
         }
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        if let (Some(bar), true) = (&mut self.bar, self.training) {
+        if let Some(bar) = &mut self.bar {
             bar.progress(items_processed);
         }
     }
@@ -181,4 +174,12 @@ impl MetricsRenderer for EpochLines {
     fn register_metric(&mut self, definition: MetricDefinition) {
         self.collector.define(&definition);
     }
+}
+
+/// Prints a line and flushes it. A closed stdout must not stop training: the run directory
+/// keeps the record.
+pub(super) fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

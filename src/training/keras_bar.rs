@@ -10,17 +10,18 @@
 //! On a terminal the bar redraws in place (indicatif); elsewhere only the finished lines are
 //! printed, as Keras does in a log file.
 
+use super::dashboard::print_line;
 use crate::run_dir::EpochMetrics;
 use burn::train::metric::NumericEntry;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The bar of the epoch under way, and the running means it shows.
 pub(crate) struct KerasBar {
     batch_size: usize,
     next_epoch: usize,
-    total_epochs: usize,
+    /// Whether Burn is in the training split: the bar follows training steps only.
+    training: bool,
     bar: Option<ProgressBar>,
     started: Instant,
     /// Sum and count of the training loss and accuracy (in percent, as Burn gives it) so far
@@ -34,7 +35,7 @@ impl KerasBar {
         Self {
             batch_size: batch_size.max(1),
             next_epoch: 1,
-            total_epochs: 0,
+            training: false,
             bar: None,
             started: Instant::now(),
             loss: (0.0, 0),
@@ -42,15 +43,18 @@ impl KerasBar {
         }
     }
 
-    pub(crate) fn start(&mut self, total_epochs: usize, starting_epoch: usize) {
-        self.total_epochs = total_epochs;
+    pub(crate) fn start(&mut self, starting_epoch: usize) {
         self.next_epoch = starting_epoch.max(1);
     }
 
-    /// A new training split: the epoch's header line and a fresh bar.
-    pub(crate) fn start_training(&mut self, total_items: usize) {
+    /// A new split; for training, the epoch's header line and a fresh bar.
+    pub(crate) fn start_split(&mut self, training: bool, total_items: usize, total_epochs: usize) {
+        self.training = training;
+        if !training {
+            return;
+        }
         let steps = total_items.div_ceil(self.batch_size) as u64;
-        println_flushed(&format!("Epoch {}/{}", self.next_epoch, self.total_epochs));
+        print_line(&format!("Epoch {}/{total_epochs}", self.next_epoch));
         let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stdout());
         bar.set_style(
             ProgressStyle::with_template("{pos}/{len} {bar:20} {msg}")
@@ -84,7 +88,9 @@ impl KerasBar {
 
     /// Training has processed `items` images of the epoch.
     pub(crate) fn progress(&mut self, items: usize) {
-        let Some(bar) = &self.bar else { return };
+        let (Some(bar), true) = (&self.bar, self.training) else {
+            return;
+        };
         let step = items.div_ceil(self.batch_size) as u64;
         bar.set_position(step);
         let elapsed = self.started.elapsed();
@@ -119,12 +125,12 @@ impl KerasBar {
         );
         if bar.is_hidden() {
             // Not a terminal: no bar to leave behind, so the line Keras would leave.
-            println_flushed(&format!("{steps}/{steps} - {tail}"));
+            print_line(&format!("{steps}/{steps} - {tail}"));
         } else {
             bar.set_position(steps);
             bar.finish_with_message(tail);
             // indicatif leaves the cursor at the end of the finished bar.
-            println_flushed("");
+            print_line("");
         }
     }
 }
@@ -154,11 +160,4 @@ fn step_time(elapsed: Duration, steps: u64) -> String {
 /// Whole seconds, as Keras shows elapsed time and ETA.
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64().round() as u64)
-}
-
-fn println_flushed(line: &str) {
-    let mut out = std::io::stdout().lock();
-    // A closed stdout must not stop training; the run directory keeps the record.
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
