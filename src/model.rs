@@ -6,7 +6,7 @@
 //! ([`categorical_crossentropy`]), which is what Keras does too when a softmax output feeds
 //! categorical cross-entropy.
 
-use crate::kernels;
+use crate::kernels::{self, Kernels};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
@@ -74,6 +74,11 @@ impl MlpConfig {
         Mlp {
             layers,
             activation: Relu::new(),
+            kernels: if kernels::supported(device) {
+                Kernels::Fused
+            } else {
+                Kernels::Burn
+            },
         }
     }
 }
@@ -90,12 +95,26 @@ pub struct Mlp {
     /// The dense layers in order; weights are `[inputs, outputs]`.
     pub layers: Vec<Linear>,
     activation: Relu,
+    /// How the layers and the loss are computed; not a parameter, so not saved.
+    #[module(skip)]
+    kernels: Kernels,
 }
 
 impl Mlp {
+    /// The same model computed with `kernels` (by default the fused ones where the device has
+    /// them).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
     /// Logits `[batch, 10]` for images `[batch, 784]`.
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
-        let fused = kernels::supported(&images.device());
+        let fused = self.kernels.fused_on(&images.device());
         let last = self.layers.len().saturating_sub(1);
         let mut x = images;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -114,6 +133,12 @@ impl Mlp {
     /// Class probabilities `[batch, 10]`: the tutorial's softmax output.
     pub fn probabilities(&self, images: Tensor<2>) -> Tensor<2> {
         softmax(self.forward(images), 1)
+    }
+
+    /// Per-sample categorical cross-entropy of the logits against one-hot targets, computed as
+    /// the model's layers are.
+    pub fn loss(&self, logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1> {
+        categorical_crossentropy(logits, one_hot, self.kernels)
     }
 
     /// Keras's `model.summary()`: each layer with its output shape and parameter count, counted
@@ -180,8 +205,12 @@ pub fn thousands(n: usize) -> String {
 
 /// Categorical cross-entropy of each sample, `[batch]`, from logits and one-hot targets:
 /// `-Σ y·log_softmax(z)`, stable for any logits.
-pub fn categorical_crossentropy(logits: Tensor<2>, one_hot: Tensor<2>) -> Tensor<1> {
-    if kernels::supported(&logits.device()) {
+pub fn categorical_crossentropy(
+    logits: Tensor<2>,
+    one_hot: Tensor<2>,
+    kernels: Kernels,
+) -> Tensor<1> {
+    if kernels.fused_on(&logits.device()) {
         return kernels::softmax_cross_entropy(logits, one_hot);
     }
     let [batch, _] = logits.dims();
@@ -252,14 +281,91 @@ mod tests {
     }
 
     #[test]
-    fn forward_gives_one_row_of_ten_per_image() {
+    fn probabilities_are_the_softmax_of_the_layers_computed_by_hand() {
         let device = device();
+        device.seed(3);
         let model = MlpConfig::tutorial().init(&device);
-        let probs = model.probabilities(Tensor::ones([3, 784], &device));
-        assert_eq!(probs.dims(), [3, 10]);
-        let rows = probs.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
-        for total in rows {
-            assert!((total - 1.0).abs() < 1e-5, "{total}");
+        // Three inputs: one dense, one mostly zeros like an MNIST image (the fused kernels'
+        // sparse path), one of zeros (the biases alone).
+        let pixels: Vec<f32> = (0..3 * 784)
+            .map(|i| match i / 784 {
+                0 => ((i * 37) % 101) as f32 / 100.0,
+                1 if i % 5 == 0 => ((i * 11) % 13) as f32 / 12.0,
+                _ => 0.0,
+            })
+            .collect();
+        let images = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(pixels.clone(), [3, 784]),
+            &device,
+        );
+        // The same layers, in f64 loops over the weights, with biases made non-zero first.
+        let model = model.map(&mut BiasesOf(0.01));
+        let mut x: Vec<Vec<f64>> = pixels
+            .chunks(784)
+            .map(|r| r.iter().map(|&p| p.into()).collect())
+            .collect();
+        let last = model.layers.len() - 1;
+        for (l, layer) in model.layers.iter().enumerate() {
+            let [k, n] = layer.weight.val().dims();
+            let w = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+            let b = bias_of(layer);
+            x = x
+                .iter()
+                .map(|row| {
+                    (0..n)
+                        .map(|j| {
+                            let z = f64::from(b[j])
+                                + (0..k)
+                                    .map(|p| row[p] * f64::from(w[p * n + j]))
+                                    .sum::<f64>();
+                            if l < last { z.max(0.0) } else { z }
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        for kernels in Kernels::ALL {
+            let model = model.clone().with_kernels(kernels);
+            let probs = model.probabilities(images.clone());
+            assert_eq!(probs.dims(), [3, 10]);
+            let got = probs.into_data().try_to_vec::<f32>().unwrap();
+            for (i, logits) in x.iter().enumerate() {
+                let max = logits.iter().copied().fold(f64::MIN, f64::max);
+                let sum: f64 = logits.iter().map(|z| (z - max).exp()).sum();
+                for (j, z) in logits.iter().enumerate() {
+                    let want = (z - max).exp() / sum;
+                    let at = f64::from(got[i * 10 + j]);
+                    assert!(
+                        (at - want).abs() < 1e-5,
+                        "{kernels} [{i}, {j}]: {at} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn bias_of(layer: &Linear) -> Vec<f32> {
+        let bias = layer
+            .bias
+            .as_ref()
+            .expect("the tutorial's layers have biases");
+        bias.val().into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Sets every bias to `value · (index + 1)`.
+    struct BiasesOf(f32);
+
+    impl burn::module::ModuleMapper for BiasesOf {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if D != 1 {
+                return param;
+            }
+            let value = self.0;
+            param.map(|t| {
+                let n = t.dims()[0];
+                let values: Vec<f32> = (0..n).map(|i| value * (i + 1) as f32).collect();
+                Tensor::<1>::from_data(values.as_slice(), &t.device()).reshape(t.dims())
+            })
         }
     }
 
@@ -289,38 +395,32 @@ mod tests {
             let mean = w.iter().sum::<f32>() / w.len() as f32;
             let bound = 5.0 * limit / (3.0 * w.len() as f32).sqrt();
             assert!(mean.abs() < bound, "mean {mean}, bound {bound}");
-            let bias = layer
-                .bias
-                .as_ref()
-                .unwrap()
-                .val()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            assert!(bias.iter().all(|&b| b == 0.0));
+            assert!(bias_of(layer).iter().all(|&b| b == 0.0));
         }
     }
 
     #[test]
     fn crossentropy_matches_hand_computed_values() {
         let device = device();
-        let logits = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0]], &device);
-        let one_hot = Tensor::<2>::from_data([[0.0f32, 0.0, 1.0], [1.0, 0.0, 0.0]], &device);
-        let loss = categorical_crossentropy(logits, one_hot)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        // -log(e^3 / (e^1 + e^2 + e^3)) and -log(1/3).
-        let expected0 = -(3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp())).ln();
-        assert!((loss[0] - expected0).abs() < 1e-6);
-        assert!((loss[1] - 3f32.ln()).abs() < 1e-6);
-        // Large logits stay finite.
-        let big = Tensor::<2>::from_data([[1000.0f32, -1000.0]], &device);
-        let target = Tensor::<2>::from_data([[0.0f32, 1.0]], &device);
-        let loss = categorical_crossentropy(big, target)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert_eq!(loss, vec![2000.0]);
+        for kernels in Kernels::ALL {
+            let logits = Tensor::<2>::from_data([[1.0f32, 2.0, 3.0], [0.0, 0.0, 0.0]], &device);
+            let one_hot = Tensor::<2>::from_data([[0.0f32, 0.0, 1.0], [1.0, 0.0, 0.0]], &device);
+            let loss = categorical_crossentropy(logits, one_hot, kernels)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            // -log(e^3 / (e^1 + e^2 + e^3)) and -log(1/3).
+            let expected0 = -(3f32.exp() / (1f32.exp() + 2f32.exp() + 3f32.exp())).ln();
+            assert!((loss[0] - expected0).abs() < 1e-6, "{kernels}");
+            assert!((loss[1] - 3f32.ln()).abs() < 1e-6, "{kernels}");
+            // Large logits stay finite.
+            let big = Tensor::<2>::from_data([[1000.0f32, -1000.0]], &device);
+            let target = Tensor::<2>::from_data([[0.0f32, 1.0]], &device);
+            let loss = categorical_crossentropy(big, target, kernels)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_eq!(loss, vec![2000.0], "{kernels}");
+        }
     }
 }

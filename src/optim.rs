@@ -9,7 +9,7 @@
 //! Burn's `RmsProp` adds epsilon outside the square root (and defaults to momentum 0.9), so it
 //! cannot give the same numbers; this is the Keras update as a Burn [`Optimizer`].
 
-use crate::kernels;
+use crate::kernels::{self, Kernels};
 use burn::config::Config;
 use burn::optim::{LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
@@ -26,12 +26,21 @@ pub struct KerasRmsPropConfig {
 }
 
 impl KerasRmsPropConfig {
-    /// The optimizer for a whole module, as Burn's `Learner` takes it.
-    pub fn init(&self) -> ModuleOptimizer {
-        ModuleOptimizer::from(KerasRmsProp {
+    /// The optimizer for a whole module, as Burn's `Learner` takes it, stepping with `kernels`
+    /// (the fused update where the device has it, else Burn's tensor operations).
+    pub fn init(&self, kernels: Kernels) -> ModuleOptimizer {
+        ModuleOptimizer::from(self.optimizer(kernels))
+    }
+
+    fn optimizer(&self, kernels: Kernels) -> KerasRmsProp {
+        KerasRmsProp {
             rho: self.rho as f32,
+            // Keras computes `1 - rho` in Python's f64, then multiplies an f32 tensor by it:
+            // 0.1, where `1.0 - 0.9f32` would give 0.100000024.
+            keep: (1.0 - self.rho) as f32,
             epsilon: self.epsilon as f32,
-        })
+            kernels,
+        }
     }
 }
 
@@ -39,7 +48,10 @@ impl KerasRmsPropConfig {
 #[derive(Debug, Clone)]
 pub struct KerasRmsProp {
     rho: f32,
+    /// `1 − rho`.
+    keep: f32,
     epsilon: f32,
+    kernels: Kernels,
 }
 
 /// The running average of squared gradients of one parameter (Keras's "velocity").
@@ -69,13 +81,20 @@ impl Optimizer for KerasRmsProp {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        if kernels::supported(&tensor.device()) {
+        if self.kernels.fused_on(&tensor.device()) {
             let velocity = state.map(|s| s.velocity);
-            let (tensor, velocity) =
-                kernels::rmsprop(tensor, grad, velocity, lr, self.rho, self.epsilon);
+            let (tensor, velocity) = kernels::rmsprop(
+                tensor,
+                grad,
+                velocity,
+                lr,
+                self.rho,
+                self.keep,
+                self.epsilon,
+            );
             return (tensor, Some(KerasRmsPropState { velocity }));
         }
-        let squared = grad.clone().square().mul_scalar(1.0 - self.rho);
+        let squared = grad.clone().square().mul_scalar(self.keep);
         let velocity = match state {
             Some(state) => state.velocity.mul_scalar(self.rho).add(squared),
             None => squared,
@@ -98,59 +117,67 @@ mod tests {
     use super::*;
     use crate::backend::Backend;
 
+    /// Two steps of both paths against the formula in f64, with gradients small enough
+    /// (~1e-4) that epsilon's place matters: `sqrt(v + eps)` (Keras) and `sqrt(v) + eps`
+    /// (Burn's RmsProp) differ ten-fold here, and `1 − rho` computed in f32 shows too.
     #[test]
     fn two_steps_match_the_keras_formula_by_hand() {
         let device = Backend::Ndarray.device(0).unwrap();
-        let optim = KerasRmsProp {
-            rho: 0.9,
-            epsilon: 1e-7,
+        let (w0, g1, g2) = (
+            [1.0f32, -2.0, 0.5, 0.25],
+            [1e-4f32, -2e-4, 0.0, 3e-5],
+            [3e-4f32, 1e-4, -4e-4, 2e-5],
+        );
+        let (lr, rho, eps) = (0.001, 0.9, 1e-7);
+        // Keras's update, in f64 from the f32 inputs.
+        let step = |w: f64, v: f64, g: f32| {
+            let g = f64::from(g);
+            let v = rho * v + (1.0 - rho) * g * g;
+            (w - lr * g / (v + eps).sqrt(), v)
         };
-        let w = Tensor::<1>::from_data([1.0f32, -2.0, 0.5], &device);
-        let g1 = Tensor::<1>::from_data([0.1f32, -0.2, 0.0], &device);
-        let (w, state) = optim.step(0.001, w, g1, None);
-        let w1 = w.clone().into_data().try_to_vec::<f32>().unwrap();
-        // v = 0.1·g², so w -= 0.001·g / sqrt(0.1·g² + 1e-7).
-        let expected = |w: f64, g: f64, v: f64| w - 0.001 * g / (v + 1e-7).sqrt();
-        let v1 = [0.1 * 0.01, 0.1 * 0.04, 0.0];
-        let e1 = [
-            expected(1.0, 0.1, v1[0]),
-            expected(-2.0, -0.2, v1[1]),
-            expected(0.5, 0.0, v1[2]),
-        ];
-        for (got, want) in w1.iter().zip(e1) {
-            assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+        for kernels in Kernels::ALL {
+            let optim = KerasRmsPropConfig::new().optimizer(kernels);
+            let mut w = Tensor::<1>::from_data(w0, &device);
+            let mut state = None;
+            let mut want: Vec<(f64, f64)> = w0.iter().map(|&w| (f64::from(w), 0.0)).collect();
+            for g in [g1, g2] {
+                (w, state) = optim.step(lr, w, Tensor::<1>::from_data(g, &device), state);
+                for (want, g) in want.iter_mut().zip(g) {
+                    *want = step(want.0, want.1, g);
+                }
+                let got_w = w.clone().into_data().try_to_vec::<f32>().unwrap();
+                let velocity = state.as_ref().unwrap().velocity.clone();
+                let got_v = velocity.into_data().try_to_vec::<f32>().unwrap();
+                for (i, (&(w, v), (gw, gv))) in
+                    want.iter().zip(got_w.iter().zip(&got_v)).enumerate()
+                {
+                    // Each step moves a weight by ~1e-4 to 3e-3, and `sqrt(v) + eps` by up to ten times
+                    // more: the rounding of w in f32 (~1e-7) is the limit.
+                    assert!(
+                        (f64::from(*gw) - w).abs() <= 4e-7 * w.abs().max(1.0),
+                        "{kernels} w[{i}]: {gw} vs {w}"
+                    );
+                    // v ~ 1e-9: equal to a relative 1e-6, which `1 − rho` in f32 (2.4e-7 off)
+                    // would still pass, so it is checked exactly below.
+                    assert!(
+                        (f64::from(*gv) - v).abs() <= 1e-6 * v,
+                        "{kernels} v[{i}]: {gv} vs {v}"
+                    );
+                }
+            }
         }
-        // First step of RMSprop moves each weight by about lr/sqrt(0.1) ≈ 0.00316.
-        assert!((f64::from(w1[0]) - (1.0 - 0.0031623)).abs() < 1e-6);
-
-        let g2 = Tensor::<1>::from_data([0.3f32, 0.1, -0.4], &device);
-        let (w, state) = optim.step(0.001, w, g2, state);
-        let v2 = [
-            0.9 * v1[0] + 0.1 * 0.09,
-            0.9 * v1[1] + 0.1 * 0.01,
-            0.9 * v1[2] + 0.1 * 0.16,
-        ];
-        let velocity = state
-            .unwrap()
-            .velocity
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        for (got, want) in velocity.iter().zip(v2) {
-            // f32 arithmetic: equal to a relative 1e-6.
-            assert!(
-                (f64::from(*got) - want).abs() < 1e-6 * want,
-                "{got} vs {want}"
-            );
-        }
-        let w2 = w.into_data().try_to_vec::<f32>().unwrap();
-        let e2 = [
-            expected(e1[0], 0.3, v2[0]),
-            expected(e1[1], 0.1, v2[1]),
-            expected(e1[2], -0.4, v2[2]),
-        ];
-        for (got, want) in w2.iter().zip(e2) {
-            assert!((f64::from(*got) - want).abs() < 1e-6, "{got} vs {want}");
+        // The first velocity is (1 − rho)·g² with 1 − rho rounded once to f32, as Keras's is.
+        for kernels in Kernels::ALL {
+            let optim = KerasRmsPropConfig::new().optimizer(kernels);
+            let g = Tensor::<1>::from_data([1.0f32], &device);
+            let (_, state) = optim.step(lr, Tensor::<1>::from_data([0.0f32], &device), g, None);
+            let v = state
+                .unwrap()
+                .velocity
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_eq!(v, [0.1f32], "{kernels}");
         }
     }
 }

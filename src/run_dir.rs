@@ -24,6 +24,7 @@
 
 use crate::config::TrainConfig;
 use crate::fsutil::{WriteError, write_atomic};
+use crate::kernels::Kernels;
 use crate::model::MlpConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -197,6 +198,9 @@ pub struct RunInfo {
     /// Wall time of each epoch, training and validation, in seconds.
     pub epoch_seconds: Vec<f64>,
     pub backend: String,
+    /// `fused` or `burn` (absent in runs recorded before the choice existed: fused on ndarray).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<Kernels>,
     pub device: String,
     /// Where MNIST came from.
     pub data: String,
@@ -641,6 +645,7 @@ mod tests {
             epochs_done: 1,
             epoch_seconds: vec![1.0],
             backend: "ndarray".into(),
+            kernels: None,
             device: "CPU".into(),
             data: "cache".into(),
             train_images: 10,

@@ -7,7 +7,7 @@ mod common;
 
 use common::{
     PATIENCE, Pty, assert_fails, mnist_dir, mnist_mlp, open_pty, read_info, read_screen, run_of,
-    run_ok, shared_temp_dir, stderr, stderr_and_exit, stdout, wait_exit,
+    run_ok, shared_temp_dir, stderr, stderr_and_exit, stdout, train_args, wait_exit,
 };
 use mnist_mlp::backend::Backend;
 use mnist_mlp::run_dir::RunStatus;
@@ -21,11 +21,7 @@ use std::time::{Duration, Instant};
 const EPOCHS: usize = 3;
 fn train(home: &Path, name: &str, dashboard: &str) -> Command {
     let mut command = mnist_mlp(home);
-    command
-        .arg("train")
-        .arg("--data-dir")
-        .arg(mnist_dir())
-        .args(["--artifact-dir", "artifacts", "--run-name", name])
+    train_args(&mut command, name)
         .args(["--limit-train", "1500", "--limit-valid", "300"])
         .args(["--epochs", "3", "--seed", "11", "--dashboard", dashboard]);
     command
@@ -54,8 +50,9 @@ fn home() -> &'static Path {
 
 /// Trains `name` and sends `signal` as soon as its first epoch's checkpoint is complete
 /// (`run.json` says so); returns the epochs it had done when it stopped.
-fn stop_after_first_epoch(name: &str, signal: i32) -> usize {
+fn stop_after_first_epoch(name: &str, signal: i32, extra: &[&str]) -> usize {
     let mut child = train(home(), name, "none")
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -85,9 +82,9 @@ fn stop_after_first_epoch(name: &str, signal: i32) -> usize {
     info.epochs_done
 }
 
-/// The resumed run ended exactly as the uninterrupted one.
-fn assert_same_as_whole(name: &str, done_before: usize, seconds_before: &[f64]) {
-    let whole = run_of(home(), "whole");
+/// The resumed run ended exactly as the uninterrupted one, `whole`.
+fn assert_same_as(whole: &str, name: &str, done_before: usize, seconds_before: &[f64]) {
+    let whole = run_of(home(), whole);
     let resumed = run_of(home(), name);
     for file in ["history.json", "history.csv"] {
         let a = std::fs::read_to_string(whole.path().join(file)).unwrap();
@@ -122,7 +119,7 @@ fn assert_same_as_whole(name: &str, done_before: usize, seconds_before: &[f64]) 
 
 #[test]
 fn sigkill_then_resume_under_the_plain_dashboard_equals_the_uninterrupted_run() {
-    let done = stop_after_first_epoch("killed", libc::SIGKILL);
+    let done = stop_after_first_epoch("killed", libc::SIGKILL, &[]);
     let seconds = read_info(&run_of(home(), "killed")).unwrap().epoch_seconds;
     let output = run_ok(&mut resume(home(), "killed", "plain"));
     let out = stdout(&output);
@@ -141,7 +138,7 @@ fn sigkill_then_resume_under_the_plain_dashboard_equals_the_uninterrupted_run() 
         "{out}"
     );
     assert_eq!(out.lines().last(), Some("artifacts/runs/killed"));
-    assert_same_as_whole("killed", done, &seconds);
+    assert_same_as("whole", "killed", done, &seconds);
 
     // Done is done: a second resume is refused, and changes nothing.
     let before = std::fs::read(run_of(home(), "killed").info_path()).unwrap();
@@ -180,12 +177,12 @@ fn a_run_killed_before_its_first_checkpoint_starts_over() {
         out.contains("Resumed from the start: no epoch had a complete checkpoint\n"),
         "{out}"
     );
-    assert_same_as_whole("early", 0, &[]);
+    assert_same_as("whole", "early", 0, &[]);
 }
 
 #[test]
 fn ctrl_c_then_resume_under_the_tui_equals_the_uninterrupted_run() {
-    let done = stop_after_first_epoch("stopped", libc::SIGINT);
+    let done = stop_after_first_epoch("stopped", libc::SIGINT, &[]);
     let seconds = read_info(&run_of(home(), "stopped")).unwrap().epoch_seconds;
 
     let Pty { master, slave } = open_pty();
@@ -218,7 +215,7 @@ fn ctrl_c_then_resume_under_the_tui_equals_the_uninterrupted_run() {
         "{}",
         stderr_tail(&screen)
     );
-    assert_same_as_whole("stopped", done, &seconds);
+    assert_same_as("whole", "stopped", done, &seconds);
 }
 
 fn stderr_tail(screen: &str) -> &str {
@@ -254,4 +251,25 @@ fn an_exported_mnist_mirror_does_not_block_resume() {
         assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
         assert!(err.contains(flag[0]), "{flag:?}: {err}");
     }
+}
+
+/// A run trained with Burn's ops resumes with them (its config.toml says so), not with the
+/// fused kernels of the default: it ends as the uninterrupted run with Burn's ops does, which
+/// the fused kernels' rounding would not.
+#[test]
+fn a_run_with_burns_ops_resumes_with_them() {
+    let burn = ["--kernels", "burn"];
+    run_ok(train(home(), "whole-burn", "none").args(burn));
+    let done = stop_after_first_epoch("cut-burn", libc::SIGKILL, &burn);
+    let seconds = read_info(&run_of(home(), "cut-burn"))
+        .unwrap()
+        .epoch_seconds;
+    run_ok(&mut resume(home(), "cut-burn", "none"));
+    assert_same_as("whole-burn", "cut-burn", done, &seconds);
+    let info = read_info(&run_of(home(), "cut-burn")).unwrap();
+    assert_eq!(info.kernels, Some(mnist_mlp::kernels::Kernels::Burn));
+    // And the two choices do give different numbers, so the comparison above can tell them
+    // apart.
+    let history = |name| std::fs::read_to_string(run_of(home(), name).history_json_path()).unwrap();
+    assert_ne!(history("whole"), history("whole-burn"));
 }

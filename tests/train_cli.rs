@@ -4,8 +4,8 @@ mod common;
 
 use burn::config::Config;
 use common::{
-    Pty, accuracy_of, mnist_dir, mnist_mlp, open_pty, read_screen, run_ok, stderr, stderr_and_exit,
-    stdout,
+    Pty, accuracy_of, mnist_mlp, open_pty, read_screen, run_ok, stderr, stderr_and_exit,
+    stdout, train_args,
 };
 use mnist_mlp::config::TrainConfig;
 use mnist_mlp::model::MlpConfig;
@@ -23,11 +23,7 @@ fn train(home: &Path, name: &str, extra: &[&str]) -> Command {
 /// `train` with no dashboard chosen.
 fn train_quietly(home: &Path, name: &str) -> Command {
     let mut command = mnist_mlp(home);
-    command
-        .arg("train")
-        .arg("--data-dir")
-        .arg(mnist_dir())
-        .args(["--artifact-dir", "artifacts", "--run-name", name])
+    train_args(&mut command, name)
         // The CPU backend, also in a wgpu build (where wgpu is the default; tests/wgpu.rs).
         .args(["--backend", "ndarray"]);
     command

@@ -10,7 +10,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
-use common::{mnist_dir, mnist_mlp, run_ok, shared_temp_dir, stderr, stdout};
+use common::{mnist_dir, mnist_mlp, run_ok, shared_temp_dir, stderr, stdout, train_args};
 use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::config::TrainConfig;
@@ -37,11 +37,7 @@ fn cli(home: &Path) -> Command {
 
 fn train(home: &Path, name: &str, backend: Backend) -> Command {
     let mut command = cli(home);
-    command
-        .arg("train")
-        .arg("--data-dir")
-        .arg(mnist_dir())
-        .args(["--artifact-dir", "artifacts", "--run-name", name])
+    train_args(&mut command, name)
         .args(["--dashboard", "plain", "--seed", "42"])
         .args(["--backend", backend.name()])
         .args(["--epochs", &EPOCHS.to_string()])
@@ -158,24 +154,45 @@ fn accuracy(predicted: &[usize]) -> f64 {
     correct as f64 / items.len() as f64
 }
 
+/// The same seed draws the same initial weights on every backend (on the CPU), and the batches
+/// are the same: wgpu, running Burn's ops, ends where ndarray with the fused kernels does, to
+/// rounding. Measured on lavapipe: the losses agree to 5e-7 and every accuracy exactly; the
+/// tolerance is 1e-4 on losses and two images on accuracies, where a wrong formula on Burn's
+/// path (epsilon outside the square root) moves the loss by 8e-3.
 #[test]
-fn both_backends_reach_the_same_val_accuracy() {
+fn both_backends_train_to_the_same_metrics() {
     let runs = runs();
     let (cpu, gpu) = (history(&runs.ndarray), history(&runs.wgpu));
     assert_eq!((cpu.epochs(), gpu.epochs()), (EPOCHS, EPOCHS));
-    let (cpu_last, gpu_last) = (cpu.last().unwrap(), gpu.last().unwrap());
     eprintln!("ndarray: {cpu:?}\nwgpu:    {gpu:?}");
-    assert!(
-        (cpu_last.val_accuracy - gpu_last.val_accuracy).abs() <= 0.01,
-        "val_accuracy ndarray {} vs wgpu {}",
-        cpu_last.val_accuracy,
-        gpu_last.val_accuracy
-    );
-    // Both learned: 5,000 images for 2 epochs reach well above 90 %.
-    for h in [&cpu, &gpu] {
-        assert!(h.loss[1] < h.loss[0], "{h:?}");
-        assert!(h.last().unwrap().val_accuracy > 0.9, "{h:?}");
+    for epoch in 0..EPOCHS {
+        let (c, g) = (cpu.get(epoch).unwrap(), gpu.get(epoch).unwrap());
+        for (metric, a, b, tolerance) in [
+            ("loss", c.loss, g.loss, 1e-4),
+            (
+                "accuracy",
+                c.accuracy,
+                g.accuracy,
+                2.0 / TRAIN_IMAGES as f64,
+            ),
+            ("val_loss", c.val_loss, g.val_loss, 1e-4),
+            (
+                "val_accuracy",
+                c.val_accuracy,
+                g.val_accuracy,
+                2.0 / VALID_IMAGES as f64,
+            ),
+        ] {
+            assert!(
+                (a - b).abs() <= tolerance,
+                "epoch {}: {metric} ndarray {a} vs wgpu {b}",
+                epoch + 1
+            );
+        }
     }
+    // Both learned: 5,000 images for 2 epochs reach well above 90 %.
+    assert!(cpu.loss[1] < cpu.loss[0], "{cpu:?}");
+    assert!(cpu.last().unwrap().val_accuracy > 0.9, "{cpu:?}");
 }
 
 #[test]

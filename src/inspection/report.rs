@@ -139,6 +139,9 @@ fn facts(run: &RunDir, info: &RunInfo) -> String {
         info.epochs_done, info.epochs_planned
     );
     let _ = writeln!(out, "  backend:  {} on {}", info.backend, info.device);
+    if let Some(kernels) = info.kernels {
+        let _ = writeln!(out, "  kernels:  {kernels}");
+    }
     let _ = writeln!(
         out,
         "  data:     {} ({} training, {} validation images)",

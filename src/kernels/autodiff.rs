@@ -137,6 +137,7 @@ impl<C: CheckpointStrategy> MlpKernels for Autodiff<NdArray, C> {
         v: FloatTensor<Self>,
         lr: f64,
         rho: f32,
+        keep: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         // Optimizer steps run outside the graph; on tracked tensors the update is not
@@ -147,6 +148,7 @@ impl<C: CheckpointStrategy> MlpKernels for Autodiff<NdArray, C> {
             v.into_primitive(),
             lr,
             rho,
+            keep,
             eps,
         );
         (Self::from_inner(w_new), Self::from_inner(v_new))

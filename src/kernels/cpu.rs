@@ -1,7 +1,13 @@
 //! The arithmetic of the fused kernels, on ndarray tensors of f32.
 //!
 //! Matrix products go to the `gemm` crate (the one Burn's flex backend uses), which packs,
-//! vectorises (AVX2/FMA, AVX-512 where present) and splits the work over rayon's threads.
+//! vectorises (AVX2/FMA on x86-64, NEON on ARM; its AVX-512 kernels are behind its `x86-v4`
+//! feature, which this crate does not enable) and splits the work over rayon's threads.
+//!
+//! The sparse path and the other hand-vectorised loops here are written for AVX2. Where it is
+//! missing, or `MNIST_MLP_NO_SIMD=1` is set (read once; how CI runs the fallback on an AVX2
+//! machine), every product goes to gemm and the remaining loops run as plain Rust: skipping
+//! zeros one scalar at a time is not known to beat gemm's vector kernels (on Apple Silicon, say).
 
 // burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
 #![allow(deprecated)]
@@ -123,16 +129,31 @@ fn matmul_add(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out:
 
 /// A new `m × n` product `a · b`.
 fn product(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>) -> Vec<f32> {
-    // Not zeroed first: that would be one more pass over the output (1.6 MB for the first
-    // layer's weight gradient), and gemm writes every element when it does not read them.
-    let mut out = Vec::with_capacity(m * n);
-    // SAFETY: the capacity holds m×n floats; gemm writes all of them (read_dst is false), so
-    // they are initialised when the length is set.
-    unsafe {
-        gemm_into(m, n, k, &a, &b, out.as_mut_ptr(), false);
-        out.set_len(m * n);
-    }
+    // Zeroed, though gemm 0.19 does not read the output when told not to: that is not
+    // documented, and a zeroed allocation this size comes from the OS already zeroed.
+    let mut out = vec![0.0; m * n];
+    // SAFETY: `out` is an initialised slice of m×n floats.
+    unsafe { gemm_into(m, n, k, &a, &b, out.as_mut_ptr(), false) };
     out
+}
+
+/// Whether the AVX2 loops run: the CPU has AVX2, FMA and POPCNT, and `MNIST_MLP_NO_SIMD` is not
+/// set to `1`. Decided once per process.
+pub(super) fn simd() -> bool {
+    static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SIMD.get_or_init(|| {
+        if std::env::var_os("MNIST_MLP_NO_SIMD").is_some_and(|v| v == "1") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("popcnt")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 /// `relu(x·w + b)` or `x·w + b`, and `x`'s non-zeros when the product took them (the backward
@@ -222,6 +243,10 @@ pub(super) fn dense_backward(
     let grad = &*grad;
     let xs = values(x);
     let ws = values(w);
+    // Skipping x's zeros would also skip 0·inf and 0·NaN, which are NaN: a gradient that is
+    // not finite somewhere (its column sums, `db`, show it) takes the GEMM, as Burn's ops do,
+    // so a diverging step ends the same way whichever path its batch took.
+    let x_sparse = x_sparse.filter(|_| db.iter().all(|d| d.is_finite()));
     // The two products are independent: side by side, each keeps a thread busy where a product
     // of this size alone does not keep two.
     let (dw, dx) = rayon::join(
@@ -298,6 +323,12 @@ pub(super) fn softmax_cross_entropy_backward(
     (tensor(d_logits, &[m, c]), tensor(d_targets, &[m, c]))
 }
 
+/// Whether [`dense`] skips the zeros of `x` (`m × k`) for a product with `n` columns.
+#[cfg(test)]
+pub(super) fn takes_sparse_path(x: &[f32], m: usize, k: usize, n: usize) -> bool {
+    Sparse::for_product(x, m, k, n).is_some()
+}
+
 /// At most this fraction of non-zero inputs takes the sparse path of [`dense`]: MNIST images are
 /// about 81% zeros, and skipping them saves four fifths of the first layer's arithmetic.
 const SPARSE_DENSITY: f64 = 0.3;
@@ -331,7 +362,7 @@ impl Sparse {
     /// columns, else `None`. Narrower products than a block (the output layer's 10 columns)
     /// are too small for the saving to pay for finding the non-zeros.
     fn for_product(x: &[f32], m: usize, k: usize, n: usize) -> Option<Self> {
-        if n < SPARSE_BLOCK {
+        if n < SPARSE_BLOCK || !simd() {
             return None;
         }
         Self::of(x, m, k)
@@ -467,9 +498,8 @@ fn compact(
     at: usize,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt")
-    {
-        // SAFETY: the CPU has AVX2 and POPCNT, checked just above.
+    if simd() {
+        // SAFETY: the CPU has AVX2 and POPCNT (`simd`).
         return unsafe { compact_avx2(row, cols, values, at) };
     }
     compact_each(row, 0, cols, values, at)
@@ -627,10 +657,9 @@ impl<'a> Terms<'a> {
 fn combine(out: &mut [MaybeUninit<f32>], terms: Terms<'_>, init: Option<&[f32]>, relu: bool) {
     #[cfg(target_arch = "x86_64")]
     if let Ok(out) = <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+        && simd()
     {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        // SAFETY: the CPU has AVX2 and FMA (`simd`).
         return unsafe { combine_avx2(out, terms, init, relu) };
     }
     combine_each(out, terms, init, relu);
@@ -710,6 +739,7 @@ pub(super) fn rmsprop(
     v: NdArrayTensor,
     lr: f64,
     rho: f32,
+    keep: f32,
     eps: f32,
 ) -> (NdArrayTensor, NdArrayTensor) {
     let gs = values(g);
@@ -725,7 +755,7 @@ pub(super) fn rmsprop(
     let rms = RmsProp {
         lr: lr as f32,
         rho,
-        keep: 1.0 - rho,
+        keep,
         eps,
     };
     let parallel = gs.len() > CHUNK;
@@ -812,8 +842,8 @@ impl RmsProp {
     /// `w` updated in place.
     fn in_place(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU has AVX, checked just above.
+        if simd() {
+            // SAFETY: the CPU has AVX2, so AVX (`simd`).
             return unsafe { self.in_place_avx(w, v, g) };
         }
         self.in_place_generic(w, v, g)
@@ -822,8 +852,8 @@ impl RmsProp {
     /// The new weights written to `out`, one per element of `w`.
     fn into_new(self, out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: the CPU has AVX, checked just above.
+        if simd() {
+            // SAFETY: the CPU has AVX2, so AVX (`simd`).
             return unsafe { self.into_new_avx(out, w, v, g) };
         }
         self.into_new_generic(out, w, v, g)

@@ -18,7 +18,8 @@
 //!
 //! The arithmetic is the same as the general path's (same formulas, f32), so results agree to
 //! rounding; `tests` checks both paths against each other. Other backends (flex, wgpu) keep the
-//! general path: [`supported`] says which one a device takes.
+//! general path: [`supported`] says which one a device takes, and [`Kernels::Burn`] chooses it on
+//! ndarray too (`--kernels burn`: to see what the kernels buy, or to work around a bug in them).
 
 // burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
 #![allow(deprecated)]
@@ -28,6 +29,7 @@ mod cpu;
 
 use burn::backend::{Dispatch, DispatchDevice, NdArray, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// The fused operations. Implemented for [`NdArray`] (the arithmetic) and for Burn's autodiff
 /// wrapper of it (the backward passes).
@@ -48,16 +50,77 @@ pub trait MlpKernels: burn::backend::Backend {
         targets: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// One Keras RMSprop step: `v ← rho·v + (1−rho)·g²`, `w ← w − lr·g/√(v+eps)`. Returns
-    /// `(w, v)`.
+    /// One Keras RMSprop step: `v ← rho·v + keep·g²`, `w ← w − lr·g/√(v+eps)`, where `keep`
+    /// is `1 − rho` (rounded once, as Keras does). Returns `(w, v)`.
     fn rmsprop(
         w: FloatTensor<Self>,
         g: FloatTensor<Self>,
         v: FloatTensor<Self>,
         lr: f64,
         rho: f32,
+        keep: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Which implementation of the MLP's operations a run trains with: `run.kernels` in the
+/// config, `--kernels` on `train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// This module's fused kernels (ndarray only).
+    Fused,
+    /// Burn's stock ops: `Linear`, `Relu`, `log_softmax`, and Keras's RMSprop written with
+    /// tensor operations (`crate::optim`). What every other backend runs.
+    Burn,
+}
+
+impl Kernels {
+    pub const ALL: [Kernels; 2] = [Kernels::Fused, Kernels::Burn];
+
+    /// The default on `backend`: fused where they exist, Burn's ops elsewhere.
+    pub fn default_on(backend: crate::backend::Backend) -> Self {
+        if backend == crate::backend::Backend::Ndarray {
+            Kernels::Fused
+        } else {
+            Kernels::Burn
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Fused => "fused",
+            Kernels::Burn => "burn",
+        }
+    }
+
+    /// Whether operations on `device` go through the fused kernels: asked for, and on a device
+    /// that has them (a model trained fused and scored on wgpu takes Burn's ops there).
+    pub fn fused_on(self, device: &Device) -> bool {
+        self == Kernels::Fused && supported(device)
+    }
+}
+
+impl std::fmt::Display for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of [`Kernels::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown kernels `{0}`; expected fused or burn")]
+pub struct UnknownKernels(String);
+
+impl std::str::FromStr for Kernels {
+    type Err = UnknownKernels;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kernels::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownKernels(s.to_string()))
+    }
 }
 
 /// Whether `device` runs these kernels (Burn's ndarray backend, with or without autodiff).
@@ -87,13 +150,14 @@ pub fn softmax_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1>
 }
 
 /// One Keras RMSprop step on one parameter; returns the new parameter and running average. The
-/// running average starts at zeros (`None`), as Keras's does.
+/// running average starts at zeros (`None`), as Keras's does. `keep` is `1 − rho`.
 pub fn rmsprop<const D: usize>(
     w: Tensor<D>,
     g: Tensor<D>,
     v: Option<Tensor<D>>,
     lr: f64,
     rho: f32,
+    keep: f32,
     eps: f32,
 ) -> (Tensor<D>, Tensor<D>) {
     let v = v.unwrap_or_else(|| g.zeros_like());
@@ -103,6 +167,7 @@ pub fn rmsprop<const D: usize>(
         v.into_dispatch(),
         lr,
         rho,
+        keep,
         eps,
     );
     (Tensor::from_dispatch(w), Tensor::from_dispatch(v))
@@ -131,9 +196,10 @@ impl MlpKernels for NdArray {
         v: FloatTensor<Self>,
         lr: f64,
         rho: f32,
+        keep: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        cpu::rmsprop(w, &g, v, lr, rho, eps)
+        cpu::rmsprop(w, &g, v, lr, rho, keep, eps)
     }
 }
 

@@ -13,6 +13,7 @@ use super::interrupt::{self, CtrlC, is_user_kill, panic_message};
 use super::loader::MnistLoader;
 use super::terminal::{CtrlCInDashboard, Terminal};
 use super::{TrainError, TrainOutcome, now_rfc3339};
+use crate::backend::Backend;
 use crate::config::TrainConfig;
 use crate::data::{MnistDataset, MnistSplit};
 use crate::fsutil::write_atomic;
@@ -53,10 +54,7 @@ pub(super) fn fit(
 ) -> Result<TrainOutcome, TrainError> {
     let recorder =
         Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone()).shared();
-    device.seed(plan.config.train.seed);
-    // Parameters are created on the autodiff device so that they are tracked. A resumed run
-    // replaces them with the checkpoint's when Burn restores it.
-    let model = plan.config.model().init(&device.clone().autodiff());
+    let model = initial_model(&plan.config, device)?;
     let tracker = Arc::new(SaveTracker::new(plan.after, {
         let recorder = recorder.clone();
         move |epoch| lock(&recorder).checkpoint_complete(epoch)
@@ -77,7 +75,7 @@ pub(super) fn fit(
     );
     let learner = Learner::new(
         model,
-        plan.config.optimizer().init(),
+        plan.config.optimizer().init(plan.config.kernels()),
         plan.config.optimizer.learning_rate,
     );
     let launched = launch(training, learner);
@@ -85,6 +83,25 @@ pub(super) fn fit(
         terminal.restore();
     }
     settle(&plan, &recorder, &tracker, launched)
+}
+
+/// The model before training, on the autodiff device of `device` so that its parameters are
+/// tracked. A resumed run replaces them with the checkpoint's when Burn restores it.
+///
+/// The weights are drawn on the CPU whatever the backend: one seed then gives one initial
+/// model on every backend (wgpu draws its random numbers its own way), so that runs on
+/// different backends can be compared number for number.
+fn initial_model(config: &TrainConfig, device: &Device) -> Result<Mlp, TrainError> {
+    let cpu = Backend::Ndarray.device(0)?;
+    cpu.seed(config.train.seed);
+    device.seed(config.train.seed);
+    let model = config.model().init(&cpu).with_kernels(config.kernels());
+    // Burn draws a parameter's values when they are first read; moved before that, they
+    // would be drawn on `device`.
+    for layer in &model.layers {
+        let _ = layer.weight.val();
+    }
+    Ok(model.to_device(&device.clone().autodiff()).train())
 }
 
 /// Burn's `SupervisedTraining` for this plan: the loaders, the metrics, the run's checkpointers
@@ -100,6 +117,7 @@ fn supervised_training(
 ) -> SupervisedTraining<Mlp> {
     let (config, run, after) = (&plan.config, &plan.run, plan.after);
     let batch_size = config.train.batch_size;
+    let valid_batches = valid_split.len().div_ceil(batch_size);
     let mut train_loader = MnistLoader::new(
         MnistDataset::new(Arc::new(train_split)),
         batch_size,
@@ -128,7 +146,11 @@ fn supervised_training(
             )
             .with_checkpointing_strategy(EveryEpoch)
             .num_epochs(config.train.epochs)
-            .with_metric_logger(HistoryLogger::new(recorder.clone(), interrupter.clone()));
+            .with_metric_logger(HistoryLogger::new(
+                recorder.clone(),
+                interrupter.clone(),
+                valid_batches,
+            ));
     if after > 0 {
         // Burn restores model, optimizer and scheduler through the checkpointers above and
         // numbers the next epoch after + 1.
@@ -181,12 +203,11 @@ fn settle(
 ) -> Result<TrainOutcome, TrainError> {
     let (config, run) = (&plan.config, &plan.run);
     // Burn has joined its checkpoint threads: every save is done or failed.
-    let complete = tracker.complete();
     let mut recorder = lock(recorder);
     if let Some(message) = tracker.failure().or(launched.failure) {
         recorder.fail(message);
     }
-    trim_to_checkpoints(&mut recorder, complete);
+    let complete = trim_to_complete_epochs(&mut recorder, tracker.complete());
     let finished = complete == config.train.epochs;
     if recorder.error.is_none() && finished {
         save_final_model(&mut recorder, run, launched.model);
@@ -227,10 +248,18 @@ fn settle(
     })
 }
 
-/// An epoch counts once its checkpoint is complete; a stop can come between its metrics and
-/// its checkpoint, and resuming starts from the checkpoint, so the history ends there too.
-fn trim_to_checkpoints(recorder: &mut Recorder, complete: usize) {
+/// An epoch counts once its metrics are recorded and its checkpoint is complete (`checkpoints`
+/// of them); returns how many do. A stop can come between the two, either way round (Burn may
+/// report an epoch's metrics after it checkpointed it), and resuming starts from the last epoch
+/// that has both, so the history and the checkpoints end there too.
+fn trim_to_complete_epochs(recorder: &mut Recorder, checkpoints: usize) -> usize {
+    let complete = checkpoints.min(recorder.history.epochs());
     recorder.set_epochs_done(complete);
+    if checkpoints > complete
+        && let Err(e) = recorder.run.remove_after(complete)
+    {
+        recorder.fail(e.to_string());
+    }
     if recorder.history.epochs() > complete {
         recorder.history.truncate(complete);
         let written = recorder.run.write_history(&recorder.history);
@@ -238,6 +267,7 @@ fn trim_to_checkpoints(recorder: &mut Recorder, complete: usize) {
             recorder.fail(e.to_string());
         }
     }
+    complete
 }
 
 /// `model.bpk`, written whole or not at all; a failure fails the run.

@@ -162,15 +162,22 @@ pub struct HistoryLogger {
     interrupter: Interrupter,
     /// Batches seen in the current split.
     batches: usize,
+    /// Batches in a whole validation split.
+    valid_batches: usize,
 }
 
 impl HistoryLogger {
-    pub(crate) fn new(recorder: Arc<Mutex<Recorder>>, interrupter: Interrupter) -> Self {
+    pub(crate) fn new(
+        recorder: Arc<Mutex<Recorder>>,
+        interrupter: Interrupter,
+        valid_batches: usize,
+    ) -> Self {
         Self {
             recorder,
             collector: EpochCollector::default(),
             interrupter,
             batches: 0,
+            valid_batches,
         }
     }
 }
@@ -221,14 +228,16 @@ impl MetricLogger for HistoryLogger {
     }
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
-        self.batches = 0;
+        let batches = std::mem::take(&mut self.batches);
         if !matches!(summary.split, Split::Valid) {
             return;
         }
         let metrics = self.collector.take();
-        // A stop during validation leaves a partial epoch: not one to record.
+        // A stop during validation leaves a partial epoch: not one to record. Counted, not
+        // asked of the interrupter: Burn can report a whole epoch after a stop that came once
+        // its validation had ended (and checkpoint it too).
         if let Some(metrics) = metrics
-            && !self.interrupter.should_stop()
+            && batches == self.valid_batches
         {
             let mut recorder = lock(&self.recorder);
             let values = [
@@ -269,6 +278,7 @@ mod tests {
             epochs_done: 0,
             epoch_seconds: Vec::new(),
             backend: "ndarray".into(),
+            kernels: None,
             device: "cpu".into(),
             data: "test".into(),
             train_images: 0,

@@ -139,6 +139,7 @@ pub fn train_on(
         epochs_done: 0,
         epoch_seconds: Vec::new(),
         backend: config.run.backend.to_string(),
+        kernels: Some(config.kernels()),
         device: device_name,
         data: origin,
         train_images: train_split.len(),

@@ -1,7 +1,7 @@
 //! What one training or validation step computes, for Burn's `Learner`.
 
 use crate::batcher::MnistBatch;
-use crate::model::{Mlp, categorical_crossentropy};
+use crate::model::Mlp;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 impl Mlp {
@@ -12,7 +12,7 @@ impl Mlp {
     /// 10,000 at 32 holds only 16).
     pub fn forward_classification(&self, batch: MnistBatch) -> ClassificationOutput {
         let logits = self.forward(batch.images);
-        let losses = categorical_crossentropy(logits.clone(), batch.one_hot);
+        let losses = self.loss(logits.clone(), batch.one_hot);
         ClassificationOutput::new(losses, logits, batch.targets)
     }
 }

