@@ -327,7 +327,9 @@ impl RunDir {
         Ok(run)
     }
 
-    /// An existing run directory.
+    /// The run directory at `path`, taken as it is: nothing is read, so it may not hold a run
+    /// yet (one just starting, say). [`RunDir::resolve`] is the checked way from what a user
+    /// typed.
     pub fn open(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
@@ -347,7 +349,7 @@ impl RunDir {
                 under: named,
             });
         };
-        let found = Self { path };
+        let found = Self::open(path);
         if !found.info_path().is_file() {
             return Err(RunDirError::NotARun { path: found.path });
         }
@@ -369,7 +371,7 @@ impl RunDir {
                 path: runs.clone(),
                 source,
             })?;
-            let run = Self { path: entry.path() };
+            let run = Self::open(entry.path());
             if run.info_path().is_file() {
                 found.push(run);
             }

@@ -4,8 +4,8 @@ mod common;
 
 use burn::config::Config;
 use common::{
-    Pty, accuracy_of, mnist_mlp, open_pty, read_screen, run_ok, stderr, stderr_and_exit,
-    stdout, train_args,
+    Pty, accuracy_of, mnist_mlp, open_pty, read_screen, run_ok, stderr, stderr_and_exit, stdout,
+    train_args,
 };
 use mnist_mlp::config::TrainConfig;
 use mnist_mlp::model::MlpConfig;

@@ -398,7 +398,9 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builders of IDX bytes, for tests and fixtures.
+/// Builders of IDX bytes, for the tests and the fuzz targets (a separate crate, which is why this
+/// is public); not part of the documented API.
+#[doc(hidden)]
 pub mod encode {
     use super::{IMAGES_MAGIC, LABELS_MAGIC, SIDE};
 
