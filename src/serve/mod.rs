@@ -4,15 +4,15 @@
 //!
 //! It sits on top of inspection: the page's numbers are those `runs`, `inspect` and `predict`
 //! compute, served as JSON ([`api`]) to plain HTML, CSS and JavaScript compiled into the binary
-//! ([`routes`]), so the page works offline. The HTTP server is `tiny_http`: synchronous, small,
-//! with a few worker threads taking requests from one queue.
+//! ([`routes`]), so the page works offline. The HTTP server ([`http`]) is a small synchronous
+//! one: a few worker threads take connections from one queue.
 
 mod api;
+mod http;
 mod routes;
 
 use crate::inspection::ComputeOn;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Requests served at once: predicts take milliseconds, so a few threads keep up with a page
 /// drawing and many clients at once (more wait in the queue, none is refused).
@@ -39,34 +39,23 @@ pub enum ServeError {
 /// requests on [`WORKERS`] threads. Ctrl-C exits with 130, as it does outside training.
 pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     let addr = format!("{}:{}", options.host, options.port);
-    let server = tiny_http::Server::http(&addr).map_err(|e| ServeError::Bind {
+    let bind_error = |e: std::io::Error| ServeError::Bind {
         addr: addr.clone(),
         message: e.to_string(),
-    })?;
-    let url = match server.server_addr().to_ip() {
-        Some(bound) if bound.is_ipv6() => format!("http://[{}]:{}/", bound.ip(), bound.port()),
-        Some(bound) => format!("http://{bound}/"),
-        None => format!("http://{addr}/"),
+    };
+    let listener = std::net::TcpListener::bind(&addr).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let url = if bound.is_ipv6() {
+        format!("http://[{}]:{}/", bound.ip(), bound.port())
+    } else {
+        format!("http://{bound}/")
     };
     exit_on_ctrl_c();
     println!("Serving {url}");
-    let server = Arc::new(server);
-    let app = Arc::new(api::App::new(options.artifact_dir.clone(), options.on));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (server, app) = (server.clone(), app.clone());
-            std::thread::spawn(move || {
-                // `recv` fails only when the server is shut down.
-                while let Ok(request) = server.recv() {
-                    routes::answer(&app, request);
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        // A worker that panicked has already said so on stderr; the others keep serving.
-        let _ = worker.join();
-    }
+    let app = api::App::new(options.artifact_dir.clone(), options.on);
+    http::serve(listener, WORKERS, move |request| {
+        routes::answer(&app, request)
+    });
     Ok(())
 }
 
