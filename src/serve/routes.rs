@@ -56,7 +56,14 @@ fn route(app: &App, request: &Request) -> Result<Response, ApiError> {
                 headers: vec![("Cache-Control", "no-store")],
             })
         }
-        [""] | ["runs", _] | ["assets", _] | ["api", "runs", ..] => Err(ApiError::new(
+        // A route that exists, asked with another method.
+        [""]
+        | ["runs", _]
+        | ["assets", "app.js" | "style.css"]
+        | ["api", "runs"]
+        | ["api", "runs", _]
+        | ["api", "runs", _, "predict"]
+        | ["api", "runs", _, "files", _] => Err(ApiError::new(
             405,
             format!("{} {path}: method not allowed", request.method),
         )),
