@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Serving, shared_temp_dir, train_tiny};
+use common::{Serving, shared_temp_dir, train_for};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,7 +66,8 @@ impl Browser {
                 .get(format!("{}/status", browser.base))
                 .call()
                 .ok()
-                .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+                .and_then(|mut r| r.body_mut().read_to_vec().ok())
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
                 .is_some_and(|v| v["value"]["ready"] == true)
         });
         let session = browser.command(
@@ -92,11 +93,16 @@ impl Browser {
         let response = match method {
             "GET" => self.agent.get(&url).call(),
             "DELETE" => self.agent.delete(&url).call(),
-            _ => self.agent.post(&url).send_json(&body),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
         };
         let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status().as_u16();
-        let value: Value = response.body_mut().read_json().unwrap();
+        let value: Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
         assert_eq!(status, 200, "{method} {path}: {value}");
         value["value"].clone()
     }
@@ -248,21 +254,23 @@ fn check_drawing(browser: &Browser, server: &Serving, expected: u64) {
     }
 }
 
-fn page_with_a_run() -> (PathBuf, Serving, Browser) {
+/// The page of run `drawn`, trained on `images` images for `epochs`.
+fn page_with_a_run(images: usize, epochs: usize) -> (PathBuf, Serving, Browser) {
     let home = shared_temp_dir();
-    train_tiny(&home, "drawn", 20_000);
+    train_for(&home, "drawn", images, epochs);
     let server = Serving::start(&home, "artifacts", &[]);
     let browser = Browser::start();
     browser.open(&format!("{}runs/drawn", server.url));
     wait_for("the checkpoints", || {
-        browser.script("return document.getElementById('checkpoint').options.length;") == 5
+        browser.script("return document.getElementById('checkpoint').options.length;")
+            == json!(3 + epochs)
     });
     (home, server, browser)
 }
 
 #[test]
 fn drawing_a_one_and_a_zero_on_the_pad() {
-    let (_home, server, browser) = page_with_a_run();
+    let (_home, server, browser) = page_with_a_run(20_000, 2);
     assert_eq!(
         browser.script("return document.getElementById('checkpoint').value;"),
         "final"
@@ -299,7 +307,8 @@ fn drawing_a_one_and_a_zero_on_the_pad() {
 #[test]
 #[ignore]
 fn screenshot() {
-    let (_home, _server, browser) = page_with_a_run();
+    // The tutorial's run: 5 epochs on all 60,000 images.
+    let (_home, _server, browser) = page_with_a_run(60_000, 5);
     browser.draw("mouse", &[(-55, -80), (55, -80), (-10, 90)]);
     browser.settled(1);
     let png = browser.screenshot();

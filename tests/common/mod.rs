@@ -480,6 +480,11 @@ impl Drop for Serving {
 
 /// Trains `name` under `<home>/artifacts`: `images` training images, 2 epochs, seed 5.
 pub fn train_tiny(home: &Path, name: &str, images: usize) {
+    train_for(home, name, images, 2);
+}
+
+/// Trains `name` under `<home>/artifacts`: `images` training images, `epochs` epochs, seed 5.
+pub fn train_for(home: &Path, name: &str, images: usize, epochs: usize) {
     run_ok(
         mnist_mlp(home)
             .arg("train")
@@ -492,6 +497,7 @@ pub fn train_tiny(home: &Path, name: &str, images: usize) {
                 "--limit-valid",
                 "1000",
             ])
-            .args(["--epochs", "2", "--seed", "5", "--dashboard", "none"]),
+            .args(["--epochs", &epochs.to_string(), "--seed", "5"])
+            .args(["--dashboard", "none"]),
     );
 }

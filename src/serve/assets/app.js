@@ -34,7 +34,7 @@ function chart(el, series, { yMin = null, yMax = null } = {}) {
   }
   const step = Math.max(1, Math.ceil(xMax / 10));
   for (let e = 1; e <= xMax; e += step) svg += `<text x="${x(e)}" y="${H - 10}" text-anchor="middle">${e}</text>`;
-  svg += `<text x="${W - R}" y="${H - 10}" text-anchor="end">epoch</text>`;
+  svg += `<text x="${L - 6}" y="${H - 10}" text-anchor="end">epoch</text>`;
   for (const s of series) {
     const pts = s.values.map((v, i) => `${x(i + 1)},${y(v)}`).join(" ");
     const dash = s.dashed ? ' stroke-dasharray="5 4"' : "";
