@@ -165,7 +165,7 @@ fn predict_gives_what_the_predict_command_gives() {
         let expected = predict::predict(
             &run(),
             Some(weights),
-            &[picture.clone()],
+            std::slice::from_ref(&picture),
             ComputeOn::default(),
         )
         .unwrap()
