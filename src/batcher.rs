@@ -52,6 +52,17 @@ fn normalize<'a>(images: impl ExactSizeIterator<Item = &'a [u8; PIXELS]>) -> Vec
     x
 }
 
+/// The 8-bit image that [`normalize`] turns into `pixels` (values in 0..=1; others are clamped):
+/// each rounded to the nearest of the 256 levels, so that `k / 255` gives back `k` and a picture
+/// sent as numbers reaches the model exactly as the same picture as a file does.
+pub fn levels(pixels: &[f64; PIXELS]) -> [u8; PIXELS] {
+    let mut image = [0u8; PIXELS];
+    for (level, &p) in image.iter_mut().zip(pixels) {
+        *level = (p.clamp(0.0, 1.0) * 255.0).round() as u8;
+    }
+    image
+}
+
 /// Labels as one-hot rows of 10, as Keras's `to_categorical`.
 fn one_hot(labels: &[i64]) -> Vec<f32> {
     let mut y = vec![0.0f32; labels.len() * CLASSES];
@@ -131,6 +142,18 @@ mod tests {
         assert_eq!(x[1], 1.0);
         assert_eq!(x[783], 128.0f32 / 255.0f32);
         assert_eq!(x[784], 0.2);
+    }
+
+    #[test]
+    fn levels_undo_the_normalisation() {
+        let image: [u8; PIXELS] = std::array::from_fn(|i| (i % 256) as u8);
+        let unit: Vec<f64> = normalize([&image].into_iter())
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        assert_eq!(levels(&unit.try_into().unwrap()), image);
+        assert_eq!(levels(&[0.5; PIXELS])[0], 128);
+        assert_eq!(levels(&[-1.0; PIXELS])[0], 0);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
 //! [`run_dir`] owns the layout of what a training run records; [`config`] turns the TOML file and
 //! the command-line flags into one validated [`config::TrainConfig`]; [`plots`] draws the
-//! pictures (training curves, confusion matrix, digits). Weights are read back through [`saved`].
+//! pictures (training curves, confusion matrix, digits). Weights are read back through [`saved`];
+//! [`serve`] shows the runs and a drawing pad in the browser, on top of [`inspection`].
 
 pub mod backend;
 pub mod batcher;
@@ -22,5 +23,6 @@ pub mod optim;
 pub mod plots;
 pub mod run_dir;
 pub mod saved;
+pub mod serve;
 pub mod table;
 pub mod training;

@@ -12,6 +12,7 @@ use mnist_mlp::inspection::{self, ComputeOn, eval, export, predict, show};
 use mnist_mlp::kernels::{Kernels, UnknownKernels};
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::Weights;
+use mnist_mlp::serve;
 use mnist_mlp::training::{self, Dashboard};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ enum Command {
     Show(ShowArgs),
     /// Write a run's weights for PyTorch (nn.Linear names and layout).
     Export(ExportArgs),
+    /// Serve a local web page: the runs and their curves, and a drawing pad that predicts the
+    /// digit you draw with any checkpoint. Prints `Serving http://HOST:PORT/` first.
+    Serve(ServeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,6 +110,20 @@ struct PredictArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    runs: RunsArgs,
+    #[command(flatten)]
+    on: ComputeArgs,
+    /// The address to listen on; 127.0.0.1 keeps the page to this machine
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// The port to listen on; 0 picks a free one (printed)
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
 }
 
 #[derive(clap::Args, Debug)]
@@ -386,6 +404,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
             out(&done.render())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            serve::serve(&serve::ServeOptions {
+                artifact_dir: args.runs.artifact_dir()?,
+                host: args.host,
+                port: args.port,
+                on: (&args.on).into(),
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

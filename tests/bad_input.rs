@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Mirror, assert_fails, mnist_dir, mnist_mlp, run_ok, snapshot, stderr, stdout};
+use common::{
+    Mirror, assert_fails, mnist_dir, mnist_mlp, png_claiming, png_header, run_ok, snapshot, stderr,
+    stdout,
+};
 use mnist_mlp::data::idx::{PIXELS, encode};
 use mnist_mlp::data::source::{FILES, sha256_of_file};
 use std::collections::HashMap;
@@ -895,35 +898,6 @@ fn runs_that_are_not_there_or_not_whole() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(output.status.code(), Some(2), "{err}");
-}
-
-/// A PNG whose header says `width` × `height` and holds no pixels.
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, no interlace
-    let mut crc = flate2::Crc::new();
-    crc.update(&ihdr);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc.sum().to_be_bytes());
-    png
-}
-
-/// A PNG whose header says `width` × `height`, followed by the start of its pixel data: what
-/// a decoder reads before it knows the picture's size.
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut png = png_header(width, height);
-    let mut idat = b"IDAT".to_vec();
-    idat.extend([0x78, 0x9c, 0x63, 0x00, 0x00]);
-    let mut crc = flate2::Crc::new();
-    crc.update(&idat);
-    png.extend(5u32.to_be_bytes());
-    png.extend(&idat);
-    png.extend(crc.sum().to_be_bytes());
-    png
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub mod predict;
 pub mod report;
 pub mod show;
 
-pub use report::{inspect, runs, summary};
+pub use report::{RunSummary, inspect, runs, summaries, summary};
 
 use crate::backend::{Backend, BackendError};
 use crate::config::{ConfigError, TrainConfig};

@@ -112,8 +112,34 @@ pub fn classify(
 /// Reads the picture at `path` and makes it an MNIST digit: 28×28, white on black, the digit in
 /// a 20×20 box centred by mass.
 pub fn prepare(path: &Path) -> Result<[u8; PIXELS], InspectError> {
-    let gray = read_gray(path)?;
-    to_mnist(&gray).ok_or_else(|| InspectError::Image {
+    let meta = std::fs::metadata(path).map_err(|source| InspectError::ImageRead {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Err(image_error(path, "is a directory, not a picture"));
+    }
+    if meta.len() == 0 {
+        return Err(image_error(path, "empty file, not a picture"));
+    }
+    let gray = read_gray(path, || {
+        Ok(std::io::BufReader::new(std::fs::File::open(path)?))
+    })?;
+    digit_of(path, &gray)
+}
+
+/// [`prepare`] for a picture already in memory (`serve`'s drawing pad), within the same limits;
+/// `name` says where it came from in errors.
+pub fn prepare_bytes(name: &Path, bytes: &[u8]) -> Result<[u8; PIXELS], InspectError> {
+    if bytes.is_empty() {
+        return Err(image_error(name, "empty file, not a picture"));
+    }
+    let gray = read_gray(name, || Ok(std::io::Cursor::new(bytes)))?;
+    digit_of(name, &gray)
+}
+
+fn digit_of(path: &Path, gray: &GrayImage) -> Result<[u8; PIXELS], InspectError> {
+    to_mnist(gray).ok_or_else(|| InspectError::Image {
         path: path.to_path_buf(),
         message: "no digit found: the picture is one flat colour".to_string(),
     })
@@ -126,23 +152,19 @@ fn image_error(path: &Path, message: impl Into<String>) -> InspectError {
     }
 }
 
-/// Decodes `path` to grey, transparent pixels over white (a digit drawn on a transparent
-/// canvas is dark ink on nothing). Its size is checked from the header before decoding.
-fn read_gray(path: &Path) -> Result<GrayImage, InspectError> {
+/// Decodes the picture `source` opens (named `path` in errors) to grey, transparent pixels over
+/// white (a digit drawn on a transparent canvas is dark ink on nothing). Its size is checked
+/// from the header before decoding.
+fn read_gray<R: std::io::BufRead + std::io::Seek>(
+    path: &Path,
+    source: impl Fn() -> std::io::Result<R>,
+) -> Result<GrayImage, InspectError> {
     let read_error = |source| InspectError::ImageRead {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read_error)?;
-    if meta.is_dir() {
-        return Err(image_error(path, "is a directory, not a picture"));
-    }
-    if meta.len() == 0 {
-        return Err(image_error(path, "empty file, not a picture"));
-    }
-    let open = |limited: bool| -> Result<ImageReader<_>, InspectError> {
-        let mut reader = ImageReader::open(path)
-            .map_err(read_error)?
+    let open = |limited: bool| -> Result<ImageReader<R>, InspectError> {
+        let mut reader = ImageReader::new(source().map_err(read_error)?)
             .with_guessed_format()
             .map_err(read_error)?;
         if reader.format().is_none() {

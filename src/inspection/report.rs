@@ -16,30 +16,48 @@ pub fn recorded_history(run: &RunDir, info: &RunInfo) -> Result<History, Inspect
     Ok(history)
 }
 
+/// One run as `runs` lists it: its `run.json` and the history it recorded, or why they could
+/// not be read.
+pub struct RunSummary {
+    pub run: RunDir,
+    pub recorded: Result<(RunInfo, History), InspectError>,
+}
+
+/// Every run under `<artifact_dir>/runs/`, newest first (RFC 3339 UTC times sort as text);
+/// unreadable ones last, so one broken run does not hide the others.
+pub fn summaries(artifact_dir: &Path) -> Result<Vec<RunSummary>, InspectError> {
+    let mut found: Vec<RunSummary> = RunDir::list(artifact_dir)?
+        .into_iter()
+        .map(|run| {
+            let recorded = run
+                .read_info()
+                .map_err(InspectError::from)
+                .and_then(|info| {
+                    let history = recorded_history(&run, &info)?;
+                    Ok((info, history))
+                });
+            RunSummary { run, recorded }
+        })
+        .collect();
+    let started = |s: &RunSummary| {
+        s.recorded
+            .as_ref()
+            .map_or(String::new(), |(info, _)| info.started.clone())
+    };
+    found.sort_by_key(|s| std::cmp::Reverse(started(s)));
+    Ok(found)
+}
+
 /// `runs`: one row per run under `<artifact_dir>/runs/`, newest first. A run whose files cannot
-/// be read still gets a row, saying why, so one broken run does not hide the others.
+/// be read still gets a row, saying why.
 pub fn runs(artifact_dir: &Path) -> Result<String, InspectError> {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    for run in RunDir::list(artifact_dir)? {
-        let row = match run_row(&run) {
-            Ok(row) => row,
-            Err(e) => {
-                let mut cells = vec![run.name()];
-                cells.resize(10, "?".to_string());
-                cells.push(format!("unreadable: {e}"));
-                ("".to_string(), cells)
-            }
-        };
-        rows.push(row);
-    }
-    if rows.is_empty() {
+    let found = summaries(artifact_dir)?;
+    if found.is_empty() {
         return Ok(format!(
             "no runs in {}\n",
             RunDir::runs_dir(artifact_dir).display()
         ));
     }
-    // Newest first; RFC 3339 UTC times sort as text. Unreadable runs go last.
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
     let mut table = Table::new(&[
         ("run", Align::Left),
         ("started (UTC)", Align::Left),
@@ -53,22 +71,28 @@ pub fn runs(artifact_dir: &Path) -> Result<String, InspectError> {
         ("best epoch", Align::Right),
         ("status", Align::Left),
     ]);
-    for (_, cells) in rows {
-        table.row(cells);
+    for summary in found {
+        table.row(match &summary.recorded {
+            Ok((info, history)) => run_row(&summary.run, info, history),
+            Err(e) => {
+                let mut cells = vec![summary.run.name()];
+                cells.resize(10, "?".to_string());
+                cells.push(format!("unreadable: {e}"));
+                cells
+            }
+        });
     }
     Ok(table.render(0))
 }
 
-fn run_row(run: &RunDir) -> Result<(String, Vec<String>), InspectError> {
-    let info = run.read_info()?;
-    let history = recorded_history(run, &info)?;
+fn run_row(run: &RunDir, info: &RunInfo, history: &History) -> Vec<String> {
     let last = history.last();
     let metric = |f: fn(&crate::run_dir::EpochMetrics) -> f64| {
         last.as_ref()
             .map_or("-".to_string(), |m| format!("{:.4}", f(m)))
     };
     let best = history.best_epoch();
-    let cells = vec![
+    vec![
         run.name(),
         info.started
             .replace('T', " ")
@@ -83,8 +107,7 @@ fn run_row(run: &RunDir) -> Result<(String, Vec<String>), InspectError> {
         best.map_or("-".to_string(), |(_, v)| format!("{v:.4}")),
         best.map_or("-".to_string(), |(e, _)| e.to_string()),
         info.effective_status().to_string(),
-    ];
-    Ok((info.started.clone(), cells))
+    ]
 }
 
 /// `inspect RUN`: the run's facts, its effective config, the per-epoch history and the

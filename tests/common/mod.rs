@@ -43,8 +43,21 @@ pub fn mnist_dir() -> PathBuf {
 /// The child is killed when the test thread that started it ends, so a test that panics (a
 /// timeout, a failed assertion) or a harness that is killed leaves no training behind.
 pub fn mnist_mlp(home: &Path) -> Command {
-    use std::os::unix::process::CommandExt;
     let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    dies_with_parent(&mut command);
+    command
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("MNIST_DATA_DIR")
+        .env_remove("MNIST_MIRROR")
+        .env_remove("RUST_BACKTRACE")
+        .current_dir(home);
+    command
+}
+
+/// Makes the child of `command` killed when the test thread that starts it ends.
+pub fn dies_with_parent(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -55,13 +68,6 @@ pub fn mnist_mlp(home: &Path) -> Command {
             }
         });
     }
-    command
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env_remove("MNIST_DATA_DIR")
-        .env_remove("MNIST_MIRROR")
-        .env_remove("RUST_BACKTRACE")
-        .current_dir(home);
     command
 }
 
@@ -368,4 +374,146 @@ pub fn accuracy_of(model_file: &Path, model_config: &MlpConfig, n: usize) -> f64
         .sum()
         .into_scalar::<i64>();
     correct as f64 / n as f64
+}
+
+/// A PNG whose header says `width` × `height` and holds no pixels.
+pub fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    let mut crc = flate2::Crc::new();
+    crc.update(&ihdr);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc.sum().to_be_bytes());
+    png
+}
+
+/// A PNG whose header says `width` × `height`, followed by the start of its pixel data: what
+/// a decoder reads before it knows the picture's size.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = png_header(width, height);
+    let mut idat = b"IDAT".to_vec();
+    idat.extend([0x78, 0x9c, 0x63, 0x00, 0x00]);
+    let mut crc = flate2::Crc::new();
+    crc.update(&idat);
+    png.extend(5u32.to_be_bytes());
+    png.extend(&idat);
+    png.extend(crc.sum().to_be_bytes());
+    png
+}
+
+/// A `mnist-mlp serve` child on a free port of loopback, killed when dropped.
+pub struct Serving {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT/`, as its first line printed it.
+    pub url: String,
+    agent: ureq::Agent,
+}
+
+impl Serving {
+    /// Serves `<home>/<artifact_dir>` with `extra` flags.
+    pub fn start(home: &Path, artifact_dir: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = mnist_mlp(home)
+            .args(["serve", "--artifact-dir", artifact_dir, "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the binary runs");
+        let mut first = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim_end()
+            .strip_prefix("Serving ")
+            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(url.ends_with('/'), "{url}");
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build(),
+        );
+        Self { child, url, agent }
+    }
+
+    /// GET `path` (no leading slash): the status and the body.
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_vec().unwrap())
+    }
+
+    /// GET `path` as JSON, asserting `status`.
+    pub fn get_json(&self, path: &str, status: u16) -> serde_json::Value {
+        let (got, body) = self.get(path);
+        assert_eq!(got, status, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// POST `body` as `content_type` to `path`: the status and the JSON answer.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let mut response = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_vec().unwrap();
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&body)));
+        (status, value)
+    }
+
+    /// The port, for raw connections.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Trains `name` under `<home>/artifacts`: `images` training images, 2 epochs, seed 5.
+pub fn train_tiny(home: &Path, name: &str, images: usize) {
+    train_for(home, name, images, 2);
+}
+
+/// Trains `name` under `<home>/artifacts`: `images` training images, `epochs` epochs, seed 5.
+pub fn train_for(home: &Path, name: &str, images: usize, epochs: usize) {
+    run_ok(
+        mnist_mlp(home)
+            .arg("train")
+            .arg("--data-dir")
+            .arg(mnist_dir())
+            .args(["--artifact-dir", "artifacts", "--run-name", name])
+            .args([
+                "--limit-train",
+                &images.to_string(),
+                "--limit-valid",
+                "1000",
+            ])
+            .args(["--epochs", &epochs.to_string(), "--seed", "5"])
+            .args(["--dashboard", "none"]),
+    );
 }

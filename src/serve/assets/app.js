@@ -1,0 +1,224 @@
+// mnist-mlp serve: the runs, their curves, and a drawing pad. Plain JavaScript, no libraries:
+// the page works offline. The numbers come from the JSON API (docs/serve.md); the drawing is
+// sent as PNG and prepared on the server by the same code as `mnist-mlp predict`.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5c940d"];
+const fmt = (x, digits = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function getJson(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+// ---- charts: inline SVG, several series on one pair of axes ----
+function chart(el, series, { yMin = null, yMax = null } = {}) {
+  const W = 480, H = 260, L = 52, R = 12, T = 10, B = 30;
+  const points = series.flatMap((s) => s.values.map((y, i) => [i + 1, y])).filter((p) => Number.isFinite(p[1]));
+  if (!points.length) { el.innerHTML = '<p class="hint">no epoch recorded yet</p>'; return; }
+  const xMax = Math.max(2, ...points.map((p) => p[0]));
+  let lo = yMin ?? Math.min(...points.map((p) => p[1])), hi = yMax ?? Math.max(...points.map((p) => p[1]));
+  if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+  const pad = (hi - lo) * 0.05; lo -= yMin === null ? pad : 0; hi += yMax === null ? pad : 0;
+  const x = (v) => L + ((v - 1) / (xMax - 1)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-size="11" fill="#667085">`;
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4;
+    svg += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#eef1f6"/>`;
+    svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(3)}</text>`;
+  }
+  const step = Math.max(1, Math.ceil(xMax / 10));
+  for (let e = 1; e <= xMax; e += step) svg += `<text x="${x(e)}" y="${H - 10}" text-anchor="middle">${e}</text>`;
+  svg += `<text x="${L - 6}" y="${H - 10}" text-anchor="end">epoch</text>`;
+  for (const s of series) {
+    const pts = s.values.map((v, i) => `${x(i + 1)},${y(v)}`).join(" ");
+    const dash = s.dashed ? ' stroke-dasharray="5 4"' : "";
+    svg += `<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`;
+    s.values.forEach((v, i) => { svg += `<circle cx="${x(i + 1)}" cy="${y(v)}" r="2.5" fill="${s.color}"><title>${esc(s.label)} epoch ${i + 1}: ${v}</title></circle>`; });
+  }
+  const legend = series.filter((s) => !s.dashed || !series.some((o) => o.label === s.label && !o.dashed));
+  el.innerHTML = svg + "</svg>" + '<div class="legend">' +
+    legend.map((s) => `<span><i style="background:${s.color}"></i>${esc(s.label)}</span>`).join("") + "</div>";
+}
+
+// ---- the runs table and the compare view ----
+const ticked = new Set();
+const histories = new Map();
+let runsTimer = null;
+
+async function showRuns() {
+  $("runs-view").hidden = false;
+  $("where").textContent = "runs";
+  let runs;
+  try { runs = await getJson("/api/runs"); } catch (e) { $("status-line").textContent = e.message; return; }
+  $("status-line").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  $("no-runs").hidden = runs.length > 0;
+  if (!ticked.size) runs.slice(0, 3).forEach((r) => ticked.add(r.name));
+  $("runs-table").tBodies[0].innerHTML = runs.map((r) => `<tr>
+    <td><input type="checkbox" data-run="${esc(r.name)}" ${ticked.has(r.name) ? "checked" : ""}></td>
+    <td><a href="/runs/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
+    <td>${esc((r.started || "").replace("T", " ").replace("Z", ""))}</td>
+    <td><span class="status ${esc(r.status)}" title="${esc(r.error || "")}">${esc(r.status)}</span></td>
+    <td>${r.epochs_done ?? "?"}/${r.epochs_planned ?? "?"}</td>
+    <td>${fmt(r.val_accuracy)}</td><td>${fmt(r.best_val_accuracy)}</td><td>${r.best_epoch ?? "–"}</td></tr>`).join("");
+  for (const box of document.querySelectorAll("#runs-table input[type=checkbox]")) {
+    box.onchange = () => { box.checked ? ticked.add(box.dataset.run) : ticked.delete(box.dataset.run); compare(runs); };
+  }
+  // A live run's history changes every epoch: fetch it again; finished ones once.
+  for (const r of runs) if (r.live) histories.delete(r.name);
+  await compare(runs);
+  clearTimeout(runsTimer);
+  runsTimer = setTimeout(showRuns, runs.some((r) => r.live) ? 2000 : 5000);
+}
+
+async function compare(runs) {
+  const chosen = runs.filter((r) => ticked.has(r.name) && r.status !== "unreadable");
+  await Promise.all(chosen.filter((r) => !histories.has(r.name)).map(async (r) => {
+    try { histories.set(r.name, (await getJson(`/api/runs/${encodeURIComponent(r.name)}`)).history); } catch (e) { /* shown as missing */ }
+  }));
+  const loss = [], acc = [];
+  chosen.forEach((r, i) => {
+    const h = histories.get(r.name); if (!h) return;
+    const color = COLORS[i % COLORS.length];
+    loss.push({ label: r.name, values: h.loss, color }, { label: r.name, values: h.val_loss, color, dashed: true });
+    acc.push({ label: r.name, values: h.val_accuracy, color });
+  });
+  chart($("compare-loss"), loss);
+  chart($("compare-acc"), acc);
+}
+
+// ---- one run ----
+let runName = null, runTimer = null;
+
+async function showRun(name) {
+  runName = name;
+  $("run-view").hidden = false;
+  $("where").innerHTML = `<a href="/">runs</a> / ${esc(name)}`;
+  $("run-title").textContent = name;
+  document.title = `${name} – mnist-mlp`;
+  setupPad();
+  await refreshRun();
+}
+
+async function refreshRun() {
+  let run;
+  try { run = await getJson(`/api/runs/${encodeURIComponent(runName)}`); } catch (e) { $("run-facts").textContent = e.message; return; }
+  const info = run.run, row = run.row, h = run.history;
+  $("run-facts").innerHTML = `<span class="status ${esc(row.status)}">${esc(row.status)}</span> ` +
+    `${info.epochs_done}/${info.epochs_planned} epochs · ${esc(info.backend)} · started ${esc(info.started)} · ` +
+    `${info.train_images} training images · val_accuracy ${fmt(row.val_accuracy)} · best ${fmt(row.best_val_accuracy)}` +
+    (row.best_epoch ? ` (epoch ${row.best_epoch})` : "");
+  chart($("run-loss"), [{ label: "loss", values: h.loss, color: COLORS[0] }, { label: "val_loss", values: h.val_loss, color: COLORS[1], dashed: true }]);
+  chart($("run-acc"), [{ label: "accuracy", values: h.accuracy, color: COLORS[0] }, { label: "val_accuracy", values: h.val_accuracy, color: COLORS[1], dashed: true }]);
+  $("history-table").tBodies[0].innerHTML = h.loss.map((_, i) => `<tr><td>${i + 1}</td><td>${fmt(h.loss[i])}</td>` +
+    `<td>${fmt(h.accuracy[i])}</td><td>${fmt(h.val_loss[i])}</td><td>${fmt(h.val_accuracy[i])}</td>` +
+    `<td>${fmt(info.epoch_seconds[i], 1)}</td></tr>`).join("");
+  $("config").textContent = run.config ?? "(no config.toml)";
+  const pictures = run.files.filter((f) => f === "confusion.png" || f === "mistakes.png");
+  $("eval-pictures").hidden = !pictures.length;
+  $("eval-pictures").querySelector(".pictures").innerHTML = pictures.map((f) =>
+    `<img alt="${f}" src="/api/runs/${encodeURIComponent(runName)}/files/${f}">`).join("");
+  checkpointChoices(run.checkpoints);
+  clearTimeout(runTimer);
+  if (row.live) runTimer = setTimeout(refreshRun, 2000);
+}
+
+function checkpointChoices(c) {
+  const select = $("checkpoint"), before = select.value;
+  const options = [];
+  if (c.final) options.push(["final", "final (model.bpk)"]);
+  if (c.best) options.push(["best", `best (epoch ${c.best})`]);
+  if (c.last) options.push(["last", `last (epoch ${c.last})`]);
+  for (const e of c.epochs) options.push([String(e), `epoch ${e}`]);
+  select.innerHTML = options.map(([v, t]) => `<option value="${v}">${esc(t)}</option>`).join("");
+  if (options.some(([v]) => v === before)) select.value = before;
+  select.onchange = () => { if (pad.strokes) pad.dirty = true; pump(); };
+}
+
+// ---- the drawing pad ----
+// `pad` is read by the browser test (tests/serve.rs): what was sent last, what came back.
+const pad = window.mnistPad = { strokes: 0, sent: 0, answered: 0, inFlight: false, dirty: false, lastPng: null, lastResult: null };
+
+function setupPad() {
+  const canvas = $("pad"), ctx = canvas.getContext("2d");
+  $("bars").innerHTML = [...Array(10).keys()].map((d) =>
+    `<span>${d}</span><div class="track" id="bar-${d}" data-p=""><div class="fill"></div></div><span class="value" id="value-${d}"></span>`).join("");
+  const blank = () => { ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+  blank();
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.strokeStyle = "#000";
+  let last = null;
+  const at = (e) => { const r = canvas.getBoundingClientRect(); return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height]; };
+  const lineTo = (e) => {
+    const p = at(e);
+    // A pen's pressure thickens its line a little; mouse and finger draw at one width.
+    ctx.lineWidth = e.pointerType === "pen" && e.pressure > 0 ? 14 + 12 * e.pressure : 20;
+    ctx.beginPath(); ctx.moveTo(...(last || p)); ctx.lineTo(...p); ctx.stroke();
+    last = p;
+  };
+  canvas.onpointerdown = (e) => { e.preventDefault(); canvas.setPointerCapture(e.pointerId); canvas.dataset.state = "busy"; last = null; lineTo(e); };
+  canvas.onpointermove = (e) => {
+    if (last === null) return;
+    for (const c of e.getCoalescedEvents ? e.getCoalescedEvents() : [e]) lineTo(c);
+    pad.dirty = true; pump();
+  };
+  canvas.onpointerup = canvas.onpointercancel = (e) => {
+    if (last === null) return;
+    lineTo(e); last = null; pad.strokes += 1; pad.dirty = true; pump();
+  };
+  $("clear").onclick = () => {
+    blank(); pad.strokes = 0; pad.dirty = false; pad.lastResult = null;
+    showResult(null);
+    $("seen").getContext("2d").clearRect(0, 0, 28, 28);
+  };
+  canvas.dataset.state = "idle";
+}
+
+// One request at a time; strokes drawn meanwhile are sent when it returns, so the bars follow
+// the pen without queueing stale drawings.
+async function pump() {
+  if (pad.inFlight || !pad.dirty) return;
+  pad.dirty = false; pad.inFlight = true; $("pad").dataset.state = "busy";
+  try {
+    const blob = await new Promise((done) => $("pad").toBlob(done, "image/png"));
+    const bytes = new Uint8Array(await blob.arrayBuffer());
+    pad.lastPng = Array.from(bytes); pad.sent += 1;
+    const checkpoint = encodeURIComponent($("checkpoint").value || "");
+    const query = checkpoint ? `?checkpoint=${checkpoint}` : "";
+    const response = await fetch(`/api/runs/${encodeURIComponent(runName)}/predict${query}`,
+      { method: "POST", headers: { "Content-Type": "image/png" }, body: bytes });
+    const body = await response.json();
+    if (pad.strokes === 0 && !pad.dirty) { /* cleared meanwhile */ } else if (response.ok) { pad.lastResult = body; showResult(body); } else { showResult(null, body.error); }
+  } catch (e) {
+    showResult(null, e.message);
+  } finally {
+    pad.answered += 1; pad.inFlight = false;
+    if (pad.dirty) pump(); else $("pad").dataset.state = "idle";
+  }
+}
+
+function showResult(result, error = "") {
+  $("pad-error").textContent = error;
+  $("digit").textContent = result ? String(result.digit) : "";
+  for (let d = 0; d < 10; d++) {
+    const bar = $(`bar-${d}`), p = result ? result.probabilities[d] : null;
+    bar.dataset.p = p === null ? "" : String(p);
+    bar.title = p === null ? "" : `p(${d}) = ${p}`;
+    bar.classList.toggle("top", !!result && result.digit === d);
+    bar.firstElementChild.style.width = p === null ? "0" : `${(100 * p).toFixed(2)}%`;
+    $(`value-${d}`).textContent = p === null ? "" : p.toFixed(4);
+  }
+  if (result) {
+    const seen = $("seen").getContext("2d"), image = seen.createImageData(28, 28);
+    result.input.forEach((v, i) => { image.data.set([v, v, v, 255], 4 * i); });
+    seen.putImageData(image, 0, 0);
+  }
+}
+
+const match = location.pathname.match(/^\/runs\/([^/]+)$/);
+if (match) showRun(decodeURIComponent(match[1])); else showRuns();

@@ -1,0 +1,320 @@
+//! `serve`'s page in a real browser: Debian's `chromium`, driven over WebDriver (W3C JSON over
+//! HTTP, spoken here with `ureq`) by `chromedriver`. Draws a "1" and a "0" on the pad with
+//! pointer events and checks the page's digit and bars against `POST /predict`.
+//!
+//! Without chromium and chromedriver the test fails, saying so (`.ci/run` installs them).
+
+mod common;
+
+use common::{Serving, shared_temp_dir, train_for};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// WebDriver's key for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The program `name` on PATH.
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+/// A headless chromium session behind chromedriver; both end when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let missing = "is not installed: the browser test needs Debian's `chromium` and \
+                       `chromium-driver` (apt-get install chromium chromium-driver; .ci/run \
+                       installs them)";
+        let chromium = find_program("chromium").unwrap_or_else(|| panic!("chromium {missing}"));
+        let chromedriver =
+            find_program("chromedriver").unwrap_or_else(|| panic!("chromedriver {missing}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(chromedriver);
+        command
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let driver = common::dies_with_parent(&mut command).spawn().unwrap();
+        let mut browser = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            agent: ureq::Agent::new_with_config(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(120)))
+                    .build(),
+            ),
+        };
+        wait_for("chromedriver to be ready", || {
+            browser
+                .agent
+                .get(format!("{}/status", browser.base))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_vec().ok())
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
+                .is_some_and(|v| v["value"]["ready"] == true)
+        });
+        let session = browser.command(
+            "POST",
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--window-size=1280,1000"],
+                },
+            }}}),
+        );
+        let id = session["sessionId"].as_str().unwrap().to_string();
+        browser.base = format!("{}/session/{id}", browser.base);
+        browser
+    }
+
+    /// One WebDriver command; its `value`. A WebDriver error fails the test, naming it.
+    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let response = match method {
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string()),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let value: Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+        assert_eq!(status, 200, "{method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", json!({ "url": url }));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.command(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        found[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    /// Draws through `points` (offsets from the pad's centre) as one stroke of `pointer`.
+    fn draw(&self, pointer: &str, points: &[(i64, i64)]) {
+        let pad = self.element("#pad");
+        let at = |(x, y): (i64, i64), duration: u64| json!({"type": "pointerMove", "duration": duration, "origin": {ELEMENT: pad}, "x": x, "y": y});
+        let mut actions = vec![
+            at(points[0], 0),
+            json!({"type": "pointerDown", "button": 0}),
+        ];
+        actions.extend(points[1..].iter().map(|&p| at(p, 15)));
+        actions.push(json!({"type": "pointerUp", "button": 0}));
+        self.command(
+            "POST",
+            "/actions",
+            json!({"actions": [{"type": "pointer", "id": pointer,
+                   "parameters": {"pointerType": pointer}, "actions": actions}]}),
+        );
+        self.command("DELETE", "/actions", Value::Null);
+    }
+
+    /// Waits until the pad has drawn `strokes` strokes and answered every request it sent.
+    fn settled(&self, strokes: u64) {
+        wait_for("the pad to settle", || {
+            let state = self.script(
+                "const p = window.mnistPad; return [p.strokes, p.sent, p.answered, \
+                 document.getElementById('pad').dataset.state];",
+            );
+            state[0] == strokes && state[1] == state[2] && state[3] == "idle"
+        });
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        let base64 = self.command("GET", "/screenshot", Value::Null);
+        decode_base64(base64.as_str().unwrap())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ends chromium; chromedriver is killed whatever happened.
+        let _ = self.agent.delete(&self.base).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().fold(0u32, |n, &d| n << 6 | u32::from(d)) << (6 * (4 - c.len()));
+            n.to_be_bytes()[1..c.len()].to_vec()
+        })
+        .collect()
+}
+
+/// A vertical stroke, top to bottom.
+fn one() -> Vec<(i64, i64)> {
+    (0..=12).map(|i| (0, -90 + 15 * i)).collect()
+}
+
+/// An ellipse, 120 wide and 180 tall, drawn once round.
+fn zero() -> Vec<(i64, i64)> {
+    (0..=36)
+        .map(|i| {
+            let t = f64::from(i) * std::f64::consts::TAU / 36.0;
+            (
+                (60.0 * t.sin()).round() as i64,
+                (-90.0 * t.cos()).round() as i64,
+            )
+        })
+        .collect()
+}
+
+/// The page's digit and bars, and the same PNG posted to the API: equal.
+fn check_drawing(browser: &Browser, server: &Serving, expected: u64) {
+    let digit = browser.script("return document.getElementById('digit').textContent;");
+    let bars = browser.script(
+        "return [...Array(10).keys()].map(d => document.getElementById('bar-' + d).dataset.p);",
+    );
+    let checkpoint = browser.script("return document.getElementById('checkpoint').value;");
+    let sent: Vec<u8> =
+        serde_json::from_value(browser.script("return window.mnistPad.lastPng;")).unwrap();
+    let (status, answer) = server.post(
+        &format!(
+            "api/runs/drawn/predict?checkpoint={}",
+            checkpoint.as_str().unwrap()
+        ),
+        "image/png",
+        &sent,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        digit,
+        expected.to_string(),
+        "the page shows {digit}; the API says {answer}"
+    );
+    assert_eq!(answer["digit"], expected);
+    for (d, bar) in bars.as_array().unwrap().iter().enumerate() {
+        let shown: f64 = bar.as_str().unwrap().parse().unwrap();
+        let served = answer["probabilities"][d].as_f64().unwrap();
+        assert!(
+            (shown - served).abs() <= 1e-6,
+            "p({d}): page {shown}, API {served}"
+        );
+    }
+}
+
+/// The page of run `drawn`, trained on `images` images for `epochs`.
+fn page_with_a_run(images: usize, epochs: usize) -> (PathBuf, Serving, Browser) {
+    let home = shared_temp_dir();
+    train_for(&home, "drawn", images, epochs);
+    let server = Serving::start(&home, "artifacts", &[]);
+    let browser = Browser::start();
+    browser.open(&format!("{}runs/drawn", server.url));
+    wait_for("the checkpoints", || {
+        browser.script("return document.getElementById('checkpoint').options.length;")
+            == json!(3 + epochs)
+    });
+    (home, server, browser)
+}
+
+#[test]
+fn drawing_a_one_and_a_zero_on_the_pad() {
+    let (_home, server, browser) = page_with_a_run(20_000, 2);
+    assert_eq!(
+        browser.script("return document.getElementById('checkpoint').value;"),
+        "final"
+    );
+    browser.draw("mouse", &one());
+    browser.settled(1);
+    check_drawing(&browser, &server, 1);
+
+    let clear = browser.element("#clear");
+    browser.command("POST", &format!("/element/{clear}/click"), json!({}));
+    assert_eq!(
+        browser.script("return document.getElementById('digit').textContent;"),
+        ""
+    );
+    browser.draw("pen", &zero());
+    browser.settled(1);
+    check_drawing(&browser, &server, 0);
+
+    // Another checkpoint: the page asks again, and still agrees with the API.
+    browser.script(
+        "const s = document.getElementById('checkpoint'); s.value = '1'; \
+         s.dispatchEvent(new Event('change'));",
+    );
+    browser.settled(1);
+    assert_eq!(
+        browser.script("return document.getElementById('checkpoint').value;"),
+        "1"
+    );
+    check_drawing(&browser, &server, 0);
+}
+
+/// Writes docs/serve.png, the README's picture: `cargo test --release --test browser --
+/// --ignored screenshot`.
+#[test]
+#[ignore]
+fn screenshot() {
+    // The tutorial's run: 5 epochs on all 60,000 images.
+    let (_home, _server, browser) = page_with_a_run(60_000, 5);
+    browser.draw("mouse", &[(-55, -80), (55, -80), (-10, 90)]);
+    browser.settled(1);
+    let png = browser.screenshot();
+    std::fs::write(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/serve.png"),
+        png,
+    )
+    .unwrap();
+}
