@@ -489,9 +489,12 @@ fn a_diverging_loss_stops_training_and_saves_no_model() {
     assert_eq!(info.epochs_done, 0);
     assert!(!run.model_path().exists());
     assert_eq!(names_in(&run.checkpoint_dir()), Vec::<String>::new());
-    // Nothing non-finite was recorded: no epoch ended, so there is no history at all.
-    assert!(!run.history_json_path().exists());
-    assert!(!run.history_csv_path().exists());
+    // Nothing non-finite was recorded: no epoch ended, so the history is empty.
+    assert_eq!(run.read_history().unwrap(), Default::default());
+    assert_eq!(
+        std::fs::read_to_string(run.history_csv_path()).unwrap(),
+        "epoch,loss,accuracy,val_loss,val_accuracy\n"
+    );
 }
 
 #[test]

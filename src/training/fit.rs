@@ -249,9 +249,9 @@ fn settle(
 }
 
 /// An epoch counts once its metrics are recorded and its checkpoint is complete (`checkpoints`
-/// of them); returns how many do. A stop can come between the two, either way round (Burn may
-/// report an epoch's metrics after it checkpointed it), and resuming starts from the last epoch
-/// that has both, so the history and the checkpoints end there too.
+/// of them); returns how many do. A stop can come between the two, either way round (Burn
+/// reports an epoch's metrics from another thread, maybe after it checkpointed it), and resuming
+/// starts from the last epoch that has both, so the history and the checkpoints end there too.
 fn trim_to_complete_epochs(recorder: &mut Recorder, checkpoints: usize) -> usize {
     let complete = checkpoints.min(recorder.history.epochs());
     recorder.set_epochs_done(complete);
@@ -260,7 +260,8 @@ fn trim_to_complete_epochs(recorder: &mut Recorder, checkpoints: usize) -> usize
     {
         recorder.fail(e.to_string());
     }
-    if recorder.history.epochs() > complete {
+    // Written when it is ahead, and when no epoch wrote it: every run that returns has one.
+    if recorder.history.epochs() > complete || !recorder.run.history_json_path().exists() {
         recorder.history.truncate(complete);
         let written = recorder.run.write_history(&recorder.history);
         if let Err(e) = written {
