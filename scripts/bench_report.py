@@ -36,7 +36,9 @@ def ours():
         secs=info["epoch_seconds"],
         loss=hist["loss"][-1], accuracy=hist["accuracy"][-1],
         val_loss=hist["val_loss"][-1], val_accuracy=hist["val_accuracy"][-1],
-        label=f"mnist-mlp {info['mnist_mlp_version']} ({info['backend']}, {info['device']})",
+        label=f"mnist-mlp {info['mnist_mlp_version']} ({info['backend']}"
+        + (f", {info['kernels']} kernels" if "kernels" in info else "")
+        + f", {info['device']})",
     )
 
 
