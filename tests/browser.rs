@@ -268,7 +268,10 @@ fn page_with_a_run(images: usize, epochs: usize) -> (PathBuf, Serving, Browser) 
     (home, server, browser)
 }
 
+// Ignored by the README's `cargo test --release` (which needs no browser), run by
+// scripts/test-browser.sh, and so by CI, where a missing browser fails it.
 #[test]
+#[ignore = "needs chromium and chromium-driver: scripts/test-browser.sh runs it"]
 fn drawing_a_one_and_a_zero_on_the_pad() {
     let (_home, server, browser) = page_with_a_run(20_000, 2);
     assert_eq!(
@@ -305,7 +308,7 @@ fn drawing_a_one_and_a_zero_on_the_pad() {
 /// Writes docs/serve.png, the README's picture: `cargo test --release --test browser --
 /// --ignored screenshot`.
 #[test]
-#[ignore]
+#[ignore = "writes docs/serve.png"]
 fn screenshot() {
     // The tutorial's run: 5 epochs on all 60,000 images.
     let (_home, _server, browser) = page_with_a_run(60_000, 5);
