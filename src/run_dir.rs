@@ -429,6 +429,17 @@ impl RunDir {
         self.path.join("experiment.log")
     }
 
+    /// The epochs whose model weights are on disk (whatever the other parts): what `eval` and
+    /// `predict` can load, in order.
+    pub fn model_checkpoint_epochs(&self) -> Result<Vec<usize>, RunDirError> {
+        Ok(self
+            .checkpoints()?
+            .iter()
+            .filter(|c| c.size(CheckpointPart::Model).is_some())
+            .map(|c| c.epoch)
+            .collect())
+    }
+
     /// The checkpoints on disk, by epoch. Files that are not Burn checkpoint parts (temporary
     /// files of a save in progress, say) are skipped; no `checkpoint/` means none.
     pub fn checkpoints(&self) -> Result<Vec<EpochCheckpoint>, RunDirError> {

@@ -120,12 +120,7 @@ pub fn locate(run: &RunDir, which: Option<Weights>) -> Result<(PathBuf, usize), 
     } else {
         Weights::Last
     });
-    let with_model: Vec<usize> = run
-        .checkpoints()?
-        .iter()
-        .filter(|c| c.size(CheckpointPart::Model).is_some())
-        .map(|c| c.epoch)
-        .collect();
+    let with_model = run.model_checkpoint_epochs()?;
     let epoch = match which {
         Weights::Final => {
             let path = run.model_path();

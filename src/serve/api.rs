@@ -6,7 +6,7 @@ use crate::batcher;
 use crate::data::idx::PIXELS;
 use crate::inspection::{self, ComputeOn, InspectError, predict};
 use crate::model::Mlp;
-use crate::run_dir::{CheckpointPart, History, RunDir, RunDirError, RunInfo};
+use crate::run_dir::{History, RunDir, RunDirError, RunInfo};
 use crate::saved::{self, LoadError, Weights};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -140,12 +140,7 @@ impl App {
         let run = self.run(name)?;
         let info = run.read_info()?;
         let history = inspection::report::recorded_history(&run, &info)?;
-        let epochs: Vec<usize> = run
-            .checkpoints()?
-            .iter()
-            .filter(|c| c.size(CheckpointPart::Model).is_some())
-            .map(|c| c.epoch)
-            .collect();
+        let epochs = run.model_checkpoint_epochs()?;
         let best = history
             .best_epoch()
             .map(|(epoch, _)| epoch)
