@@ -145,21 +145,71 @@ impl Default for RunSection {
     }
 }
 
-/// Command-line overrides, one per key; `None` leaves the file's value.
+/// What the command line sets on top of the config file; `None` leaves the file's value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub learning_rate: Option<f64>,
-    pub seed: Option<u64>,
+    /// A new run's settings (`train`'s flags).
+    pub settings: RunSettings,
     pub data_dir: Option<PathBuf>,
     pub mirrors: Option<Vec<String>>,
     pub artifact_dir: Option<PathBuf>,
-    pub run_name: Option<String>,
+}
+
+/// A new run's settings as `train`'s flags, one per key; `None` leaves the file's value.
+///
+/// `train` flattens this struct into its arguments (each doc comment is the flag's help) and
+/// [`TrainConfig::resolve`] destructures it whole, so a field added here is a flag at once and
+/// does not compile until it is applied. A resumed run keeps its own saved config: `--resume`
+/// conflicts with the whole group.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+#[group(id = "settings", multiple = true)]
+pub struct RunSettings {
+    /// Epochs to train (train.epochs)
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Samples per gradient step (train.batch_size)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed for weight initialisation and shuffling (train.seed)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Reshuffle the training set every epoch, as Keras's fit does (train.shuffle)
+    #[arg(long, value_name = "true|false")]
+    pub shuffle: Option<bool>,
+    /// Train on the first N training images only (train.limit_train)
+    #[arg(long, value_name = "N")]
     pub limit_train: Option<usize>,
+    /// Validate on the first N validation images only (train.limit_valid)
+    #[arg(long, value_name = "N")]
     pub limit_valid: Option<usize>,
+    /// RMSprop learning rate (optimizer.learning_rate)
+    #[arg(long, allow_negative_numbers = true)]
+    pub learning_rate: Option<f64>,
+    /// RMSprop's decay of the squared-gradient average (optimizer.rho)
+    #[arg(long, allow_negative_numbers = true)]
+    pub rho: Option<f64>,
+    /// RMSprop's epsilon, inside the square root as in Keras (optimizer.epsilon)
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f64>,
+    /// Widths of the hidden Dense(relu) layers, comma-separated, e.g. 256,256 (model.hidden)
+    #[arg(long, value_name = "N,N", value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Name of the run directory (run.name) [default: the UTC start time]
+    #[arg(long, value_name = "NAME")]
+    pub run_name: Option<String>,
+    /// Backend to train on: ndarray (CPU, fused kernels), flex (Burn's other CPU backend) or
+    /// wgpu (GPU, when built with `--features wgpu`)
+    /// (run.backend) [default: wgpu when compiled in, else ndarray]
+    #[arg(long)]
     pub backend: Option<Backend>,
+    /// Device number within the backend: for wgpu, the adapter, GPUs first, software adapters
+    /// such as lavapipe last (run.device) [default: 0]
+    #[arg(long, value_name = "N")]
     pub device: Option<usize>,
+    /// How the layers, loss and optimizer are computed: fused (this crate's CPU kernels,
+    /// ndarray only) or burn (Burn's own ops) (run.kernels) [default: fused on ndarray, else
+    /// burn]
+    #[arg(long)]
     pub kernels: Option<Kernels>,
 }
 
@@ -271,35 +321,57 @@ impl TrainConfig {
         Ok(config)
     }
 
-    fn apply(&mut self, o: &Overrides) {
+    fn apply(&mut self, overrides: &Overrides) {
         fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
             if let Some(value) = value {
                 *slot = value.clone();
             }
         }
-        set(&mut self.train.epochs, &o.epochs);
-        set(&mut self.train.batch_size, &o.batch_size);
-        set(&mut self.optimizer.learning_rate, &o.learning_rate);
-        set(&mut self.train.seed, &o.seed);
-        set(&mut self.data.mirrors, &o.mirrors);
-        set(&mut self.run.artifact_dir, &o.artifact_dir);
-        set(&mut self.run.backend, &o.backend);
-        set(&mut self.run.device, &o.device);
-        if o.data_dir.is_some() {
-            self.data.dir.clone_from(&o.data_dir);
+        fn set_some<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+            if value.is_some() {
+                slot.clone_from(value);
+            }
         }
-        if o.run_name.is_some() {
-            self.run.name.clone_from(&o.run_name);
-        }
-        if o.limit_train.is_some() {
-            self.train.limit_train = o.limit_train;
-        }
-        if o.limit_valid.is_some() {
-            self.train.limit_valid = o.limit_valid;
-        }
-        if o.kernels.is_some() {
-            self.run.kernels = o.kernels;
-        }
+        // Whole destructuring, no `..`: a new field does not compile until it is applied here.
+        let Overrides {
+            settings,
+            data_dir,
+            mirrors,
+            artifact_dir,
+        } = overrides;
+        let RunSettings {
+            epochs,
+            batch_size,
+            seed,
+            shuffle,
+            limit_train,
+            limit_valid,
+            learning_rate,
+            rho,
+            epsilon,
+            hidden,
+            run_name,
+            backend,
+            device,
+            kernels,
+        } = settings;
+        set(&mut self.train.epochs, epochs);
+        set(&mut self.train.batch_size, batch_size);
+        set(&mut self.train.seed, seed);
+        set(&mut self.train.shuffle, shuffle);
+        set_some(&mut self.train.limit_train, limit_train);
+        set_some(&mut self.train.limit_valid, limit_valid);
+        set(&mut self.optimizer.learning_rate, learning_rate);
+        set(&mut self.optimizer.rho, rho);
+        set(&mut self.optimizer.epsilon, epsilon);
+        set(&mut self.model.hidden, hidden);
+        set_some(&mut self.run.name, run_name);
+        set(&mut self.run.backend, backend);
+        set(&mut self.run.device, device);
+        set_some(&mut self.run.kernels, kernels);
+        set_some(&mut self.data.dir, data_dir);
+        set(&mut self.data.mirrors, mirrors);
+        set(&mut self.run.artifact_dir, artifact_dir);
     }
 
     /// Checks every value; the error names the first bad key.
@@ -460,10 +532,14 @@ mod tests {
     fn the_saved_config_reads_back_the_same() {
         let mut config = TrainConfig::default();
         config.apply(&Overrides {
-            epochs: Some(2),
+            settings: RunSettings {
+                epochs: Some(2),
+                run_name: Some("r1".into()),
+                limit_train: Some(100),
+                hidden: Some(vec![64, 32]),
+                ..Default::default()
+            },
             data_dir: Some(PathBuf::from("/tmp/x")),
-            run_name: Some("r1".into()),
-            limit_train: Some(100),
             ..Default::default()
         });
         assert_eq!(TrainConfig::from_toml(&config.to_toml()).unwrap(), config);
@@ -488,20 +564,23 @@ mod tests {
 
     #[test]
     fn invalid_values_are_rejected_with_the_key_named() {
-        let check = |o: Overrides, expected: &str| {
+        let check = |settings: RunSettings, expected: &str| {
             let mut config = TrainConfig::default();
-            config.apply(&o);
+            config.apply(&Overrides {
+                settings,
+                ..Default::default()
+            });
             assert_eq!(config.validate().unwrap_err().to_string(), expected);
         };
         check(
-            Overrides {
+            RunSettings {
                 epochs: Some(0),
                 ..Default::default()
             },
             "train.epochs: must be at least 1 (got 0)",
         );
         check(
-            Overrides {
+            RunSettings {
                 batch_size: Some(0),
                 ..Default::default()
             },
@@ -509,7 +588,7 @@ mod tests {
         );
         for lr in [0.0, -0.1, f64::NAN, f64::INFINITY] {
             check(
-                Overrides {
+                RunSettings {
                     learning_rate: Some(lr),
                     ..Default::default()
                 },
@@ -517,11 +596,76 @@ mod tests {
             );
         }
         check(
-            Overrides {
+            RunSettings {
+                rho: Some(1.0),
+                ..Default::default()
+            },
+            "optimizer.rho: must be in [0, 1) (got 1.0)",
+        );
+        check(
+            RunSettings {
+                hidden: Some(vec![64, 0]),
+                ..Default::default()
+            },
+            "model.hidden: every layer needs at least 1 unit (got [64, 0])",
+        );
+        check(
+            RunSettings {
                 run_name: Some("../x".into()),
                 ..Default::default()
             },
             "run.name: must be a plain file name (letters, digits, '-', '_', '.'; no '/') (got \"../x\")",
         );
+    }
+
+    /// Every flag of `train`'s settings, given on the command line, changes the config: a flag
+    /// that parses but is not applied fails here (and one without a sample value below fails
+    /// too, so a new flag cannot skip this test).
+    #[test]
+    fn every_settings_flag_reaches_the_config() {
+        use clap::{Args, Command, FromArgMatches};
+        let samples = [
+            ("epochs", "7"),
+            ("batch_size", "64"),
+            ("seed", "1"),
+            ("shuffle", "false"),
+            ("limit_train", "100"),
+            ("limit_valid", "100"),
+            ("learning_rate", "0.01"),
+            ("rho", "0.8"),
+            ("epsilon", "1e-6"),
+            ("hidden", "64,32"),
+            ("run_name", "other"),
+            ("backend", "flex"),
+            ("device", "1"),
+            ("kernels", "burn"),
+        ];
+        let command = RunSettings::augment_args(Command::new("train"));
+        let flags: Vec<_> = command
+            .get_arguments()
+            .filter_map(|a| Some((a.get_id().to_string(), a.get_long()?.to_string())))
+            .collect();
+        assert_eq!(flags.len(), samples.len(), "{flags:?}");
+        for (id, long) in flags {
+            let (_, value) = samples
+                .iter()
+                .find(|(name, _)| *name == id)
+                .unwrap_or_else(|| panic!("--{long}: add a sample value to this test"));
+            let matches = command
+                .clone()
+                .try_get_matches_from(["train", &format!("--{long}"), value])
+                .unwrap();
+            let settings = RunSettings::from_arg_matches(&matches).unwrap();
+            let mut config = TrainConfig::default();
+            config.apply(&Overrides {
+                settings,
+                ..Default::default()
+            });
+            assert_ne!(
+                config,
+                TrainConfig::default(),
+                "--{long} {value} was not applied"
+            );
+        }
     }
 }

@@ -4,12 +4,11 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use mnist_mlp::backend::{Backend, BackendError};
-use mnist_mlp::config::{ConfigError, Overrides, TrainConfig};
+use mnist_mlp::backend::Backend;
+use mnist_mlp::config::{ConfigError, Overrides, RunSettings, TrainConfig};
 use mnist_mlp::data::Mnist;
 use mnist_mlp::fault;
 use mnist_mlp::inspection::{self, ComputeOn, eval, export, predict, show};
-use mnist_mlp::kernels::{Kernels, UnknownKernels};
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::Weights;
 use mnist_mlp::serve;
@@ -29,7 +28,7 @@ struct Cli {
 enum Command {
     /// Train Dense(512, relu) → Dense(512, relu) → Dense(10, softmax) on MNIST for 5 epochs with
     /// Keras's RMSprop, validating after every epoch; prints the run directory last.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Fetch and verify MNIST (without training) and describe it.
     Data(DataArgs),
     /// List the recorded runs, newest first: epochs, final metrics, best val_accuracy, status.
@@ -130,7 +129,7 @@ struct ServeArgs {
 struct ComputeArgs {
     /// Backend to compute on: ndarray, flex or wgpu [default: the run's, when this build has
     /// it, else ndarray]
-    #[arg(long, value_parser = parse_backend)]
+    #[arg(long)]
     backend: Option<Backend>,
     /// Device number within the backend (for wgpu, the adapter) [default: the run's when on
     /// its backend, else 0]
@@ -214,7 +213,7 @@ struct TrainArgs {
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
-    settings: TrainSettings,
+    settings: RunSettings,
     /// Where runs are recorded: <DIR>/runs/<name>/ (run.artifact_dir)
     #[arg(long, value_name = "DIR")]
     artifact_dir: Option<PathBuf>,
@@ -230,48 +229,6 @@ struct TrainArgs {
     /// checkpoint, with its own config; the result equals an uninterrupted run's
     #[arg(long, value_name = "RUN", conflicts_with_all = ["settings", "config", "mirror"])]
     resume: Option<String>,
-}
-
-/// What a new run may set on top of the config file. A resumed run keeps its own, so none of
-/// these goes with `--resume`: a flag added here joins the group `--resume` conflicts with.
-#[derive(clap::Args, Debug)]
-#[group(id = "settings", multiple = true)]
-struct TrainSettings {
-    /// Epochs to train (train.epochs)
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Samples per gradient step (train.batch_size)
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// RMSprop learning rate (optimizer.learning_rate)
-    #[arg(long, allow_negative_numbers = true)]
-    learning_rate: Option<f64>,
-    /// Seed for weight initialisation and shuffling (train.seed)
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Name of the run directory [default: the UTC start time]
-    #[arg(long, value_name = "NAME")]
-    run_name: Option<String>,
-    /// Train on the first N training images only
-    #[arg(long, value_name = "N")]
-    limit_train: Option<usize>,
-    /// Validate on the first N validation images only
-    #[arg(long, value_name = "N")]
-    limit_valid: Option<usize>,
-    /// Backend to train on: ndarray (CPU, fused kernels), flex (Burn's other CPU backend) or
-    /// wgpu (GPU, when built with `--features wgpu`)
-    /// (run.backend) [default: wgpu when compiled in, else ndarray]
-    #[arg(long, value_parser = parse_backend)]
-    backend: Option<Backend>,
-    /// Device number within the backend: for wgpu, the adapter, GPUs first, software adapters
-    /// such as lavapipe last (run.device) [default: 0]
-    #[arg(long, value_name = "N")]
-    device: Option<usize>,
-    /// How the layers, loss and optimizer are computed: fused (this crate's CPU kernels,
-    /// ndarray only) or burn (Burn's own ops) (run.kernels) [default: fused on ndarray, else
-    /// burn]
-    #[arg(long, value_parser = parse_kernels)]
-    kernels: Option<Kernels>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -292,14 +249,6 @@ enum DashboardArg {
     Plain,
     /// Only the final summary
     None,
-}
-
-fn parse_backend(s: &str) -> Result<Backend, String> {
-    s.parse().map_err(|e: BackendError| e.to_string())
-}
-
-fn parse_kernels(s: &str) -> Result<Kernels, String> {
-    s.parse().map_err(|e: UnknownKernels| e.to_string())
 }
 
 impl From<DashboardArg> for Dashboard {
@@ -339,7 +288,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Data(args) => data(args),
         Command::Runs(args) => {
             out(&inspection::runs(&args.artifact_dir()?)?)?;
@@ -473,19 +422,9 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         let outcome = training::resume(&run, args.config.data_dir, dashboard)?;
         return report(outcome);
     }
-    let settings = args.settings;
     let config = args.config.resolve(Overrides {
-        epochs: settings.epochs,
-        batch_size: settings.batch_size,
-        learning_rate: settings.learning_rate,
-        seed: settings.seed,
+        settings: args.settings,
         artifact_dir: args.artifact_dir,
-        run_name: settings.run_name,
-        limit_train: settings.limit_train,
-        limit_valid: settings.limit_valid,
-        backend: settings.backend,
-        device: settings.device,
-        kernels: settings.kernels,
         ..Default::default()
     })?;
     let outcome = training::train(&config, dashboard)?;
