@@ -245,12 +245,77 @@ mod tests {
         assert!(dark_in(GRID_X - 64, GRID_X - 40, GRID_Y + 250, GRID_Y + 310) > 30);
     }
 
+    /// The columns of cell (`t`, `p`) around its centre that hold text (a pixel off its fill).
+    fn text_columns(image: &image::RgbImage, counts: &ConfusionMatrix, t: usize, p: usize) -> i32 {
+        let fill = cell_color(counts, t, p);
+        let (x0, y0) = (GRID_X + p as i32 * CELL, GRID_Y + t as i32 * CELL);
+        (x0 + 3..x0 + CELL - 3)
+            .filter(|&x| {
+                (y0 + 3..y0 + CELL - 3).any(|y| pixel(image, x, y) != [fill.0, fill.1, fill.2])
+            })
+            .count() as i32
+    }
+
     #[test]
-    fn an_empty_matrix_still_draws() {
+    fn each_count_is_written_in_its_cell_as_wide_as_its_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("widths.png");
+        // One cell per number of digits: 7, 42, 950, 1040 (and zeros elsewhere).
+        let mut counts = [[0u64; 10]; 10];
+        counts[2][2] = 1040;
+        counts[3][3] = 950;
+        counts[5][1] = 42;
+        counts[6][8] = 7;
+        write_confusion_png(&counts, "widths", &path).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        let widths =
+            [(6, 8), (5, 1), (3, 3), (2, 2)].map(|(t, p)| text_columns(&image, &counts, t, p));
+        // Each digit adds the width of one glyph (17 px text: 6 to 12 px a digit).
+        for pair in widths.windows(2) {
+            let step = pair[1] - pair[0];
+            assert!((6..=12).contains(&step), "text widths {widths:?}");
+        }
+        // A full diagonal cell is the darkest blue, with its count in white.
+        let fill = cell_color(&counts, 2, 2);
+        assert_eq!(fill, RGBColor(8, 81, 156));
+        let (cx, cy) = (GRID_X + 2 * CELL + CELL / 2, GRID_Y + 2 * CELL + CELL / 2);
+        let white = (-14..14)
+            .flat_map(|dx| (-8..8).map(move |dy| (dx, dy)))
+            .filter(|&(dx, dy)| pixel(&image, cx + dx, cy + dy).iter().all(|&c| c > 200))
+            .count();
+        assert!(
+            white > 20,
+            "white text on the dark cell: {white} light pixels"
+        );
+        // The lone mistake is the largest mistake: the darkest orange.
+        assert_eq!(cell_color(&counts, 5, 1), RGBColor(217, 72, 1));
+    }
+
+    #[test]
+    fn an_empty_matrix_draws_white_cells_with_grey_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.png");
-        write_confusion_png(&[[0; 10]; 10], "", &path).unwrap();
+        let counts = [[0; 10]; 10];
+        write_confusion_png(&counts, "", &path).unwrap();
         let image = image::open(&path).unwrap().to_rgb8();
         assert_eq!(image.dimensions(), CONFUSION_SIZE);
+        for t in 0..10 {
+            for p in 0..10 {
+                let (x0, y0) = (GRID_X + p as i32 * CELL, GRID_Y + t as i32 * CELL);
+                assert_eq!(pixel(&image, x0 + 4, y0 + 4), [255, 255, 255]);
+                // One glyph, "0", in light grey: no pixel darker than the text's grey.
+                let glyph = text_columns(&image, &counts, t, p);
+                assert!(
+                    (5..=12).contains(&glyph),
+                    "cell ({t}, {p}): {glyph} columns"
+                );
+                let darkest = (x0 + 10..x0 + CELL - 10)
+                    .flat_map(|x| (y0 + 10..y0 + CELL - 10).map(move |y| (x, y)))
+                    .map(|(x, y)| pixel(&image, x, y)[0])
+                    .min()
+                    .unwrap();
+                assert!((180..=200).contains(&darkest), "cell ({t}, {p}): {darkest}");
+            }
+        }
     }
 }

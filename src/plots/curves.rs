@@ -291,6 +291,101 @@ mod tests {
         assert!(!empty.exists());
     }
 
+    /// The centres of the filled markers of `color` in columns `xs`: pixels whose 5×5
+    /// neighbourhood is all `color` (a 2-pixel line never is), grouped, averaged, left to right.
+    fn markers(image: &image::RgbImage, color: RGBColor, xs: Range<u32>) -> Vec<(f64, f64)> {
+        let is = |x: u32, y: u32| image.get_pixel(x, y).0 == [color.0, color.1, color.2];
+        let (_, height) = image.dimensions();
+        let mut centres: Vec<(f64, f64, f64)> = Vec::new(); // (sum x, sum y, count)
+        for x in xs.start.max(2)..xs.end - 2 {
+            for y in 2..height - 2 {
+                let solid = (x - 2..=x + 2).all(|i| (y - 2..=y + 2).all(|j| is(i, j)));
+                if !solid {
+                    continue;
+                }
+                let (fx, fy) = (f64::from(x), f64::from(y));
+                match centres
+                    .iter_mut()
+                    .find(|c| (c.0 / c.2 - fx).abs() < 6.0 && (c.1 / c.2 - fy).abs() < 6.0)
+                {
+                    Some(c) => *c = (c.0 + fx, c.1 + fy, c.2 + 1.0),
+                    None => centres.push((fx, fy, 1.0)),
+                }
+            }
+        }
+        let mut points: Vec<_> = centres.iter().map(|c| (c.0 / c.2, c.1 / c.2)).collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points
+    }
+
+    /// Markers one epoch apart, and heights in proportion to the values: the map from values
+    /// to pixels is one straight line.
+    fn assert_plotted(points: &[(f64, f64)], values: &[f64], series: &str) {
+        assert_eq!(points.len(), values.len(), "{series}: {points:?}");
+        let step = points[1].0 - points[0].0;
+        assert!(step > 50.0, "{series}: {points:?}");
+        let scale = (points[1].1 - points[0].1) / (values[1] - values[0]);
+        assert!(scale < 0.0, "{series}: larger values are drawn higher");
+        for (i, (&(x, y), &v)) in points.iter().zip(values).enumerate() {
+            assert!(
+                (x - (points[0].0 + step * i as f64)).abs() <= 1.0,
+                "{series}: {points:?}"
+            );
+            let expected = points[0].1 + scale * (v - values[0]);
+            assert!(
+                (y - expected).abs() <= 1.0,
+                "{series}, epoch {}: y {y}, not {expected}",
+                i + 1
+            );
+        }
+    }
+
+    #[test]
+    fn each_epochs_values_land_where_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("known.png");
+        // Values far apart, so that the two series' markers never touch.
+        let history = History {
+            loss: vec![0.9, 0.7, 0.6, 0.3, 0.2],
+            accuracy: vec![0.60, 0.70, 0.75, 0.90, 0.95],
+            val_loss: vec![1.6, 1.5, 1.3, 1.25, 1.2],
+            val_accuracy: vec![0.30, 0.40, 0.35, 0.45, 0.50],
+        };
+        write_curves_png(&history, "known", &png).unwrap();
+        let image = image::open(&png).unwrap().to_rgb8();
+        let (width, _) = CURVES_SIZE;
+        let left = 0..width / 2;
+        let right = width / 2..width;
+        assert_plotted(
+            &markers(&image, TRAIN_COLOR, left.clone()),
+            &history.loss,
+            "loss",
+        );
+        assert_plotted(
+            &markers(&image, VALID_COLOR, left),
+            &history.val_loss,
+            "val_loss",
+        );
+        assert_plotted(
+            &markers(&image, TRAIN_COLOR, right.clone()),
+            &history.accuracy,
+            "accuracy",
+        );
+        assert_plotted(
+            &markers(&image, VALID_COLOR, right),
+            &history.val_accuracy,
+            "val_accuracy",
+        );
+        // Both series of a panel share its axes: epoch e of each is in the same column.
+        let (loss, val) = (
+            markers(&image, TRAIN_COLOR, 0..width / 2),
+            markers(&image, VALID_COLOR, 0..width / 2),
+        );
+        for (a, b) in loss.iter().zip(&val) {
+            assert!((a.0 - b.0).abs() <= 1.0, "{loss:?} {val:?}");
+        }
+    }
+
     #[test]
     fn odd_values_draw_without_panicking() {
         let dir = tempfile::tempdir().unwrap();
