@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{Mirror, mnist_dir, mnist_mlp, names_in, run_ok, stderr, stdout};
-use mnist_mlp::data::Mnist;
+use common::{Mirror, mnist_dir, mnist_mlp, names_in, real_mnist, run_ok, stderr, stdout};
 use mnist_mlp::data::idx::encode;
 use mnist_mlp::data::source::{
     DEFAULT_NPM_PACKAGE, FILES, Origin, SourceError, Sources, locate, sha256_of_file,
@@ -42,14 +41,7 @@ fn all_names() -> Vec<&'static str> {
 
 #[test]
 fn real_mnist_has_the_published_shapes_counts_and_checksums() {
-    let mnist = Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap();
+    let mnist = real_mnist();
     assert_eq!(mnist.train.len(), 60_000);
     assert_eq!(mnist.valid.len(), 10_000);
     assert_eq!(mnist.train.pixels().len(), 60_000 * 784);

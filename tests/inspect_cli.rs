@@ -464,8 +464,8 @@ fn a_broken_config_file_does_not_stop_the_readers_given_an_artifact_dir() {
     assert!(common::stderr(&output).contains("config/train.toml"));
 }
 
-/// experiment.log keeps what Burn logs, minus its line per training step (about 1 MB per
-/// full run, nothing a reader needs).
+/// experiment.log keeps what Burn logs, minus its line per training step (one per batch,
+/// nothing a reader needs).
 #[test]
 fn the_experiment_log_has_no_line_per_step() {
     let log = std::fs::read_to_string(run().log_path()).unwrap();

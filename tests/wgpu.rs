@@ -10,12 +10,13 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
-use common::{mnist_dir, mnist_mlp, run_ok, shared_temp_dir, stderr, stdout, train_args};
+use common::{
+    mnist_dir, mnist_mlp, real_mnist, run_ok, shared_temp_dir, stderr, stdout, train_args,
+};
 use mnist_mlp::backend::{Backend, BackendError};
 use mnist_mlp::batcher::MnistBatcher;
 use mnist_mlp::config::TrainConfig;
-use mnist_mlp::data::source::Sources;
-use mnist_mlp::data::{Mnist, MnistItem};
+use mnist_mlp::data::MnistItem;
 use mnist_mlp::model::MlpConfig;
 use mnist_mlp::run_dir::{History, RunDir, RunInfo, RunStatus};
 use std::path::{Path, PathBuf};
@@ -100,14 +101,7 @@ fn history(run: &Path) -> History {
 }
 
 fn validation_items() -> Vec<MnistItem> {
-    let mnist = Mnist::load(&Sources {
-        data_dir: Some(mnist_dir()),
-        cache_dir: None,
-        mirrors: Vec::new(),
-        npm_package: None,
-        progress: false,
-    })
-    .unwrap();
+    let mnist = real_mnist();
     (0..VALID_IMAGES)
         .map(|i| MnistItem {
             image: *mnist.valid.image(i),

