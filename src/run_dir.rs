@@ -16,7 +16,8 @@
 //!   mistakes.png    up to 64 misclassified validation digits (written by `eval`)
 //! ```
 //!
-//! Every file is written atomically ([`crate::fsutil`]). What holds at any instant, even after
+//! Every file but `experiment.log` (a log, appended to) is written atomically
+//! ([`crate::fsutil`]). What holds at any instant, even after
 //! `kill -9`: `run.json`'s `epochs_done` epochs all have complete checkpoints;
 //! `history.json` and `history.csv` hold `epochs_done` epochs or one more (each is written
 //! before its epoch's checkpoint); a run that ended in-process has them equal. So a reader
