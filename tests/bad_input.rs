@@ -757,7 +757,7 @@ fn fails_cleanly(home: &Path, args: &[&str], code: i32, expected: &str) {
 }
 
 #[test]
-fn runs_that_are_not_there_or_not_whole() {
+fn runs_that_are_not_there() {
     let (home, data) = home_with_run();
     let home = home.path();
     // The run works before it is broken.
@@ -793,24 +793,45 @@ fn runs_that_are_not_there_or_not_whole() {
         2,
         "artifacts/runs/r/checkpoint/model-9.bpk: missing (checkpoints on disk: epochs 1)",
     );
+}
 
-    // A truncated checkpoint, in a copy of the run.
-    let copy = |name: &str| {
-        let to = home.join("artifacts/runs").join(name);
-        std::fs::create_dir_all(to.join("checkpoint")).unwrap();
-        for entry in ["config.toml", "run.json", "history.json", "model.json"] {
-            std::fs::copy(home.join("artifacts/runs/r").join(entry), to.join(entry)).unwrap();
-        }
-        for part in ["model", "optim", "scheduler"] {
-            let file = format!("checkpoint/{part}-1.bpk");
-            std::fs::copy(home.join("artifacts/runs/r").join(&file), to.join(&file)).unwrap();
-        }
-        to
-    };
-    let cut = copy("cut");
+/// A copy of run `r` of [`home_with_run`] named `name`: its records and epoch 1's checkpoint.
+fn copy_run(home: &Path, name: &str) -> PathBuf {
+    let to = home.join("artifacts/runs").join(name);
+    std::fs::create_dir_all(to.join("checkpoint")).unwrap();
+    for entry in ["config.toml", "run.json", "history.json", "model.json"] {
+        std::fs::copy(home.join("artifacts/runs/r").join(entry), to.join(entry)).unwrap();
+    }
+    for part in ["model", "optim", "scheduler"] {
+        let file = format!("checkpoint/{part}-1.bpk");
+        std::fs::copy(home.join("artifacts/runs/r").join(&file), to.join(&file)).unwrap();
+    }
+    to
+}
+
+/// A copy of run `r` called `cut` whose epoch-1 model checkpoint lost its second half.
+fn cut_run(home: &Path) -> PathBuf {
+    let cut = copy_run(home, "cut");
     let model = cut.join("checkpoint/model-1.bpk");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    cut
+}
+
+/// `output` failed with exit 2 and one line of error starting with `prefix`, and no panic.
+fn assert_one_line_error(output: &Output, prefix: &str) {
+    let err = stderr(output);
+    assert!(err.starts_with(prefix), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn a_truncated_checkpoint_is_named_by_every_command_that_loads_it() {
+    let (home, _) = home_with_run();
+    let home = home.path();
+    cut_run(home);
     let bar =
         image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]));
     bar.save(home.join("one.png")).unwrap();
@@ -820,18 +841,19 @@ fn runs_that_are_not_there_or_not_whole() {
         &["export", "cut", "--out", "w.safetensors"],
     ] {
         let output = mnist_mlp(home).args(args).output().unwrap();
-        let err = stderr(&output);
-        assert!(
-            err.starts_with(
-                "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: "
-            ),
-            "{args:?}: {err}"
+        assert_one_line_error(
+            &output,
+            "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: ",
         );
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert_eq!(output.status.code(), Some(2), "{err}");
-        assert!(!err.contains("panicked"));
     }
-    // Resuming it is refused before anything is touched.
+}
+
+#[test]
+fn resuming_from_a_truncated_checkpoint_is_refused_before_anything_is_touched() {
+    let (home, _) = home_with_run();
+    let home = home.path();
+    let cut = cut_run(home);
+    // Make it a run that could be resumed: interrupted after 1 of 2 epochs.
     std::fs::write(
         cut.join("run.json"),
         std::fs::read_to_string(cut.join("run.json"))
@@ -851,18 +873,19 @@ fn runs_that_are_not_there_or_not_whole() {
         .args(["train", "--resume", "cut", "--dashboard", "none"])
         .output()
         .unwrap();
-    let err = stderr(&output);
-    assert!(
-        err.starts_with(
-            "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: "
-        ),
-        "{err}"
+    assert_one_line_error(
+        &output,
+        "error: artifacts/runs/cut/checkpoint/model-1.bpk: cannot read the model: ",
     );
-    assert_eq!(output.status.code(), Some(2), "{err}");
     assert_eq!(snapshot(home), before);
+}
 
-    // A run whose process is alive (this test's) is not resumed under it.
-    let live = copy("live");
+#[test]
+fn a_run_whose_process_is_alive_is_not_resumed_under_it() {
+    let (home, _) = home_with_run();
+    let home = home.path();
+    // This test's own process stands for the training one.
+    let live = copy_run(home, "live");
     let info = std::fs::read_to_string(live.join("run.json")).unwrap();
     let mut info: serde_json::Value = serde_json::from_str(&info).unwrap();
     info["status"] = "running".into();
@@ -877,9 +900,14 @@ fn runs_that_are_not_there_or_not_whole() {
             std::process::id()
         ),
     );
+}
 
-    // A checkpoint of another architecture: the run says its model is 784-256-10.
-    let other = copy("other");
+#[test]
+fn a_checkpoint_of_another_architecture_is_refused() {
+    let (home, _) = home_with_run();
+    let home = home.path();
+    // The run says its model is 784-256-10; its checkpoint is 784-512-512-10.
+    let other = copy_run(home, "other");
     std::fs::write(
         other.join("model.json"),
         r#"{"inputs": 784, "hidden": [256], "classes": 10}"#,
@@ -889,15 +917,10 @@ fn runs_that_are_not_there_or_not_whole() {
         .args(["eval", "other", "--checkpoint", "1"])
         .output()
         .unwrap();
-    let err = stderr(&output);
-    assert!(
-        err.starts_with(
-            "error: artifacts/runs/other/checkpoint/model-1.bpk: not this run's model (784-256-10): "
-        ),
-        "{err}"
+    assert_one_line_error(
+        &output,
+        "error: artifacts/runs/other/checkpoint/model-1.bpk: not this run's model (784-256-10): ",
     );
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert_eq!(output.status.code(), Some(2), "{err}");
 }
 
 #[test]
