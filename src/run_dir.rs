@@ -19,8 +19,9 @@
 //! Every file but `experiment.log` (a log, appended to) is written atomically
 //! ([`crate::fsutil`]). What holds at any instant, even after
 //! `kill -9`: `run.json`'s `epochs_done` epochs all have complete checkpoints;
-//! `history.json` and `history.csv` hold `epochs_done` epochs or one more (each is written
-//! before its epoch's checkpoint); a run that ended in-process has them equal. So a reader
+//! `history.json` and `history.csv` hold `epochs_done` epochs or more (each is written as
+//! its epoch ends, the checkpoints on background threads); a run that ended in-process has
+//! them equal. So a reader
 //! takes the first `epochs_done` epochs of the history.
 
 use crate::config::TrainConfig;

@@ -260,15 +260,16 @@ fn assert_consistent_after_a_kill(run: &RunDir) -> usize {
     };
     let csv = std::fs::read_to_string(run.history_csv_path()).unwrap_or_default();
     let csv_epochs = csv.lines().count().saturating_sub(1);
-    // history.json, then history.csv, then (with the checkpoint) run.json are written one
-    // after the other: each may be one epoch ahead of run.json, none behind, and on the epochs
+    // history.json and history.csv are written as each epoch ends, run.json's epochs_done
+    // once that epoch's checkpoint is complete, which Burn saves on background threads: under
+    // load the history can be epochs ahead of run.json, never behind, and on the epochs
     // run.json counts they agree.
     for (file, epochs) in [
         ("history.json", history.epochs()),
         ("history.csv", csv_epochs),
     ] {
         assert!(
-            (done..=done + 1).contains(&epochs),
+            epochs >= done,
             "run.json says {done} epochs, {file} holds {epochs}"
         );
     }
@@ -289,9 +290,10 @@ fn assert_consistent_after_a_kill(run: &RunDir) -> usize {
     for epoch in 1..=done {
         assert_eq!(load_checkpoint_parts(run, epoch), 3, "epoch {epoch}");
     }
-    // The next checkpoint may have been under way: whatever part of it exists is whole.
-    load_checkpoint_parts(run, done + 1);
-    assert_eq!(load_checkpoint_parts(run, done + 2), 0);
+    // Later checkpoints may have been under way: whatever part of them exists is whole.
+    for epoch in done + 1..=info.epochs_planned {
+        load_checkpoint_parts(run, epoch);
+    }
     assert!(!run.model_path().exists());
     done
 }

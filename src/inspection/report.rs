@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// The history a reader should trust: the epochs whose checkpoint is complete (`run.json`'s
-/// `epochs_done`; `history.json` may hold one more after a kill).
+/// `epochs_done`; `history.json` may hold more after a kill).
 pub fn recorded_history(run: &RunDir, info: &RunInfo) -> Result<History, InspectError> {
     let mut history = saved::read_history_or_empty(run)?;
     history.truncate(info.epochs_done);

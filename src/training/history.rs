@@ -3,8 +3,9 @@
 //! and the progress in `run.json` once the epoch's checkpoint is complete.
 //!
 //! So `run.json`'s `epochs_done` is always an epoch whose checkpoint is on disk, whatever instant
-//! the process is killed at; `history.json` is written first and may hold one epoch more after a
-//! kill (a run that ends in-process is trimmed to `epochs_done`).
+//! the process is killed at; `history.json` is written as each epoch ends and may hold more
+//! epochs after a kill, as many as Burn's background checkpoint writes lagged behind (a run
+//! that ends in-process is trimmed to `epochs_done`).
 
 use crate::plots;
 use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
