@@ -142,7 +142,7 @@ fn the_file_decodes_to_the_mlp_with_the_checkpoint_s_weights() {
         let dims = layer.weight.val().dims();
         assert_eq!(weight.dims, [dims[0] as i64, dims[1] as i64]);
         assert_eq!(weight.data_type, proto::FLOAT);
-        let burn: Vec<f32> = layer.weight.val().into_data().to_vec().unwrap();
+        let burn: Vec<f32> = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(weight.float_data, burn);
         let bias = &graph.initializer[2 * i + 1];
         assert_eq!(bias.dims, [dims[1] as i64]);
@@ -152,7 +152,7 @@ fn the_file_decodes_to_the_mlp_with_the_checkpoint_s_weights() {
             .unwrap()
             .val()
             .into_data()
-            .to_vec()
+            .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(bias.float_data, burn);
     }
