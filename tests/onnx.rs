@@ -69,7 +69,10 @@ fn the_file_decodes_to_the_mlp_with_the_checkpoint_s_weights() {
         "{out}"
     );
     assert!(out.contains("  ONNX opset 13: pixels f32 [N, 784] → probabilities f32 [N, 10], logits f32 [N, 10]; initializers:\n"), "{out}");
-    assert!(out.contains("  layers.0.weight f32 [784, 512]\n"), "{out}");
+    assert!(
+        out.contains("  layers.0.weight  f32 [784, 512]\n  layers.0.bias    f32 [512]\n"),
+        "{out}"
+    );
 
     assert_eq!(model.ir_version, 7);
     let opsets: Vec<(&str, i64)> = model
@@ -348,4 +351,57 @@ fn bad_formats_unwritable_outs_and_runs_without_weights_are_refused() {
         std::fs::read_to_string(dir.join("model.onnx")).unwrap(),
         "an earlier export"
     );
+}
+
+/// `eval --probabilities`, the reference scripts/check_onnx.py compares ONNX Runtime with: one
+/// row per scored image, in order, each the model's softmax, their argmax eval's accuracy.
+#[test]
+fn eval_writes_each_image_s_probabilities() {
+    let output = run_ok(
+        mnist_mlp(home())
+            .args(["eval", "tiny", "--json", "--probabilities", "probs.csv"])
+            .arg("--data-dir")
+            .arg(common::mnist_dir()),
+    );
+    let evaluation: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let csv = std::fs::read_to_string(home().join("probs.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), "index,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9");
+    let rows: Vec<Vec<f32>> = lines
+        .enumerate()
+        .map(|(i, line)| {
+            let cells: Vec<&str> = line.split(',').collect();
+            assert_eq!(cells[0], i.to_string());
+            cells[1..].iter().map(|c| c.parse().unwrap()).collect()
+        })
+        .collect();
+    assert_eq!(rows.len() as u64, evaluation["images"].as_u64().unwrap());
+    assert_eq!(rows.len(), 1000);
+
+    let mnist = real_mnist();
+    let right = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, row)| {
+            assert_eq!(row.len(), CLASSES);
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+            // The first largest, as eval's argmax picks it.
+            let best = (0..CLASSES).fold(0, |best, c| if row[c] > row[best] { c } else { best });
+            best == usize::from(mnist.valid.label(*i))
+        })
+        .count();
+    assert_eq!(right as u64, evaluation["correct"].as_u64().unwrap());
+
+    let device = Backend::Ndarray.device(0).unwrap();
+    let saved = saved::load(&run(), None, &device).unwrap();
+    let images: Vec<[u8; PIXELS]> = (0..8).map(|i| *mnist.valid.image(i)).collect();
+    let expected = predict::classify(&saved.model, &images, &device).unwrap();
+    for (row, expected) in rows.iter().zip(&expected) {
+        for (p, e) in row.iter().zip(expected) {
+            assert!(
+                (p - e).abs() <= 1e-6,
+                "{row:?} against predict's {expected:?}"
+            );
+        }
+    }
 }

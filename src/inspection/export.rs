@@ -210,9 +210,10 @@ impl Export {
                 b = onnx::BATCH,
             );
         }
+        let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0) + 1;
         for t in &self.tensors {
             let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
-            let _ = writeln!(out, "  {:<9} f32 [{}]", t.name, shape.join(", "));
+            let _ = writeln!(out, "  {:<width$} f32 [{}]", t.name, shape.join(", "));
         }
         out
     }
