@@ -44,7 +44,8 @@ enum Command {
     Predict(PredictArgs),
     /// Print one MNIST image's pixel values and label, or save digits as a picture.
     Show(ShowArgs),
-    /// Write a run's weights for PyTorch (nn.Linear names and layout).
+    /// Write a run's model for other frameworks: its weights for PyTorch (nn.Linear names and
+    /// layout), or the whole model as an ONNX graph for ONNX Runtime and other ONNX runtimes.
     Export(ExportArgs),
     /// Serve a local web page: the runs and their curves, and a drawing pad that predicts the
     /// digit you draw with any checkpoint. Prints `Serving http://HOST:PORT/` first.
@@ -93,6 +94,10 @@ struct EvalArgs {
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
+    /// Also write each image's ten probabilities to FILE as CSV (index,p0,…,p9), to compare
+    /// an export's output with
+    #[arg(long, value_name = "FILE")]
+    probabilities: Option<PathBuf>,
     /// Directory holding the four MNIST IDX files [default: where the run's config says]
     #[arg(long, value_name = "DIR", env = "MNIST_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -177,6 +182,9 @@ struct ShowArgs {
 enum FormatArg {
     /// safetensors with PyTorch nn.Linear names: 0.weight [512, 784], 0.bias, 2.weight, …
     Safetensors,
+    /// ONNX (opset 13): input `pixels` [N, 784] in 0–1, outputs `probabilities` and `logits`
+    /// [N, 10]
+    Onnx,
 }
 
 #[derive(clap::Args, Debug)]
@@ -314,6 +322,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 args.data_dir,
                 (&args.on).into(),
             )?;
+            if let Some(path) = &args.probabilities {
+                eval::write_probabilities(&evaluation, path)?;
+            }
             if args.json {
                 out(&format!("{}\n", evaluation.to_json()))?;
             } else {
@@ -350,6 +361,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let run = args.run.resolve()?;
             let format = match args.format {
                 FormatArg::Safetensors => export::Format::Safetensors,
+                FormatArg::Onnx => export::Format::Onnx,
             };
             let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
             out(&done.render())?;

@@ -16,7 +16,7 @@ use crate::saved::{self, Weights};
 use crate::table::{Align, Table};
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt::Write;
@@ -68,6 +68,10 @@ pub struct Evaluation {
     pub per_class: Vec<ClassScores>,
     /// Every misclassified image, in test-set order.
     pub mistakes: Vec<Mistake>,
+    /// The model's softmax output for each image, in test-set order (not in the JSON: see
+    /// [`write_probabilities`]).
+    #[serde(skip)]
+    pub probabilities: Vec<[f32; CLASSES]>,
     /// The pictures written into the run directory.
     pub pictures: Vec<PathBuf>,
     /// Wall time of scoring (batching, forward passes, tallies), without loading or drawing.
@@ -111,6 +115,7 @@ pub fn evaluate(
         per_class: per_class(&scored.confusion),
         confusion: scored.confusion,
         mistakes: scored.mistakes,
+        probabilities: scored.probabilities,
         pictures: Vec::new(),
         score_seconds,
     };
@@ -123,6 +128,7 @@ struct Scored {
     correct: u64,
     confusion: ConfusionMatrix,
     mistakes: Vec<Mistake>,
+    probabilities: Vec<[f32; CLASSES]>,
 }
 
 /// The model's verdict on every image of `split`, `CHUNK` images at a time. The chunks are
@@ -135,24 +141,40 @@ fn score(model: &Mlp, split: &MnistSplit, device: &Device) -> Result<Scored, Ins
         correct: 0,
         confusion: [[0; CLASSES]; CLASSES],
         mistakes: Vec::new(),
+        probabilities: Vec::with_capacity(split.len()),
     };
     let chunks: Vec<usize> = (0..split.len()).step_by(CHUNK).collect();
-    let log_probs: Vec<Vec<f32>> = chunks
+    let to_vec = |t: burn::tensor::Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| InspectError::Compute(format!("{e:?}")))
+    };
+    // The log-probabilities give the loss without log(0); the softmax is the model's output as
+    // `predict` and the exports give it.
+    let outputs: Vec<(Vec<f32>, Vec<f32>)> = chunks
         .par_iter()
         .map_init(
             || model.clone(),
             |model, &start| {
                 let chunk = (start..(start + CHUNK).min(split.len())).map(|i| split.image(i));
                 let images = MnistBatcher.batch(chunk.collect(), device);
-                log_softmax(model.forward(images), 1)
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| InspectError::Compute(format!("{e:?}")))
+                let logits = model.forward(images);
+                Ok((
+                    to_vec(log_softmax(logits.clone(), 1))?,
+                    to_vec(softmax(logits, 1))?,
+                ))
             },
         )
-        .collect::<Result<_, _>>()?;
-    for (start, log_probs) in chunks.into_iter().zip(log_probs) {
+        .collect::<Result<_, InspectError>>()?;
+    for (start, (log_probs, probabilities)) in chunks.into_iter().zip(outputs) {
+        scored
+            .probabilities
+            .extend(probabilities.chunks_exact(CLASSES).map(|row| {
+                let mut p = [0.0; CLASSES];
+                p.copy_from_slice(row);
+                p
+            }));
         for (offset, row) in log_probs.chunks_exact(CLASSES).enumerate() {
             let truth = split.label(start + offset);
             let predicted = argmax(row);
@@ -255,6 +277,28 @@ fn draw(
         &mistakes,
     )?;
     Ok(vec![confusion, mistakes])
+}
+
+/// Writes `evaluation`'s probabilities to `path` as CSV, atomically: a header, then one row per
+/// image in test-set order: its index, then the ten probabilities (each f32 printed so that it
+/// reads back to the same f32).
+pub fn write_probabilities(
+    evaluation: &Evaluation,
+    path: &std::path::Path,
+) -> Result<(), InspectError> {
+    let mut csv = String::from("index");
+    for c in 0..CLASSES {
+        let _ = write!(csv, ",p{c}");
+    }
+    csv.push('\n');
+    for (i, row) in evaluation.probabilities.iter().enumerate() {
+        let _ = write!(csv, "{i}");
+        for p in row {
+            let _ = write!(csv, ",{p}");
+        }
+        csv.push('\n');
+    }
+    crate::fsutil::write_atomic(path, csv.as_bytes()).map_err(InspectError::Out)
 }
 
 impl Evaluation {

@@ -1,11 +1,13 @@
 //! Using what training recorded: list runs ([`runs`]), look into one ([`inspect`], [`summary`]),
 //! score it on the test set ([`eval`]), classify a user's own pictures ([`predict`]), look at
-//! MNIST itself ([`show`]) and hand the weights to PyTorch ([`export`]).
+//! MNIST itself ([`show`]) and hand the model to PyTorch or any ONNX runtime ([`export`],
+//! [`onnx`]).
 //!
 //! Each function returns text or values for `main.rs` to print; nothing here parses arguments.
 
 pub mod eval;
 pub mod export;
+pub mod onnx;
 pub mod predict;
 pub mod report;
 pub mod show;
@@ -65,6 +67,10 @@ pub enum InspectError {
     Plot(#[from] PlotError),
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The file named by `--out` cannot be written (a missing or read-only directory is the
+    /// user's to fix; a full disk is not).
+    #[error(transparent)]
+    Out(WriteError),
     /// A picture for `predict` that is not one, or holds no digit.
     #[error("{}: {message}", path.display())]
     Image { path: PathBuf, message: String },
@@ -100,6 +106,7 @@ impl InspectError {
             InspectError::Config(e) => e.is_bad_input(),
             InspectError::Image { .. } | InspectError::IndexOutOfRange { .. } => true,
             InspectError::ImageRead { source, .. } => crate::data::idx::is_about_the_file(source),
+            InspectError::Out(e) => crate::data::idx::is_about_the_file(&e.source),
             InspectError::Plot(_)
             | InspectError::Write(_)
             | InspectError::Export { .. }
