@@ -4,6 +4,8 @@ paths outside comments and test modules), checked against the layers below.
 
     python3 scripts/module_graph.py      # exits 1 on a back-edge, a cycle or an unplaced module
 
+Inside a directory module, sibling files (`super::x`) must not form a cycle either.
+
 The tutorial's stages depend one way, data → batcher → model → training → inspection → serve,
 with the support modules at the level of the earliest stage that needs them. A module may name
 only modules of a lower layer; modules of one layer may not name each other. docs/design.md
@@ -66,12 +68,38 @@ def faults(graph):
     return found
 
 
+def sibling_cycles(src):
+    """Cycles among the files of one directory module (`super::X` between siblings), e.g.
+    training/dashboard.rs and training/keras_bar.rs naming each other."""
+    found = []
+    for directory in sorted(d for d in src.iterdir() if d.is_dir()):
+        files = {f.stem: f for f in directory.glob("*.rs") if f.stem != "mod" and f not in TEST_FILES}
+        edges = {}
+        for name, path in files.items():
+            text = re.split(r"#\[cfg\(test\)\]\s*mod tests \{", path.read_text())[0]
+            text = "\n".join(line.split("//")[0] for line in text.splitlines())
+            used = set(re.findall(r"super::(\w+)", text))
+            used |= {n for group in re.findall(r"super::\{([^}]*)\}", text)
+                     for n in re.findall(r"\w+", group)}
+            edges[name] = {n for n in used if n in files and n != name}
+        for name in sorted(edges):
+            seen, stack = set(), [name]
+            while stack:
+                for nxt in edges.get(stack.pop(), ()):
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        stack.append(nxt)
+            if name in seen:
+                found.append(f"{directory.name}/{name}.rs: in a cycle of sibling files")
+    return found
+
+
 def main():
     graph = graph_of(SRC)
     for module in sorted(graph):
         print(f"{module} -> {', '.join(sorted(graph[module])) or '(nothing)'}")
     # Edges only ever go down a layer, so no cycle can form; a fault is both.
-    found = faults(graph)
+    found = faults(graph) + sibling_cycles(SRC)
     print("layering:", "kept" if not found else "BROKEN")
     for fault in found:
         print("  " + fault)

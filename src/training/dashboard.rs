@@ -3,7 +3,7 @@
 //! `Epoch 1/5 - 9.1s - loss: 0.1850 - accuracy: 0.9440 - val_loss: …`), or nothing (`verbose=0`).
 
 use super::history::EpochCollector;
-use super::keras_bar::KerasBar;
+use super::keras_bar::{KerasBar, print_line};
 use burn::train::Interrupter;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::MetricDefinition;
@@ -12,7 +12,7 @@ use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
 };
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Instant;
 
 /// `--dashboard`.
@@ -174,12 +174,4 @@ impl MetricsRenderer for EpochLines {
     fn register_metric(&mut self, definition: MetricDefinition) {
         self.collector.define(&definition);
     }
-}
-
-/// Prints a line and flushes it. A closed stdout must not stop training: the run directory
-/// keeps the record.
-pub(super) fn print_line(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }

@@ -10,10 +10,10 @@
 //! On a terminal the bar redraws in place (indicatif); elsewhere only the finished lines are
 //! printed, as Keras does in a log file.
 
-use super::dashboard::print_line;
 use crate::run_dir::EpochMetrics;
 use burn::train::metric::NumericEntry;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The bar of the epoch under way, and the running means it shows.
@@ -160,4 +160,12 @@ fn step_time(elapsed: Duration, steps: u64) -> String {
 /// Whole seconds, as Keras shows elapsed time and ETA.
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64().round() as u64)
+}
+
+/// Prints a line and flushes it. A closed stdout must not stop training: the run directory
+/// keeps the record.
+pub(super) fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
