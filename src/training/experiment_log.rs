@@ -1,7 +1,7 @@
 //! The run's `experiment.log`: what Burn and this crate log while training, at INFO and above.
 //!
 //! Burn's own installer (`FileApplicationLoggerInstaller`) also writes an INFO line for every
-//! training step (9,375 lines in a 5-epoch run at batch 32), nothing a reader needs; this one keeps
+//! training step (thousands of lines in a 5-epoch run), nothing a reader needs; this one keeps
 //! everything else. Its panic hook logs a panic before the usual message, except the TUI's
 //! kill key, a stop the user asked for, which is ended like Ctrl-C and only logged.
 
