@@ -630,11 +630,7 @@ fn peak_rss_mb(pid: u32) -> u64 {
 }
 
 /// A GET of `path` on a fresh connection with `headers` (each `Name: value`), closed after.
-fn get_with(
-    server: &Serving,
-    path: &str,
-    headers: &[&str],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn get_with(server: &Serving, path: &str, headers: &[&str]) -> common::Answer {
     let mut raw = format!("GET /{path} HTTP/1.1\r\nConnection: close\r\n");
     for header in headers {
         raw.push_str(&format!("{header}\r\n"));

@@ -135,7 +135,7 @@ async fn predict(
     }
     let body = match read_body(&headers, body).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return closing(error(refused.status, &refused.message)),
     };
     // A picture waits for a decoding slot; the semaphore is never closed.
     let permit = match png {
@@ -154,14 +154,10 @@ async fn predict(
     answer
 }
 
-/// The body, at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]; else the answer saying why.
-async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, Response> {
-    let too_large = || {
-        closing(error(
-            413,
-            &format!("the body is over {} MiB", MAX_BODY >> 20),
-        ))
-    };
+/// The body, at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]; else why not (the body is
+/// then not read to its end, so the connection is closed after the answer).
+async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(413, format!("the body is over {} MiB", MAX_BODY >> 20));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -174,7 +170,7 @@ async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, Respo
         let mut bytes = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame
-                .map_err(|e| closing(error(400, &format!("the body could not be read: {e}"))))?;
+                .map_err(|e| ApiError::new(400, format!("the body could not be read: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 if bytes.len() + data.len() > MAX_BODY {
                     return Err(too_large());
@@ -187,13 +183,11 @@ async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, Respo
     tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .unwrap_or_else(|_| {
-            Err(closing(error(
+            let secs = BODY_TIMEOUT.as_secs();
+            Err(ApiError::new(
                 408,
-                &format!(
-                    "the body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
-                ),
-            )))
+                format!("the body did not arrive within {secs} s"),
+            ))
         })
 }
 
@@ -211,12 +205,11 @@ async fn blocking(
     ctx: Arc<Ctx>,
     work: impl FnOnce(&App) -> Result<Response, ApiError> + Send + 'static,
 ) -> Response {
-    let done = tokio::task::spawn_blocking(move || {
-        work(&ctx.app).map_err(|e| error(e.status, &ctx.app.relative(&e.message)))
-    })
-    .await;
+    let app = ctx.clone();
+    let done = tokio::task::spawn_blocking(move || work(&app.app)).await;
     match done {
-        Ok(Ok(answer) | Err(answer)) => answer,
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => error(e.status, &ctx.app.relative(&e.message)),
         // It panicked: that request fails, the server goes on.
         Err(_) => error(500, "the server failed on this request"),
     }

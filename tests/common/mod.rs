@@ -490,7 +490,7 @@ impl Serving {
 
     /// `(status, headers, body)` of the one answer to `raw`, sent on a fresh connection whose
     /// writing side is then shut down.
-    pub fn raw(&self, raw: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    pub fn raw(&self, raw: &[u8]) -> Answer {
         let answers = parse_answers(&self.exchange(raw));
         assert_eq!(answers.len(), 1, "{answers:?}");
         answers.into_iter().next().unwrap()
@@ -520,9 +520,12 @@ impl Serving {
     }
 }
 
+/// An HTTP answer: status, headers (names in lower case), body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// The answers in `bytes`, each `(status, headers with lower-case names, body)`; bodies by
 /// their Content-Length (none for HEAD's answers, which have none).
-pub fn parse_answers(mut bytes: &[u8]) -> Vec<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn parse_answers(mut bytes: &[u8]) -> Vec<Answer> {
     let mut answers = Vec::new();
     while !bytes.is_empty() {
         let end = bytes
