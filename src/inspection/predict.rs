@@ -148,6 +148,17 @@ pub fn prepare_bytes(
     digit_of(name, &gray)
 }
 
+/// The width and height a picture's header gives, read without decoding it; `None` when it is
+/// not a picture this tool reads.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    reader.format()?;
+    reader.no_limits();
+    reader.into_dimensions().ok()
+}
+
 fn digit_of(path: &Path, gray: &GrayImage) -> Result<[u8; PIXELS], InspectError> {
     to_mnist(gray).ok_or_else(|| InspectError::Image {
         path: path.to_path_buf(),

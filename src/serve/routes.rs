@@ -4,8 +4,9 @@
 //! decoding pictures, loading and running models) runs on tokio's blocking threads, never on
 //! the async workers that serve the connections.
 
-use super::api::{ApiError, App, Picture};
+use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture};
 use super::guard::{Hosts, guard};
+use crate::inspection::predict;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -29,9 +30,13 @@ pub const MAX_BODY: usize = 1 << 20;
 /// its body holds a connection no longer than one trickling its head
 /// ([`super::server::HEAD_TIMEOUT`]).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pictures decoded at once: each may take up to 2048² × 8 bytes while being decoded, so
-/// memory stays bounded whatever arrives; more wait their turn.
-pub const MAX_DECODES: usize = 2;
+/// The pixels being decoded at once: two pictures of the largest size accepted
+/// ([`MAX_PICTURE_SIDE`]², up to 32 MiB each while decoding), or many pads' (280²), so memory
+/// stays bounded whatever arrives; more wait their turn.
+const DECODE_BUDGET: u64 = 2 * (MAX_PICTURE_SIDE as u64).pow(2);
+/// Pixels per permit of the decode budget.
+const PIXELS_PER_PERMIT: u64 = 1 << 16;
+const DECODE_PERMITS: u32 = (DECODE_BUDGET / PIXELS_PER_PERMIT) as u32;
 
 /// What the routes share.
 struct Ctx {
@@ -43,7 +48,7 @@ struct Ctx {
 pub fn router(app: App, hosts: Hosts) -> Router {
     let ctx = Arc::new(Ctx {
         app,
-        decodes: Semaphore::new(MAX_DECODES),
+        decodes: Semaphore::new(DECODE_PERMITS as usize),
     });
     // `get` answers HEAD too, without the body.
     Router::new()
@@ -137,9 +142,17 @@ async fn predict(
         Ok(body) => body,
         Err(refused) => return closing(error(refused.status, &refused.message)),
     };
-    // A picture waits for a decoding slot; the semaphore is never closed.
+    // A picture waits for its share of the decode budget, by the size its header gives (one
+    // permit when it has none: predict refuses it before decoding); the semaphore is never
+    // closed.
     let permit = match png {
-        true => ctx.decodes.acquire().await.ok(),
+        true => {
+            let pixels = predict::dimensions(&body).map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+            let permits = pixels
+                .div_ceil(PIXELS_PER_PERMIT)
+                .clamp(1, u64::from(DECODE_PERMITS));
+            ctx.decodes.acquire_many(permits as u32).await.ok()
+        }
         false => None,
     };
     let answer = blocking(ctx.clone(), move |app| {
