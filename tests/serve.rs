@@ -1268,3 +1268,33 @@ fn a_host_other_than_loopback_is_warned_about() {
     );
     assert_eq!(warn("127.0.0.1"), "");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    let server = serving();
+    let host = format!("Host: {}", server.addr());
+    // Enough pipelined requests for a picture that the answers (16 MB) overflow both sides'
+    // socket buffers, and none of them read.
+    let size = std::fs::metadata(run().curves_png_path()).unwrap().len();
+    let requests = (16_000_000 / size + 1) as usize;
+    let request = format!("GET /api/runs/tiny/files/curves.png HTTP/1.1\r\n{host}\r\n\r\n");
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(request.repeat(requests).as_bytes());
+    std::thread::sleep(Duration::from_secs(13));
+    // By now the server gave up on it: what it had sent ends early, or the connection is reset.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let ended = match stream.read_to_end(&mut answers) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(ended, "the connection is still open");
+    let complete = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(complete < requests, "{complete} of {requests} answered");
+    assert_alive(&server);
+}

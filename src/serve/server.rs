@@ -6,7 +6,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -19,6 +22,10 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// idle keep-alive connection is closed after it too. (The body has its own deadline,
 /// [`super::routes::BODY_TIMEOUT`].)
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that takes none of an answer's bytes for this long (it stopped reading, its
+/// buffers are full) is dropped: hyper has no deadline on writes, and such a client would
+/// otherwise hold its connection for ever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head, as hyper buffers it (its minimum is 8 KiB): 431 beyond.
 const MAX_HEAD: usize = 16 << 10;
 /// Headers of one request: 431 beyond.
@@ -88,13 +95,94 @@ async fn connection(stream: TcpStream, app: Router) {
         .max_headers(MAX_HEADERS)
         // A client that shuts down its writing side after the request still gets the answer.
         .half_close(true)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(Io::new(stream), service)
         .without_shutdown()
         .await;
     // An error (a malformed request, a client gone or too slow) was answered by hyper where
     // there was anyone to answer.
     if let Ok(parts) = served {
-        linger(parts.io.into_inner()).await;
+        linger(parts.io.inner.into_inner()).await;
+    }
+}
+
+/// A connection's socket, with [`WRITE_TIMEOUT`] on writes that cannot proceed.
+struct Io {
+    inner: TokioIo<TcpStream>,
+    /// Since when the pending write has been waiting, as a deadline.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Io {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            inner: TokioIo::new(stream),
+            stalled: None,
+        }
+    }
+
+    /// `polled` (a write's progress), failed once it has been pending for [`WRITE_TIMEOUT`].
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.deadline(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, polled)
     }
 }
 
