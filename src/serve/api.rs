@@ -192,7 +192,13 @@ impl App {
 
     /// `GET /api/runs`: every run, newest first, as `runs` lists them.
     pub fn runs(&self) -> Result<Value, ApiError> {
-        let unreadable = |name: String, error: &str| json!({"name": name, "status": "unreadable", "error": self.relative(error)});
+        let unreadable = |name: String, error: &str| {
+            json!({
+                "name": name,
+                "status": "unreadable",
+                "error": self.relative(error),
+            })
+        };
         let (vetted, refused): (Vec<_>, Vec<_>) = RunDir::list(&self.artifact_dir)?
             .into_iter()
             .map(|run| (self.vet_records(&run), run))
