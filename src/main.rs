@@ -128,6 +128,10 @@ struct ServeArgs {
     /// The port to listen on; 0 picks a free one (printed)
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// On a loopback --host, answer requests for this name too (a name in /etc/hosts, say);
+    /// by default only localhost, 127.0.0.1 and [::1] are, against DNS rebinding. Repeatable
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -372,6 +376,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 artifact_dir: args.runs.artifact_dir()?,
                 host: args.host,
                 port: args.port,
+                allow_hosts: args.allow_hosts,
                 on: (&args.on).into(),
             })?;
             Ok(ExitCode::SUCCESS)

@@ -278,6 +278,18 @@ fn drawing_a_one_and_a_zero_on_the_pad() {
         browser.script("return document.getElementById('checkpoint').value;"),
         "final"
     );
+    // The charts under the page's Content-Security-Policy (no inline styles): drawn, and their
+    // legend's colours set from the script.
+    wait_for("the loss chart's legend", || {
+        browser.script(
+            "const i = document.querySelector('#run-loss .legend i'); \
+             return i ? getComputedStyle(i).backgroundColor : null;",
+        ) == json!("rgb(47, 111, 222)")
+    });
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#run-loss svg polyline').length;"),
+        json!(2)
+    );
     browser.draw("mouse", &one());
     browser.settled(1);
     check_drawing(&browser, &server, 1);

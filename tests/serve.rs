@@ -227,18 +227,17 @@ fn predict_gives_what_the_predict_command_gives() {
 
 /// Sends `raw` on a fresh connection and returns the status line (empty when none came).
 fn raw_exchange(server: &Serving, raw: &[u8]) -> String {
-    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    // The server may answer (and stop reading) before all of it is written.
-    let _ = stream.write_all(raw);
-    // Nothing more comes: a request cut short is seen as such at once, not after a timeout.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = String::from_utf8_lossy(&server.exchange(raw)).into_owned();
     answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// `raw`'s request line followed by a Host header naming the server, then the rest of `raw`.
+fn with_host(server: &Serving, raw: &[u8]) -> Vec<u8> {
+    let end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+    let mut out = raw[..end + 2].to_vec();
+    out.extend(format!("Host: {}\r\n", server.addr()).as_bytes());
+    out.extend(&raw[end + 2..]);
+    out
 }
 
 fn assert_alive(server: &Serving) {
@@ -434,38 +433,52 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         );
         assert_alive(&server);
     };
+    let host = |bytes: &[u8]| with_host(&server, bytes);
     raw(b"GARBAGE\r\n\r\n", "400");
     raw(b"GET / HTTP/1.1\r\nHost x\r\n\r\n", "400");
     raw(b"\x00\x01\x02\xff\r\n\r\n", "400");
+    raw(b"GET / HTTP/1.1\r\n\r\n", "400");
     raw(
-        format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000)).as_bytes(),
+        &host(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000)).as_bytes()),
         "431",
     );
-    raw(b"POST /api/runs/tiny/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "411");
     raw(
-        b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        &host(format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(100)).as_bytes()),
+        "431",
+    );
+    // A chunked body is read as any other, within the same cap.
+    raw(&host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "400");
+    raw(
+        &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: abc\r\n\r\n"),
         "400",
     );
     // A body declared far beyond the limit, and one actually sent beyond it.
     raw(
-        b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Length: 1000000000000\r\n\r\nxx",
+        &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 1000000000000\r\n\r\nxx"),
         "413",
     );
+    // Beyond what hyper takes for a length at all: it refuses the head.
     raw(
-        b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
-        "413",
+        &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 18446744073709551615\r\n\r\n"),
+        "431",
     );
-    let mut big = b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 2097152\r\n\r\n".to_vec();
+    let mut big = host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 2097152\r\n\r\n");
     big.extend(vec![b'x'; 2 << 20]);
     raw(&big, "413");
-    // A client that leaves mid-request, or sends nothing at all.
-    assert_eq!(
-        raw_exchange(
-            &server,
-            b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Length: 100\r\n\r\nab"
-        ),
-        ""
+    let mut chunked = host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..33 {
+        chunked.extend(b"10000\r\n");
+        chunked.extend(vec![b'x'; 1 << 16]);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    raw(&chunked, "413");
+    // A client that leaves mid-body is told so; one that sends nothing gets nothing.
+    raw(
+        &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\nab"),
+        "400",
     );
+    assert_eq!(raw_exchange(&server, b""), "");
     drop(std::net::TcpStream::connect(server.addr()).unwrap());
     assert_alive(&server);
 }
@@ -570,4 +583,718 @@ fn ctrl_c_stops_the_server_with_130_and_a_taken_port_is_an_error() {
         0
     );
     assert_eq!(wait_exit(&mut server.child).code(), Some(130));
+}
+
+// ---- Issue #21: what an attacker could do to the old server, one test per finding ----
+
+/// A fresh home whose `artifacts/runs/tiny` is a copy of the trained run, to break on purpose.
+fn copy_of_tiny() -> tempfile::TempDir {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let home = tempfile::tempdir().unwrap();
+    copy_dir(run().path(), &home.path().join("artifacts/runs/tiny"));
+    home
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf reads a constant.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Peak resident memory of process `pid` in MB, from /proc/PID/status.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1000
+}
+
+/// A GET of `path` on a fresh connection with `headers` (each `Name: value`), closed after.
+fn get_with(server: &Serving, path: &str, headers: &[&str]) -> common::Answer {
+    let mut raw = format!("GET /{path} HTTP/1.1\r\nConnection: close\r\n");
+    for header in headers {
+        raw.push_str(&format!("{header}\r\n"));
+    }
+    raw.push_str("\r\n");
+    server.raw(raw.as_bytes())
+}
+
+fn error_of(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    value["error"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn slow_clients_do_not_stall_others_and_are_dropped_at_the_deadline() {
+    let server = serving();
+    let head = format!(
+        "GET /api/runs HTTP/1.1\r\nHost: {}\r\nX-Slow: {}\r\n\r\n",
+        server.addr(),
+        "x".repeat(100)
+    );
+    let mut slow: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    let start = Instant::now();
+    // A header byte a second from each of 40 clients; meanwhile normal requests are answered.
+    let mut sent = 0;
+    let mut answered = Vec::new();
+    while start.elapsed() < Duration::from_secs(4) {
+        for stream in &mut slow {
+            stream.write_all(&head.as_bytes()[sent..sent + 1]).unwrap();
+        }
+        sent += 1;
+        let asked = Instant::now();
+        assert_eq!(server.get_json("api/runs", 200)[0]["name"], "tiny");
+        answered.push(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    assert!(answered.len() >= 3, "{answered:?}");
+    assert!(
+        answered.iter().all(|t| *t < Duration::from_secs(2)),
+        "{answered:?}"
+    );
+    // Still trickling at the head deadline (10 s), each is closed by then, answered 408 or not
+    // at all; the old server waited 10 s per read, for ever.
+    let closed_by = Duration::from_secs(14);
+    let mut open = slow.len();
+    for stream in &mut slow {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+    }
+    while open > 0 && start.elapsed() < closed_by {
+        open = 0;
+        for stream in &mut slow {
+            // A write to a closed connection fails at the latest on the second try.
+            let wrote = stream.write_all(&head.as_bytes()[sent..sent + 1]).is_ok();
+            let mut buf = [0u8; 512];
+            let closed = match stream.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if wrote && !closed {
+                open += 1;
+            }
+        }
+        sent = (sent + 1).min(head.len() - 5);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(open, 0, "slow clients still open after {closed_by:?}");
+    assert_alive(&server);
+}
+
+#[test]
+fn a_body_trickling_in_is_refused_at_its_deadline() {
+    let server = serving();
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(900)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/runs/tiny/predict HTTP/1.1\r\nHost: {}\r\nContent-Type: image/png\r\n\
+         Content-Length: 1000\r\n\r\n",
+        server.addr()
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        if stream.write_all(b"x").is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend(&buf[..n]),
+            Err(_) => {}
+        }
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let answers = common::parse_answers(&answer);
+    assert_eq!(answers.len(), 1, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(answers[0].0, 408);
+    assert!(error_of(&answers[0].2).contains("within 10 s"));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(13),
+        "{took:?}"
+    );
+    assert_alive(&server);
+}
+
+#[test]
+fn when_file_descriptors_run_out_the_server_waits_instead_of_spinning() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Serving::command(home(), "artifacts", &[]);
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let server = Serving::spawn(&mut command);
+    let pid = server.child.id();
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(server.addr()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_seconds(pid) - before;
+    // The old server retried `accept` at once: 2 s of CPU in 2 s.
+    assert!(spent < 0.2, "{spent} s of CPU in 2 s");
+    drop(idle);
+    let start = Instant::now();
+    assert_alive(&server);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn connections_beyond_the_cap_are_told_503() {
+    let server = serving();
+    // 256 open connections, each having sent part of a request; the server holds them all.
+    let open: Vec<std::net::TcpStream> = (0..256)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+            s.write_all(b"GET /").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, headers, body) =
+        get_with(&server, "api/runs", &[&format!("Host: {}", server.addr())]);
+    assert_eq!(status, 503);
+    assert_eq!(common::header(&headers, "retry-after"), Some("1"));
+    assert!(error_of(&body).contains("too many connections"));
+    drop(open);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_alive(&server);
+}
+
+/// A real PNG of `side`² RGB pixels, all black, compressed as far as deflate goes (16384² is
+/// 805 MB of pixels in about 780 KB), written without ever holding the pixels.
+fn black_png(side: u32) -> Vec<u8> {
+    use flate2::write::ZlibEncoder;
+    let chunk = |png: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
+        png.extend((data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend(kind);
+        png.extend(data);
+        png.extend(crc.sum().to_be_bytes());
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    chunk(&mut png, b"IHDR", &ihdr);
+    let mut encoder = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    // Each row: filter byte 0, then the pixels.
+    let row = vec![0u8; 1 + 3 * side as usize];
+    for _ in 0..side {
+        encoder.write_all(&row).unwrap();
+    }
+    chunk(&mut png, b"IDAT", &encoder.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn a_huge_picture_is_refused_before_it_is_decoded() {
+    let png = black_png(16_384);
+    assert!(png.len() < 1 << 20, "{} bytes", png.len());
+    let server = serving();
+    let pid = server.child.id();
+    // Four at once: the old server decoded each (1.6 GB peak for one).
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| server.post("api/runs/tiny/predict", "image/png", &png)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, answer) in &answers {
+        assert_eq!(*status, 400, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("16384×16384 pixels: too large (at most 2048×2048 are read)"),
+            "{answer}"
+        );
+    }
+    assert!(peak_rss_mb(pid) < 600, "{} MB", peak_rss_mb(pid));
+    // The limit is serve's: a picture within it is still read.
+    let (status, answer) = server.post(
+        "api/runs/tiny/predict",
+        "image/png",
+        &png_claiming(2049, 10),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2048×2048")
+    );
+    assert_alive(&server);
+}
+
+#[test]
+fn a_symlink_out_of_the_artifact_dir_is_not_followed() {
+    let copy = copy_of_tiny();
+    let tiny = RunDir::open(copy.path().join("artifacts/runs/tiny"));
+    std::fs::remove_file(tiny.config_path()).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tiny.config_path()).unwrap();
+    std::fs::remove_file(tiny.curves_svg_path()).unwrap();
+    std::os::unix::fs::symlink(home().join("secret.txt"), tiny.curves_svg_path()).unwrap();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let server = Serving::start(copy.path(), "artifacts", &[]);
+    let leaks = |body: &[u8]| {
+        let text = String::from_utf8_lossy(body);
+        text.contains("SECRET") || passwd.lines().any(|line| text.contains(line))
+    };
+    let detail = server.get_json("api/runs/tiny", 200);
+    assert_eq!(detail["config"], Value::Null);
+    assert_eq!(detail["files"], json!(["curves.png", "history.csv"]));
+    assert!(!leaks(detail.to_string().as_bytes()));
+    for file in ["config.toml", "curves.svg"] {
+        let (status, body) = server.get(&format!("api/runs/tiny/files/{file}"));
+        assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            error_of(&body),
+            format!("runs/tiny/{file}: resolves outside the artifact directory; not served")
+        );
+        assert!(!leaks(&body));
+    }
+    // Predicting reads the config (for the device): refused too.
+    let (status, answer) = server.post("api/runs/tiny/predict", "image/png", &seven());
+    assert_eq!(status, 403, "{answer}");
+    assert!(!leaks(answer.to_string().as_bytes()));
+}
+
+#[test]
+fn a_fifo_in_a_run_does_not_block_the_server() {
+    let home = copy_of_tiny();
+    let tiny = RunDir::open(home.path().join("artifacts/runs/tiny"));
+    let fifo = |path: PathBuf| {
+        std::fs::remove_file(&path).unwrap();
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    };
+    fifo(tiny.config_path());
+    let server = Serving::start(home.path(), "artifacts", &[]);
+    let bound = Duration::from_secs(2);
+    for _ in 0..10 {
+        let start = Instant::now();
+        let (status, body) = server.get("api/runs/tiny/files/config.toml");
+        assert_eq!(status, 403);
+        assert_eq!(
+            error_of(&body),
+            "runs/tiny/config.toml: a FIFO, not a regular file; not served"
+        );
+        let detail = server.get_json("api/runs/tiny", 200);
+        assert_eq!(detail["config"], Value::Null);
+        let (status, answer) = server.post("api/runs/tiny/predict", "image/png", &seven());
+        assert_eq!(status, 403, "{answer}");
+        assert!(start.elapsed() < bound, "{:?}", start.elapsed());
+    }
+    // A FIFO as history.json: the run is listed as unreadable, at once.
+    fifo(tiny.history_json_path());
+    let start = Instant::now();
+    let runs = server.get_json("api/runs", 200);
+    assert!(start.elapsed() < bound);
+    assert_eq!(runs[0]["status"], "unreadable");
+    assert_eq!(
+        runs[0]["error"],
+        "runs/tiny/history.json: a FIFO, not a regular file; not served"
+    );
+}
+
+#[test]
+fn error_bodies_name_no_absolute_path() {
+    let home = copy_of_tiny();
+    let tiny = RunDir::open(home.path().join("artifacts/runs/tiny"));
+    std::fs::remove_file(tiny.model_path()).unwrap();
+    let artifacts = home.path().join("artifacts");
+    // Another run with a broken run.json, listed as unreadable.
+    let broken = artifacts.join("runs/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "{").unwrap();
+    let server = Serving::start(home.path(), artifacts.to_str().unwrap(), &[]);
+    let mut errors = vec![server.get_json("api/runs", 200)[1]["error"].clone()];
+    for path in [
+        "api/runs/nope",
+        "api/runs/tiny/files/mistakes.png",
+        "api/runs/broken",
+        "nothing/here",
+    ] {
+        let (status, body) = server.get(path);
+        assert!(status >= 400, "{path}");
+        errors.push(json!(error_of(&body)));
+    }
+    for checkpoint in ["final", "9"] {
+        let (status, answer) = server.post(
+            &format!("api/runs/tiny/predict?checkpoint={checkpoint}"),
+            "image/png",
+            &seven(),
+        );
+        assert_eq!(status, 404, "{answer}");
+        errors.push(answer["error"].clone());
+    }
+    let text = errors
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    let home_text = home.path().display().to_string();
+    for error in &text {
+        assert!(
+            !error.contains(&home_text) && !error.contains("/tmp"),
+            "{error}"
+        );
+    }
+    assert_eq!(text[1], "nope: no such run in runs/");
+    assert_eq!(text[2], "runs/tiny/mistakes.png: not written (yet)");
+    assert!(text[0].starts_with("runs/broken/run.json: "), "{}", text[0]);
+    assert!(text[5].starts_with("runs/tiny/model.bpk: "), "{}", text[5]);
+    assert!(
+        text[6].starts_with("runs/tiny/checkpoint/model-9.bpk: missing"),
+        "{}",
+        text[6]
+    );
+}
+
+#[test]
+fn only_loopback_names_are_answered_on_loopback() {
+    let server = Serving::start(home(), "artifacts", &["--allow-host", "Box.Local"]);
+    let port = server.addr().rsplit(':').next().unwrap().to_string();
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.evil.example:{port}"),
+    ] {
+        for path in [
+            "",
+            "api/runs",
+            "api/runs/tiny",
+            "api/runs/tiny/files/config.toml",
+        ] {
+            let (status, _, body) = get_with(&server, path, &[&format!("Host: {host}")]);
+            assert_eq!(status, 403, "{host} {path}");
+            assert!(error_of(&body).contains("is not a name of this server"));
+        }
+    }
+    let (status, _, _) = get_with(&server, "api/runs", &[]);
+    assert_eq!(status, 400, "no Host");
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "localhost".to_string(),
+        format!("box.local:{port}"),
+    ] {
+        let (status, _, body) = get_with(&server, "api/runs", &[&format!("Host: {host}")]);
+        assert_eq!(status, 200, "{host}");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()[0]["name"],
+            "tiny"
+        );
+    }
+}
+
+#[test]
+fn cross_site_requests_are_refused() {
+    let server = serving();
+    let host = format!("Host: {}", server.addr());
+    let own = format!("Origin: http://{}", server.addr());
+    let pixels = json!({ "pixels": vec![0.0; PIXELS] }).to_string();
+    let post = |headers: &str| {
+        server.raw(
+            format!(
+                "POST /api/runs/tiny/predict HTTP/1.1\r\n{host}\r\n{headers}Content-Length: {}\r\n\
+                 Connection: close\r\n\r\n{pixels}",
+                pixels.len()
+            )
+            .as_bytes(),
+        )
+    };
+    // What a cross-site no-cors fetch sends: no Content-Type. The old server read it as JSON.
+    let (status, _, body) = post("");
+    assert_eq!(status, 415);
+    assert!(error_of(&body).contains("needs a Content-Type"));
+    assert_eq!(post("Content-Type: application/json\r\n").0, 200);
+    assert_eq!(
+        post(&format!("Content-Type: application/json\r\n{own}\r\n")).0,
+        200
+    );
+    for refused in [
+        "Sec-Fetch-Site: cross-site",
+        "Origin: http://evil.example",
+        "Origin: null",
+        "Origin: https://127.0.0.1",
+    ] {
+        let (status, _, body) = get_with(&server, "api/runs", &[&host, refused]);
+        assert_eq!(status, 403, "{refused}");
+        assert!(error_of(&body).contains("refused"), "{refused}");
+        let (status, _, _) = post(&format!("Content-Type: application/json\r\n{refused}\r\n"));
+        assert_eq!(status, 403, "POST {refused}");
+    }
+    for allowed in [
+        "Sec-Fetch-Site: same-origin",
+        "Sec-Fetch-Site: none",
+        own.as_str(),
+    ] {
+        assert_eq!(
+            get_with(&server, "api/runs", &[&host, allowed]).0,
+            200,
+            "{allowed}"
+        );
+    }
+}
+
+#[test]
+fn every_answer_carries_the_security_headers() {
+    let server = serving();
+    let host = format!("Host: {}", server.addr());
+    for (path, headers, status) in [
+        ("", vec![host.as_str()], 200),
+        ("assets/app.js", vec![host.as_str()], 200),
+        ("api/runs", vec![host.as_str()], 200),
+        ("api/runs/tiny/files/curves.svg", vec![host.as_str()], 200),
+        ("nothing/here", vec![host.as_str()], 404),
+        ("api/runs", vec!["Host: evil.example"], 403),
+    ] {
+        let (got, headers, _) = get_with(&server, path, &headers);
+        assert_eq!(got, status, "{path}");
+        let csp = common::header(&headers, "content-security-policy").unwrap();
+        assert_eq!(
+            csp,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(common::header(&headers, "x-frame-options"), Some("DENY"));
+        assert_eq!(
+            common::header(&headers, "x-content-type-options"),
+            Some("nosniff")
+        );
+        assert_eq!(
+            common::header(&headers, "referrer-policy"),
+            Some("no-referrer")
+        );
+    }
+    // The page obeys its policy: no inline script, style or handler.
+    let (_, html) = server.get("");
+    let html = String::from_utf8(html).unwrap();
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(html.contains(r#"<script src="/assets/app.js"></script>"#));
+    assert!(
+        !html.contains("<style") && !html.contains("style="),
+        "{html}"
+    );
+    // No handler attribute (`onclick=` and the like).
+    let handler = html.split(" on").skip(1).find(|rest| {
+        let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+        !name.is_empty() && rest[name.len()..].starts_with('=')
+    });
+    assert_eq!(handler, None, "{html}");
+    let (_, js) = server.get("assets/app.js");
+    assert!(!String::from_utf8(js).unwrap().contains("style=\""));
+}
+
+#[test]
+fn http_is_spoken_as_the_spec_says() {
+    let server = serving();
+    let host = format!("Host: {}", server.addr());
+    // HEAD wherever GET is served: the GET's headers, no body. The old server said 405.
+    for path in [
+        "",
+        "assets/style.css",
+        "api/runs",
+        "api/runs/tiny",
+        "api/runs/tiny/files/history.csv",
+    ] {
+        let (status, get_headers, get_body) = get_with(&server, path, &[&host]);
+        assert_eq!(status, 200);
+        let bytes = server.exchange(
+            format!("HEAD /{path} HTTP/1.1\r\n{host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "a body came: {text}");
+        let headers = &common::parse_answers(&bytes)[0].1;
+        assert_eq!(
+            common::header(headers, "content-length"),
+            Some(get_body.len().to_string().as_str()),
+            "{path}"
+        );
+        assert_eq!(
+            common::header(headers, "content-type"),
+            common::header(&get_headers, "content-type")
+        );
+    }
+    // Two Content-Lengths that disagree: which body is meant? Refused, not guessed.
+    let (status, _, _) = server.raw(
+        format!(
+            "POST /api/runs/tiny/predict HTTP/1.1\r\n{host}\r\nContent-Type: image/png\r\n\
+             Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 400);
+    // Pipelined: both answered, in order, on one connection (the old server dropped the second).
+    let pipelined = format!(
+        "GET /api/runs HTTP/1.1\r\n{host}\r\n\r\nGET /api/runs/tiny HTTP/1.1\r\n{host}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let answers = common::parse_answers(&server.exchange(pipelined.as_bytes()));
+    assert_eq!(answers.len(), 2);
+    assert_eq!((answers[0].0, answers[1].0), (200, 200));
+    let first: Value = serde_json::from_slice(&answers[0].2).unwrap();
+    let second: Value = serde_json::from_slice(&answers[1].2).unwrap();
+    assert_eq!(first[0]["name"], "tiny");
+    assert_eq!(second["run"]["name"], "tiny");
+    assert_eq!(common::header(&answers[1].1, "connection"), Some("close"));
+    // Keep-alive: one connection, three requests in turn.
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for _ in 0..3 {
+        write!(stream, "GET /api/runs HTTP/1.1\r\n{host}\r\n\r\n").unwrap();
+        let mut reader = std::io::BufReader::new(&stream);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut length = 0;
+        loop {
+            line.clear();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()[0]["name"],
+            "tiny"
+        );
+    }
+}
+
+#[test]
+fn a_host_other_than_loopback_is_warned_about() {
+    use std::io::BufRead;
+    let warn = |host: &str| -> String {
+        let mut child = mnist_mlp(home())
+            .args([
+                "serve",
+                "--artifact-dir",
+                "artifacts",
+                "--port",
+                "0",
+                "--host",
+                host,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("Serving http://"), "{first}");
+        // The warning comes before the first line: kill, then read what was written.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        err
+    };
+    let err = warn("0.0.0.0");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "warning: serving on 0.0.0.0 without authentication: anyone who can reach this address \
+         can read every run (configs, histories, paths) and predict"
+    );
+    assert_eq!(warn("127.0.0.1"), "");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    let server = serving();
+    let host = format!("Host: {}", server.addr());
+    // Enough pipelined requests for a picture that the answers (16 MB) overflow both sides'
+    // socket buffers, and none of them read.
+    let size = std::fs::metadata(run().curves_png_path()).unwrap().len();
+    let requests = (16_000_000 / size + 1) as usize;
+    let request = format!("GET /api/runs/tiny/files/curves.png HTTP/1.1\r\n{host}\r\n\r\n");
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(request.repeat(requests).as_bytes());
+    std::thread::sleep(Duration::from_secs(13));
+    // By now the server gave up on it: what it had sent ends early, or the connection is reset.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answers = Vec::new();
+    let ended = match stream.read_to_end(&mut answers) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(ended, "the connection is still open");
+    let complete = answers.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+    assert!(complete < requests, "{complete} of {requests} answered");
+    assert_alive(&server);
 }

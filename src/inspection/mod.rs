@@ -12,7 +12,7 @@ pub mod predict;
 pub mod report;
 pub mod show;
 
-pub use report::{RunSummary, inspect, runs, summaries, summary};
+pub use report::{RunSummary, inspect, runs, summaries, summaries_of, summary};
 
 use crate::backend::{Backend, BackendError};
 use crate::config::{ConfigError, TrainConfig};

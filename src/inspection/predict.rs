@@ -20,8 +20,12 @@ use std::path::{Path, PathBuf};
 
 /// The largest width or height accepted: larger pictures are refused before they are decoded,
 /// so memory stays bounded (16384² grey is 256 MiB; the decoder's allocations are capped too).
+/// `serve` passes its own, lower cap to [`prepare_bytes`].
 pub const MAX_SIDE: u32 = 16_384;
 const MAX_ALLOC: u64 = 1 << 30;
+/// Bytes per pixel the decoder may allocate (RGBA at 16 bits), within [`MAX_ALLOC`]: the
+/// allocation cap of a lower side cap shrinks with it.
+const ALLOC_PER_PIXEL: u64 = 8;
 /// The side of the box MNIST fits each digit into.
 const BOX: u32 = 20;
 /// A picture whose ink is fainter than this (on 0–255) against its background holds no digit.
@@ -122,20 +126,37 @@ pub fn prepare(path: &Path) -> Result<[u8; PIXELS], InspectError> {
     if meta.len() == 0 {
         return Err(image_error(path, "empty file, not a picture"));
     }
-    let gray = read_gray(path, || {
+    let gray = read_gray(path, MAX_SIDE, || {
         Ok(std::io::BufReader::new(std::fs::File::open(path)?))
     })?;
     digit_of(path, &gray)
 }
 
-/// [`prepare`] for a picture already in memory (`serve`'s drawing pad), within the same limits;
-/// `name` says where it came from in errors.
-pub fn prepare_bytes(name: &Path, bytes: &[u8]) -> Result<[u8; PIXELS], InspectError> {
+/// [`prepare`] for a picture already in memory (`serve`'s drawing pad), refusing a side over
+/// `max_side` (at most [`MAX_SIDE`]) from its header; `name` says where it came from in errors.
+pub fn prepare_bytes(
+    name: &Path,
+    bytes: &[u8],
+    max_side: u32,
+) -> Result<[u8; PIXELS], InspectError> {
     if bytes.is_empty() {
         return Err(image_error(name, "empty file, not a picture"));
     }
-    let gray = read_gray(name, || Ok(std::io::Cursor::new(bytes)))?;
+    let gray = read_gray(name, max_side.min(MAX_SIDE), || {
+        Ok(std::io::Cursor::new(bytes))
+    })?;
     digit_of(name, &gray)
+}
+
+/// The width and height a picture's header gives, read without decoding it; `None` when it is
+/// not a picture this tool reads.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    reader.format()?;
+    reader.no_limits();
+    reader.into_dimensions().ok()
 }
 
 fn digit_of(path: &Path, gray: &GrayImage) -> Result<[u8; PIXELS], InspectError> {
@@ -154,9 +175,10 @@ fn image_error(path: &Path, message: impl Into<String>) -> InspectError {
 
 /// Decodes the picture `source` opens (named `path` in errors) to grey, transparent pixels over
 /// white (a digit drawn on a transparent canvas is dark ink on nothing). Its size is checked
-/// from the header before decoding.
+/// against `max_side` from the header before decoding.
 fn read_gray<R: std::io::BufRead + std::io::Seek>(
     path: &Path,
+    max_side: u32,
     source: impl Fn() -> std::io::Result<R>,
 ) -> Result<GrayImage, InspectError> {
     let read_error = |source| InspectError::ImageRead {
@@ -175,9 +197,9 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
         }
         if limited {
             let mut limits = Limits::default();
-            limits.max_image_width = Some(MAX_SIDE);
-            limits.max_image_height = Some(MAX_SIDE);
-            limits.max_alloc = Some(MAX_ALLOC);
+            limits.max_image_width = Some(max_side);
+            limits.max_image_height = Some(max_side);
+            limits.max_alloc = Some(max_alloc(max_side));
             reader.limits(limits);
         } else {
             // Reading the header allocates next to nothing; its size is checked below.
@@ -187,14 +209,16 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
     };
     let (width, height) = open(false)?
         .into_dimensions()
-        .map_err(|e| decode_error(path, e))?;
+        .map_err(|e| decode_error(path, e, max_side))?;
     if width == 0 || height == 0 {
         return Err(image_error(path, format!("{width}×{height} pixels: empty")));
     }
-    if width > MAX_SIDE || height > MAX_SIDE {
-        return Err(too_large(path, width, height));
+    if width > max_side || height > max_side {
+        return Err(too_large(path, width, height, max_side));
     }
-    let decoded = open(true)?.decode().map_err(|e| decode_error(path, e))?;
+    let decoded = open(true)?
+        .decode()
+        .map_err(|e| decode_error(path, e, max_side))?;
     let rgba = decoded.to_luma_alpha8();
     let (w, h) = rgba.dimensions();
     let gray = GrayImage::from_fn(w, h, |x, y| {
@@ -205,18 +229,26 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
     Ok(gray)
 }
 
-fn too_large(path: &Path, width: u32, height: u32) -> InspectError {
+/// What the decoder may allocate for a picture of at most `max_side` a side.
+fn max_alloc(max_side: u32) -> u64 {
+    (u64::from(max_side).pow(2) * ALLOC_PER_PIXEL).min(MAX_ALLOC)
+}
+
+fn too_large(path: &Path, width: u32, height: u32, max_side: u32) -> InspectError {
     image_error(
         path,
-        format!("{width}×{height} pixels: too large (at most {MAX_SIDE}×{MAX_SIDE} are read)"),
+        format!("{width}×{height} pixels: too large (at most {max_side}×{max_side} are read)"),
     )
 }
 
-fn decode_error(path: &Path, error: image::ImageError) -> InspectError {
+fn decode_error(path: &Path, error: image::ImageError, max_side: u32) -> InspectError {
     match error {
         image::ImageError::Limits(_) => image_error(
             path,
-            format!("too large to decode within {} MiB", MAX_ALLOC >> 20),
+            format!(
+                "too large to decode within {} MiB",
+                max_alloc(max_side) >> 20
+            ),
         ),
         image::ImageError::IoError(source)
             if source.kind() == std::io::ErrorKind::UnexpectedEof =>

@@ -26,7 +26,12 @@ pub struct RunSummary {
 /// Every run under `<artifact_dir>/runs/`, newest first (RFC 3339 UTC times sort as text);
 /// unreadable ones last, so one broken run does not hide the others.
 pub fn summaries(artifact_dir: &Path) -> Result<Vec<RunSummary>, InspectError> {
-    let mut found: Vec<RunSummary> = RunDir::list(artifact_dir)?
+    Ok(summaries_of(RunDir::list(artifact_dir)?))
+}
+
+/// [`summaries`] of the given runs (`serve` leaves out those whose files it will not read).
+pub fn summaries_of(runs: Vec<RunDir>) -> Vec<RunSummary> {
+    let mut found: Vec<RunSummary> = runs
         .into_iter()
         .map(|run| {
             let recorded = run
@@ -45,7 +50,7 @@ pub fn summaries(artifact_dir: &Path) -> Result<Vec<RunSummary>, InspectError> {
             .map_or(String::new(), |(info, _)| info.started.clone())
     };
     found.sort_by_key(|s| std::cmp::Reverse(started(s)));
-    Ok(found)
+    found
 }
 
 /// `runs`: one row per run under `<artifact_dir>/runs/`, newest first. A run whose files cannot

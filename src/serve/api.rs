@@ -2,6 +2,7 @@
 //! Every answer is computed by the inspection code the commands use, so the page shows what
 //! `runs`, `inspect` and `predict` print.
 
+use super::files::{FileFault, Inside};
 use crate::batcher;
 use crate::data::idx::PIXELS;
 use crate::inspection::{self, ComputeOn, InspectError, predict};
@@ -13,6 +14,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
+
+/// The largest side of a picture sent to predict: the pad is 280×280, and a picture is decoded
+/// whole, so a 16384² one (the CLI's cap) costs 1.6 GB of memory and seconds of CPU; 2048² at
+/// most 32 MiB. Checked from the header, before decoding.
+pub const MAX_PICTURE_SIDE: u32 = 2048;
+/// The largest record of a run read (run.json, history.json, model.json, config.toml): a run of
+/// thousands of epochs writes well under 1 MiB.
+const MAX_RECORD: u64 = 16 << 20;
+/// The largest picture or CSV of a run served (curves, eval's pictures: a few hundred KiB).
+const MAX_PAGE_FILE: u64 = 64 << 20;
+/// The largest weights file loaded (the tutorial's model is 2.7 MB; a wider one fits).
+const MAX_WEIGHTS: u64 = 1 << 30;
 
 /// A request the server cannot answer as asked: the HTTP status and why, sent as
 /// `{"error": message}`.
@@ -57,15 +70,41 @@ impl From<LoadError> for ApiError {
     }
 }
 
-/// The files of a run the page may fetch, by their fixed names, and their media types.
-const FILES: [(&str, &str); 6] = [
-    ("curves.svg", "image/svg+xml"),
-    ("curves.png", "image/png"),
-    ("confusion.png", "image/png"),
-    ("mistakes.png", "image/png"),
-    ("config.toml", "text/plain; charset=utf-8"),
-    ("history.csv", "text/csv; charset=utf-8"),
+impl From<FileFault> for ApiError {
+    /// A file not there is 404; one refused (outside, not regular, too large) 403; the rest 500.
+    fn from(fault: FileFault) -> Self {
+        let status = match &fault {
+            FileFault::Missing(_) => 404,
+            FileFault::Outside(_) | FileFault::NotRegular { .. } | FileFault::TooLarge { .. } => {
+                403
+            }
+            FileFault::Io { .. } => 500,
+        };
+        Self::new(status, fault.to_string())
+    }
+}
+
+/// A run's file, as [`RunDir`] names it.
+type RunFile = fn(&RunDir) -> PathBuf;
+
+/// The files of a run the page may fetch, and their media types; the page asks for them by
+/// their file names.
+const FILES: [(RunFile, &str); 6] = [
+    (RunDir::curves_svg_path, "image/svg+xml"),
+    (RunDir::curves_png_path, "image/png"),
+    (RunDir::confusion_png_path, "image/png"),
+    (RunDir::mistakes_png_path, "image/png"),
+    (RunDir::config_path, "text/plain; charset=utf-8"),
+    (RunDir::history_csv_path, "text/csv; charset=utf-8"),
 ];
+
+/// The name the page asks `file` of a run by.
+fn file_name(file: RunFile) -> String {
+    file(&RunDir::open(""))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
 
 /// A weights file as it was when loaded: a changed file (a run still training rewrites `best`'s
 /// epoch, a resumed one its checkpoints) is loaded again.
@@ -73,7 +112,10 @@ type Stamp = (Option<SystemTime>, u64);
 
 /// What the server knows: where the runs are, where to compute, and the models loaded so far.
 pub struct App {
+    /// Absolute, so that every path in an error starts with it and [`App::relative`] can take
+    /// it out.
     artifact_dir: PathBuf,
+    inside: Inside,
     on: ComputeOn,
     models: Mutex<HashMap<PathBuf, (Stamp, Mlp, burn::tensor::Device)>>,
 }
@@ -93,12 +135,46 @@ struct PixelsBody {
 }
 
 impl App {
-    pub fn new(artifact_dir: PathBuf, on: ComputeOn) -> Self {
+    pub fn new(artifact_dir: &Path, on: ComputeOn) -> Self {
+        let artifact_dir =
+            std::path::absolute(artifact_dir).unwrap_or_else(|_| artifact_dir.to_path_buf());
         Self {
+            inside: Inside::new(artifact_dir.clone()),
             artifact_dir,
             on,
             models: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `message` with the artifact directory taken out of its paths: answers name a run's files
+    /// relative to it (`runs/tiny/config.toml`), never where they are on this machine.
+    pub fn relative(&self, message: &str) -> String {
+        let mut roots = vec![self.artifact_dir.clone()];
+        roots.extend(std::fs::canonicalize(&self.artifact_dir).ok());
+        roots.iter().fold(message.to_string(), |text, root| {
+            let root = root.display().to_string();
+            text.replace(&format!("{root}/"), "")
+                .replace(&root, "the artifact directory")
+        })
+    }
+
+    /// Checks `files` of a run before the run-directory code reads them: each one there must be
+    /// a regular file inside the artifact directory of at most `cap` bytes (a FIFO would block
+    /// the read for ever, a symlink could lead anywhere). A file not there is for the reader to
+    /// report.
+    fn vet(&self, files: &[PathBuf], cap: u64) -> Result<(), ApiError> {
+        for file in files {
+            match self.inside.check(file, cap) {
+                Ok(_) | Err(FileFault::Missing(_)) => {}
+                Err(fault) => return Err(fault.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Vets what [`inspection::summaries`] reads of `run`.
+    fn vet_records(&self, run: &RunDir) -> Result<(), ApiError> {
+        self.vet(&[run.info_path(), run.history_json_path()], MAX_RECORD)
     }
 
     /// The run called `name`, only ever one listed under `<artifact_dir>/runs/`: a name that
@@ -111,26 +187,36 @@ impl App {
         RunDir::list(&self.artifact_dir)?
             .into_iter()
             .find(|run| run.name() == name)
-            .ok_or_else(|| {
-                let under = RunDir::runs_dir(&self.artifact_dir);
-                ApiError::new(404, format!("{name}: no such run in {}", under.display()))
-            })
+            .ok_or_else(|| ApiError::new(404, format!("{name}: no such run in runs/")))
     }
 
     /// `GET /api/runs`: every run, newest first, as `runs` lists them.
     pub fn runs(&self) -> Result<Value, ApiError> {
-        let rows = inspection::summaries(&self.artifact_dir)
-            .map_err(ApiError::from)?
-            .into_iter()
-            .map(|summary| match &summary.recorded {
-                Ok((info, history)) => run_row(&summary.run, info, history),
-                Err(e) => json!({
-                    "name": summary.run.name(),
-                    "status": "unreadable",
-                    "error": e.to_string(),
-                }),
+        let unreadable = |name: String, error: &str| {
+            json!({
+                "name": name,
+                "status": "unreadable",
+                "error": self.relative(error),
             })
-            .collect();
+        };
+        let (vetted, refused): (Vec<_>, Vec<_>) = RunDir::list(&self.artifact_dir)?
+            .into_iter()
+            .map(|run| (self.vet_records(&run), run))
+            .partition(|(vetted, _)| vetted.is_ok());
+        let mut rows: Vec<Value> =
+            inspection::summaries_of(vetted.into_iter().map(|(_, run)| run).collect())
+                .into_iter()
+                .map(|summary| match &summary.recorded {
+                    Ok((info, history)) => run_row(&summary.run, info, history),
+                    Err(e) => unreadable(summary.run.name(), &e.to_string()),
+                })
+                .collect();
+        // Unreadable ones last, as `summaries` orders them.
+        rows.extend(
+            refused.into_iter().filter_map(|(vetted, run)| {
+                vetted.err().map(|e| unreadable(run.name(), &e.message))
+            }),
+        );
         Ok(Value::Array(rows))
     }
 
@@ -138,6 +224,7 @@ impl App {
     /// which of the run's files are there.
     pub fn run_detail(&self, name: &str) -> Result<Value, ApiError> {
         let run = self.run(name)?;
+        self.vet_records(&run)?;
         let info = run.read_info()?;
         let history = inspection::report::recorded_history(&run, &info)?;
         let epochs = run.model_checkpoint_epochs()?;
@@ -145,11 +232,17 @@ impl App {
             .best_epoch()
             .map(|(epoch, _)| epoch)
             .filter(|e| epochs.contains(e));
-        let files: Vec<&str> = FILES
+        let files: Vec<String> = FILES
             .iter()
-            .map(|(file, _)| *file)
-            .filter(|file| run.path().join(file).is_file())
+            .filter(|(file, _)| self.inside.readable(&file(&run), MAX_PAGE_FILE))
+            .map(|(file, _)| file_name(*file))
             .collect();
+        // Shown as text: not shown when it is not a file the server reads.
+        let config = self
+            .inside
+            .read(&run.config_path(), MAX_RECORD)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
         Ok(json!({
             "row": run_row(&run, &info, &history),
             "run": info,
@@ -160,29 +253,22 @@ impl App {
                 "last": epochs.last(),
                 "final": run.model_path().is_file(),
             },
-            "config": std::fs::read_to_string(run.config_path()).ok(),
+            "config": config,
             "files": files,
         }))
     }
 
     /// `GET /api/runs/{name}/files/{file}`: one of [`FILES`], and its media type.
     pub fn file(&self, name: &str, file: &str) -> Result<(Vec<u8>, &'static str), ApiError> {
-        let Some(&(file, media)) = FILES.iter().find(|(known, _)| *known == file) else {
+        let Some(&(path_of, media)) = FILES.iter().find(|(known, _)| file_name(*known) == file)
+        else {
             return Err(ApiError::new(
                 404,
                 format!("{file:?} is not a file the page shows"),
             ));
         };
         let run = self.run(name)?;
-        let path = run.path().join(file);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok((bytes, media)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
-                404,
-                format!("{}: not written (yet)", path.display()),
-            )),
-            Err(e) => Err(ApiError::new(500, format!("{}: {e}", path.display()))),
-        }
+        Ok((self.inside.read(&path_of(&run), MAX_PAGE_FILE)?, media))
     }
 
     /// `POST /api/runs/{name}/predict?checkpoint=…`: the digit and the ten probabilities `predict`
@@ -199,8 +285,11 @@ impl App {
         let run = self.run(name)?;
         let image = match picture {
             Picture::Json(body) => pixels(body)?,
-            Picture::Png(body) => predict::prepare_bytes(Path::new("the PNG"), body)?,
+            Picture::Png(body) => {
+                predict::prepare_bytes(Path::new("the PNG"), body, MAX_PICTURE_SIDE)?
+            }
         };
+        self.vet_records(&run)?;
         let (path, epoch) = saved::locate(&run, which)?;
         let (model, device) = self.model(&run, &path)?;
         let probabilities = predict::classify(&model, &[image], &device)?
@@ -217,7 +306,8 @@ impl App {
 
     /// The model in `path` of `run`, loaded once per file (and again when the file changes).
     fn model(&self, run: &RunDir, path: &Path) -> Result<(Mlp, burn::tensor::Device), ApiError> {
-        let stamp = std::fs::metadata(path)
+        let resolved = self.inside.check(path, MAX_WEIGHTS)?;
+        let stamp = std::fs::metadata(resolved)
             .map(|m| (m.modified().ok(), m.len()))
             .map_err(|e| ApiError::new(404, format!("{}: {e}", path.display())))?;
         let cached = |models: &HashMap<PathBuf, (Stamp, Mlp, burn::tensor::Device)>| {
@@ -231,6 +321,7 @@ impl App {
         }
         // Loaded outside the lock, so that other checkpoints' requests do not wait for it; two
         // requests for a new file may both load it, and the second one stored wins.
+        self.vet(&[run.config_path(), run.model_config_path()], MAX_RECORD)?;
         let config = run.read_config()?;
         let device = self.on.device(&config).map_err(InspectError::from)?;
         let model = saved::load_file(path, &run.read_model_config()?, &device)?;

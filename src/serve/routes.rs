@@ -1,91 +1,270 @@
 //! Which request goes where: the page and its two assets, compiled into the binary, and the JSON
 //! API of [`super::api`]. Every request gets an answer (a JSON `{"error"}` with a 4xx or 5xx
-//! status when it cannot be served); none stops the server.
+//! status when it cannot be served); none stops the server. The API's work (reading run files,
+//! decoding pictures, loading and running models) runs on tokio's blocking threads, never on
+//! the async workers that serve the connections.
 
-use super::api::{ApiError, App, Picture};
-use super::http::{self, Request, Response};
+use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture};
+use super::guard::{Hosts, guard};
+use crate::inspection::predict;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
-/// The answer to `request`.
-pub fn answer(app: &App, request: &Request) -> Response {
-    route(app, request).unwrap_or_else(|e| http::error(e.status, &e.message))
+/// The largest request body read (a drawing pad's PNG is a few KiB, 784 numbers as JSON at most
+/// ~20 KiB): 413 when declared or sent beyond it.
+pub const MAX_BODY: usize = 1 << 20;
+/// A request body must arrive within this once its head has (408 after): a client trickling
+/// its body holds a connection no longer than one trickling its head
+/// ([`super::server::HEAD_TIMEOUT`]).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pixels being decoded at once: two pictures of the largest size accepted
+/// ([`MAX_PICTURE_SIDE`]², up to 32 MiB each while decoding), or many pads' (280²), so memory
+/// stays bounded whatever arrives; more wait their turn.
+const DECODE_BUDGET: u64 = 2 * (MAX_PICTURE_SIDE as u64).pow(2);
+/// Pixels per permit of the decode budget.
+const PIXELS_PER_PERMIT: u64 = 1 << 16;
+const DECODE_PERMITS: u32 = (DECODE_BUDGET / PIXELS_PER_PERMIT) as u32;
+
+/// What the routes share.
+struct Ctx {
+    app: App,
+    decodes: Semaphore,
 }
 
-fn route(app: &App, request: &Request) -> Result<Response, ApiError> {
-    let (path, query) = request
-        .target
-        .split_once('?')
-        .unwrap_or((&request.target, ""));
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let get = request.method == "GET";
-    let post = request.method == "POST";
-    match segments.as_slice() {
+/// The routes over `app`, behind the [`guard`] for `hosts`.
+pub fn router(app: App, hosts: Hosts) -> Router {
+    let ctx = Arc::new(Ctx {
+        app,
+        decodes: Semaphore::new(DECODE_PERMITS as usize),
+    });
+    // `get` answers HEAD too, without the body.
+    Router::new()
         // The page routes `/runs/{name}` itself, from its address.
-        [""] | ["runs", _] if get => Ok(asset(INDEX_HTML, "text/html; charset=utf-8")),
-        ["assets", "app.js"] if get => Ok(asset(APP_JS, "text/javascript; charset=utf-8")),
-        ["assets", "style.css"] if get => Ok(asset(STYLE_CSS, "text/css; charset=utf-8")),
-        ["api", "runs"] if get => Ok(json(&app.runs()?)),
-        ["api", "runs", name] if get => Ok(json(&app.run_detail(name)?)),
-        ["api", "runs", name, "predict"] if post => {
-            let checkpoint = query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("checkpoint="));
-            let media = request.header("content-type").unwrap_or("application/json");
-            let media = media.to_ascii_lowercase();
-            let picture = if media.starts_with("image/png") {
-                Picture::Png(&request.body)
-            } else if media.starts_with("application/json") {
-                Picture::Json(&request.body)
-            } else {
-                return Err(ApiError::new(
-                    415,
-                    "send application/json ({\"pixels\": […]}) or image/png",
-                ));
-            };
-            Ok(json(&app.predict(name, checkpoint, picture)?))
-        }
-        ["api", "runs", name, "files", file] if get => {
-            let (body, content_type) = app.file(name, file)?;
-            Ok(Response {
-                status: 200,
-                content_type,
-                body,
-                headers: vec![("Cache-Control", "no-store")],
-            })
-        }
-        // A route that exists, asked with another method.
-        [""]
-        | ["runs", _]
-        | ["assets", "app.js" | "style.css"]
-        | ["api", "runs"]
-        | ["api", "runs", _]
-        | ["api", "runs", _, "predict"]
-        | ["api", "runs", _, "files", _] => Err(ApiError::new(
-            405,
-            format!("{} {path}: method not allowed", request.method),
-        )),
-        _ => Err(ApiError::new(404, format!("{path}: no such page"))),
+        .route("/", get(page))
+        .route("/runs/{name}", get(page))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/style.css", get(style_css))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{name}", get(run_detail))
+        .route("/api/runs/{name}/predict", post(predict))
+        .route("/api/runs/{name}/files/{file}", get(file))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(ctx)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), guard))
+}
+
+async fn page() -> Response {
+    asset(INDEX_HTML, "text/html; charset=utf-8")
+}
+
+async fn app_js() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+async fn style_css() -> Response {
+    asset(STYLE_CSS, "text/css; charset=utf-8")
+}
+
+async fn runs(State(ctx): State<Arc<Ctx>>) -> Response {
+    blocking(ctx, |app| app.runs().map(json)).await
+}
+
+async fn run_detail(
+    State(ctx): State<Arc<Ctx>>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(name)) = name else {
+        return error(400, "not a run name");
+    };
+    blocking(ctx, move |app| app.run_detail(&name).map(json)).await
+}
+
+async fn file(
+    State(ctx): State<Arc<Ctx>>,
+    names: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let Ok(Path((name, file))) = names else {
+        return error(400, "not a run or file name");
+    };
+    blocking(ctx, move |app| {
+        let (body, content_type) = app.file(&name, &file)?;
+        let mut response = Response::new(Body::from(body));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    })
+    .await
+}
+
+async fn predict(
+    State(ctx): State<Arc<Ctx>>,
+    name: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path(name)) = name else {
+        return error(400, "not a run name");
+    };
+    let checkpoint = uri.query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("checkpoint="))
+            .map(String::from)
+    });
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
+        .unwrap_or_default();
+    let png = media.starts_with("image/png");
+    if !png && !media.starts_with("application/json") {
+        return error(
+            415,
+            "send application/json ({\"pixels\": […]}) or image/png",
+        );
     }
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return closing(error(refused.status, &refused.message)),
+    };
+    // A picture waits for its share of the decode budget, by the size its header gives (one
+    // permit when it has none: predict refuses it before decoding); the semaphore is never
+    // closed.
+    let permit = match png {
+        true => {
+            let pixels = predict::dimensions(&body).map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+            let permits = pixels
+                .div_ceil(PIXELS_PER_PERMIT)
+                .clamp(1, u64::from(DECODE_PERMITS));
+            ctx.decodes.acquire_many(permits as u32).await.ok()
+        }
+        false => None,
+    };
+    let answer = blocking(ctx.clone(), move |app| {
+        let picture = match png {
+            true => Picture::Png(&body),
+            false => Picture::Json(&body),
+        };
+        app.predict(&name, checkpoint.as_deref(), picture).map(json)
+    })
+    .await;
+    drop(permit);
+    answer
+}
+
+/// The body, at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]; else why not (the body is
+/// then not read to its end, so the connection is closed after the answer).
+async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(413, format!("the body is over {} MiB", MAX_BODY >> 20));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // hyper has checked the length is a number (400 otherwise, or when two disagree).
+    if declared.is_some_and(|length| length > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::new(400, format!("the body could not be read: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if bytes.len() + data.len() > MAX_BODY {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(bytes)
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            let secs = BODY_TIMEOUT.as_secs();
+            Err(ApiError::new(
+                408,
+                format!("the body did not arrive within {secs} s"),
+            ))
+        })
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(404, &format!("{}: no such page", uri.path()))
+}
+
+async fn not_allowed(method: Method, uri: Uri) -> Response {
+    error(405, &format!("{method} {}: method not allowed", uri.path()))
+}
+
+/// Runs `work` on a blocking thread: the answer, or the error as JSON with paths relative to
+/// the artifact directory.
+async fn blocking(
+    ctx: Arc<Ctx>,
+    work: impl FnOnce(&App) -> Result<Response, ApiError> + Send + 'static,
+) -> Response {
+    let app = ctx.clone();
+    let done = tokio::task::spawn_blocking(move || work(&app.app)).await;
+    match done {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => error(e.status, &ctx.app.relative(&e.message)),
+        // It panicked: that request fails, the server goes on.
+        Err(_) => error(500, "the server failed on this request"),
+    }
+}
+
+/// A JSON `{"error": message}` answer.
+pub fn error(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = json_body(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+/// `response`, and the connection closed after it: the body was not read to its end.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn json(value: serde_json::Value) -> Response {
+    json_body(value.to_string())
+}
+
+fn json_body(body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Runs change while the page is open: never answer from a cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn asset(text: &'static str, content_type: &'static str) -> Response {
-    Response {
-        status: 200,
-        content_type,
-        body: text.as_bytes().to_vec(),
-        headers: Vec::new(),
-    }
-}
-
-fn json(value: &serde_json::Value) -> Response {
-    Response {
-        status: 200,
-        content_type: "application/json",
-        body: value.to_string().into_bytes(),
-        // Runs change while the page is open: never answer from a cache.
-        headers: vec![("Cache-Control", "no-store")],
-    }
+    let mut response = Response::new(Body::from(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }

@@ -420,14 +420,24 @@ pub struct Serving {
 impl Serving {
     /// Serves `<home>/<artifact_dir>` with `extra` flags.
     pub fn start(home: &Path, artifact_dir: &str, extra: &[&str]) -> Self {
-        use std::io::BufRead;
-        let mut child = mnist_mlp(home)
+        Self::spawn(&mut Self::command(home, artifact_dir, extra))
+    }
+
+    /// The command [`Serving::start`] runs, to change before [`Serving::spawn`].
+    pub fn command(home: &Path, artifact_dir: &str, extra: &[&str]) -> Command {
+        let mut command = mnist_mlp(home);
+        command
             .args(["serve", "--artifact-dir", artifact_dir, "--port", "0"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("the binary runs");
+            .stderr(std::process::Stdio::inherit());
+        command
+    }
+
+    /// Runs `command` (a `serve` on loopback) until it prints where it serves.
+    pub fn spawn(command: &mut Command) -> Self {
+        use std::io::BufRead;
+        let mut child = command.spawn().expect("the binary runs");
         let mut first = String::new();
         let stdout = child.stdout.take().unwrap();
         std::io::BufReader::new(stdout)
@@ -482,6 +492,29 @@ impl Serving {
         (status, value)
     }
 
+    /// `(status, headers, body)` of the one answer to `raw`, sent on a fresh connection whose
+    /// writing side is then shut down.
+    pub fn raw(&self, raw: &[u8]) -> Answer {
+        let answers = parse_answers(&self.exchange(raw));
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        answers.into_iter().next().unwrap()
+    }
+
+    /// Every byte the server sends back to `raw` on a fresh connection, until it closes it.
+    pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The server may answer (and stop reading) before all of it is written.
+        let _ = stream.write_all(raw);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    }
+
     /// The port, for raw connections.
     pub fn addr(&self) -> String {
         self.url
@@ -489,6 +522,54 @@ impl Serving {
             .trim_end_matches('/')
             .to_string()
     }
+}
+
+/// An HTTP answer: status, headers (names in lower case), body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// The answers in `bytes`, each `(status, headers with lower-case names, body)`; bodies by
+/// their Content-Length (none for HEAD's answers, which have none).
+pub fn parse_answers(mut bytes: &[u8]) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(bytes)));
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').unwrap();
+                (name.to_ascii_lowercase(), value.trim().to_string())
+            })
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let rest = &bytes[end + 4..];
+        let length = length.min(rest.len());
+        answers.push((status, headers, rest[..length].to_vec()));
+        bytes = &rest[length..];
+    }
+    answers
+}
+
+/// The value of header `name` (lower case) in `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 impl Drop for Serving {

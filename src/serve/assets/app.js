@@ -43,7 +43,9 @@ function chart(el, series, { yMin = null, yMax = null } = {}) {
   }
   const legend = series.filter((s) => !s.dashed || !series.some((o) => o.label === s.label && !o.dashed));
   el.innerHTML = svg + "</svg>" + '<div class="legend">' +
-    legend.map((s) => `<span><i style="background:${s.color}"></i>${esc(s.label)}</span>`).join("") + "</div>";
+    legend.map((s) => `<span><i data-color="${esc(s.color)}"></i>${esc(s.label)}</span>`).join("") + "</div>";
+  // Colours set through the DOM: the page's Content-Security-Policy refuses inline styles.
+  for (const swatch of el.querySelectorAll(".legend i")) swatch.style.background = swatch.dataset.color;
 }
 
 // ---- the runs table and the compare view ----
