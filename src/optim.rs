@@ -32,7 +32,9 @@ impl KerasRmsPropConfig {
         ModuleOptimizer::from(self.optimizer(kernels))
     }
 
-    fn optimizer(&self, kernels: Kernels) -> KerasRmsProp {
+    /// The optimizer for one parameter at a time (what [`Self::init`] wraps), for stepping
+    /// tensors directly, as the kernels' parity test does.
+    pub fn optimizer(&self, kernels: Kernels) -> KerasRmsProp {
         KerasRmsProp {
             rho: self.rho as f32,
             // Keras computes `1 - rho` in Python's f64, then multiplies an f32 tensor by it:
