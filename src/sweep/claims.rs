@@ -155,13 +155,12 @@ pub fn try_claim(dir: &Path, trial: &str, generation: usize) -> Result<Option<He
     file.write_all(owner.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(io(&path))?;
-    Ok(Some(Held::new(path, file)))
+    Ok(Some(Held::new(file)))
 }
 
 /// A claim this process holds: while it lives, a thread renews its heartbeat (the file's
 /// modification time) every [`HEARTBEAT`].
 pub struct Held {
-    pub path: PathBuf,
     stop: Arc<AtomicBool>,
     beat: Option<std::thread::JoinHandle<()>>,
 }
@@ -170,7 +169,7 @@ pub struct Held {
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 impl Held {
-    fn new(path: PathBuf, file: std::fs::File) -> Self {
+    fn new(file: std::fs::File) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let beat = {
             let stop = stop.clone();
@@ -189,7 +188,6 @@ impl Held {
             })
         };
         Held {
-            path,
             stop,
             beat: Some(beat),
         }
