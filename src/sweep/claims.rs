@@ -3,9 +3,9 @@
 //! never both get one.
 //!
 //! `claims/r<rung>/trial-003` is the first claim of trial 3 in that rung. A worker killed
-//! mid-trial leaves its claim; once its owner is gone (on this host: its process is not alive;
-//! on another host: the claim's heartbeat, its modification time, is older than the stale
-//! limit), another worker takes it over by creating the next claim, `trial-003.1`, again with
+//! mid-trial leaves its claim; once its owner is gone (its heartbeat, the claim's modification
+//! time, is older than the stale limit; or, on this host, its process is not alive), another
+//! worker takes it over by creating the next claim, `trial-003.1`, again with
 //! `create_new`, so that only one of several workers that saw it stale gets it.
 
 use super::SweepError;
@@ -60,18 +60,19 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Whether the owner is gone: on this host its process is not alive; elsewhere its
-    /// heartbeat stopped more than `stale` ago. A claim being written is not stale unless its
-    /// file is old too.
+    /// Whether the owner is gone: its heartbeat stopped more than `stale` ago, or sooner on
+    /// this host, where its process is not alive. A claim naming this very process is a
+    /// predecessor's in another PID namespace (a retried container, whose host name a
+    /// Kubernetes Indexed Job keeps), or this worker's own, of a trial it already trained.
     pub fn is_stale(&self, stale: Duration) -> bool {
         let old = self
             .modified
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age > stale);
-        match &self.owner {
-            Some(owner) if owner.host == hostname() => !process_alive(owner.pid),
-            _ => old,
-        }
+        old || self.owner.as_ref().is_some_and(|owner| {
+            owner.host == hostname()
+                && (owner.pid == std::process::id() || !process_alive(owner.pid))
+        })
     }
 }
 

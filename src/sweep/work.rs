@@ -228,7 +228,7 @@ impl Worker<'_> {
             Some(info) if is_settled(info, budget, self.sweep.resolved.epochs) => return Ok(()),
             Some(info) => {
                 self.note(format!(
-                    "{trial}: resuming after epoch {} of its checkpoints, to epoch {budget}",
+                    "{trial}: resuming after epoch {}, to epoch {budget}",
                     info.epochs_done
                 ));
                 training::resume_until(&run, data_dir, dashboard, Some(budget))
