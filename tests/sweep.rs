@@ -473,3 +473,52 @@ fn a_bad_spec_is_a_one_line_error_naming_the_key_and_writes_nothing() {
     );
     assert_eq!(snapshot(home), before);
 }
+
+#[test]
+fn random_draws_are_recorded_in_range_and_repeat_with_the_seed() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let spec = |name: &str, seed: u64| {
+        format!(
+            "[sweep]\nname = \"{name}\"\nmethod = \"random\"\ncount = 6\nseed = {seed}\n\
+             [sweep.random]\nlearning_rate = {{ log_uniform = [1e-4, 1e-2] }}\n\
+             batch_size = {{ int_uniform = [16, 64] }}\nhidden = [[16], [32]]\n"
+        )
+    };
+    let settings = |name: &str| -> Vec<toml::Table> {
+        let text = read(sweep_dir(home, name).join("sweep.toml"));
+        let resolved: toml::Table = toml::from_str(&text).unwrap();
+        resolved["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["settings"].as_table().unwrap().clone())
+            .collect()
+    };
+    init(home, &spec("a", 3));
+    init(home, &spec("b", 3));
+    init(home, &spec("c", 4));
+    let a = settings("a");
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, settings("b"));
+    assert_ne!(a, settings("c"));
+    for (index, trial) in a.iter().enumerate() {
+        let lr = trial["optimizer.learning_rate"].as_float().unwrap();
+        let batch = trial["train.batch_size"].as_integer().unwrap();
+        assert!(
+            (1e-4..1e-2).contains(&lr) && (16..=64).contains(&batch),
+            "{trial:?}"
+        );
+        // Each trial's config holds its draws, as `train --config` reads them.
+        let config = mnist_mlp::config::TrainConfig::from_file(
+            &sweep_dir(home, "a").join(format!("trials/trial-{index:03}.toml")),
+        )
+        .unwrap();
+        assert_eq!(config.optimizer.learning_rate, lr);
+        assert_eq!(config.train.batch_size as i64, batch);
+        assert_eq!(
+            toml::Value::try_from(&config.model.hidden).unwrap(),
+            trial["model.hidden"]
+        );
+    }
+}
