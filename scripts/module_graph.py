@@ -32,7 +32,7 @@ LAYERS = [
     ["run_dir"],  # support: the run directory, training's contract with inspection
     ["saved", "plots"],  # support: loading weights; the pictures
     ["training"],  # stage: the Learner
-    ["inspection"],  # stage: runs, eval, predict, export
+    ["inspection", "sweep"],  # stage: runs, eval, predict, export; many runs of one spec
     ["serve"],  # the web page, on top of inspection
     ["fault"],  # which error gets which exit code: reads every stage's errors
 ]

@@ -255,7 +255,7 @@ pub struct TomlError {
 }
 
 impl TomlError {
-    fn new(text: &str, key: Option<String>, error: &toml::de::Error) -> Self {
+    pub(crate) fn new(text: &str, key: Option<String>, error: &toml::de::Error) -> Self {
         let line = error
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);

@@ -15,6 +15,7 @@ use crate::data::source::SourceError;
 use crate::inspection::InspectError;
 use crate::run_dir::RunDirError;
 use crate::saved::LoadError;
+use crate::sweep::SweepError;
 use crate::training::TrainError;
 use std::error::Error;
 
@@ -44,6 +45,9 @@ pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
 
 fn is_bad_input(error: &(dyn Error + 'static)) -> Option<bool> {
     if let Some(e) = error.downcast_ref::<ConfigError>() {
+        return Some(e.is_bad_input());
+    }
+    if let Some(e) = error.downcast_ref::<SweepError>() {
         return Some(e.is_bad_input());
     }
     if let Some(e) = error.downcast_ref::<TrainError>() {

@@ -8,7 +8,8 @@
 //! [`run_dir`] owns the layout of what a training run records; [`config`] turns the TOML file and
 //! the command-line flags into one validated [`config::TrainConfig`]; [`plots`] draws the
 //! pictures (training curves, confusion matrix, digits). Weights are read back through [`saved`];
-//! [`serve`] shows the runs and a drawing pad in the browser, on top of [`inspection`].
+//! [`serve`] shows the runs and a drawing pad in the browser, on top of [`inspection`];
+//! [`sweep`] trains many runs of one spec, by several workers at once, and compares them.
 
 pub mod backend;
 pub mod batcher;
@@ -24,5 +25,6 @@ pub mod plots;
 pub mod run_dir;
 pub mod saved;
 pub mod serve;
+pub mod sweep;
 pub mod table;
 pub mod training;

@@ -12,6 +12,7 @@ use mnist_mlp::inspection::{self, ComputeOn, eval, export, predict, show};
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::Weights;
 use mnist_mlp::serve;
+use mnist_mlp::sweep::{self, Sweep};
 use mnist_mlp::training::{self, Dashboard};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,64 @@ enum Command {
     /// Serve a local web page: the runs and their curves, and a drawing pad that predicts the
     /// digit you draw with any checkpoint. Prints `Serving http://HOST:PORT/` first.
     Serve(ServeArgs),
+    /// Many runs of one training, compared: expand a sweep spec into trials, train them with
+    /// one or many workers (processes, machines, a Slurm job array, a Kubernetes Indexed Job),
+    /// and show them best first. See docs/sweeps.md.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCommand {
+    /// Expand a sweep spec (TOML) into numbered trials and record them in
+    /// <artifact-dir>/sweeps/<name>/; prints the sweep directory. Nothing is trained yet.
+    Init(SweepInitArgs),
+    /// Claim the next untrained trial of a sweep and train it, until none is left; with
+    /// --index, SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, exactly that trial. Each trial
+    /// that finishes prints its final metrics as name=value lines.
+    Work(SweepWorkArgs),
+    /// The trials of a sweep, best val_accuracy first: settings, epochs, metrics, state.
+    Status(SweepNameArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepInitArgs {
+    /// The sweep spec: a [sweep] section, and optionally [base] config keys
+    spec: PathBuf,
+    /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the base
+    /// config]
+    #[arg(long, value_name = "DIR")]
+    artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepNameArgs {
+    /// A sweep name under <artifact-dir>/sweeps/, or a sweep directory
+    sweep: String,
+    /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the config]
+    #[arg(long, value_name = "DIR")]
+    artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepWorkArgs {
+    #[command(flatten)]
+    sweep: SweepNameArgs,
+    /// Train exactly this trial (0-based) [default: SLURM_ARRAY_TASK_ID, else
+    /// JOB_COMPLETION_INDEX, else the next unclaimed one, repeatedly]
+    #[arg(long, value_name = "N")]
+    index: Option<usize>,
+    /// Directory holding the four MNIST IDX files [default: where the trials' config says]
+    #[arg(long, value_name = "DIR", env = "MNIST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How to show each trial's progress (on stdout, as `train` does)
+    #[arg(long, value_enum, default_value_t = DashboardArg::None)]
+    dashboard: DashboardArg,
+    /// Take over a trial claimed from another host whose heartbeat (renewed every 10 s) is
+    /// older than this many seconds; on this host, a claim is taken over once its process is
+    /// gone
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    stale_after: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -371,6 +430,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out(&done.render())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sweep(command) => sweep_command(command),
         Command::Serve(args) => {
             serve::serve(&serve::ServeOptions {
                 artifact_dir: args.runs.artifact_dir()?,
@@ -483,5 +543,48 @@ fn data(args: DataArgs) -> Result<ExitCode> {
     let config = args.config.resolve(Overrides::default())?;
     let mnist = Mnist::load(&config.sources(true))?;
     print!("{}", mnist_mlp::data::describe(&mnist));
+    Ok(ExitCode::SUCCESS)
+}
+
+impl SweepNameArgs {
+    fn resolve(&self) -> Result<Sweep> {
+        let runs = RunsArgs {
+            artifact_dir: self.artifact_dir.clone(),
+        };
+        Ok(Sweep::resolve(&runs.artifact_dir()?, &self.sweep)?)
+    }
+}
+
+fn sweep_command(command: SweepCommand) -> Result<ExitCode> {
+    match command {
+        SweepCommand::Init(args) => {
+            let sweep = sweep::init(&args.spec, args.artifact_dir.as_deref())?;
+            println!(
+                "{} trials in {}",
+                sweep.resolved.trials.len(),
+                sweep.path().display()
+            );
+        }
+        SweepCommand::Status(args) => out(&sweep::status(&args.resolve()?)?)?,
+        SweepCommand::Work(args) => {
+            let sweep = args.sweep.resolve()?;
+            let index = sweep::index_from_env(args.index)?;
+            let options = sweep::WorkOptions {
+                index: index.map(|(i, _)| i),
+                index_source: index.map_or("--index", |(_, source)| source),
+                data_dir: args.data_dir,
+                dashboard: args.dashboard.into(),
+                stale_after: std::time::Duration::from_secs(args.stale_after),
+                poll: std::time::Duration::from_millis(500),
+            };
+            let report = sweep::work(&sweep, &options, &mut |line| match line {
+                sweep::Line::Out(line) => println!("{line}"),
+                sweep::Line::Note(line) => eprintln!("{line}"),
+            })?;
+            if report.interrupted {
+                return Ok(ExitCode::from(fault::INTERRUPTED));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

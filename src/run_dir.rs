@@ -233,7 +233,7 @@ impl RunInfo {
 
 /// Whether process `pid` is alive. Linux shows it in `/proc` (a zombie, killed but not yet
 /// reaped, is not alive); elsewhere a run that says `running` is taken at its word.
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     if !cfg!(target_os = "linux") {
         return true;
     }

@@ -32,9 +32,21 @@ pub(super) struct Plan {
     pub info: RunInfo,
     pub history: History,
     pub after: usize,
+    /// The last epoch to train this time (see `train_until`); `None`: all of them.
+    pub stop_after: Option<usize>,
     pub resumed: bool,
     pub interrupter: Interrupter,
     pub ctrl_c: CtrlC,
+}
+
+impl Plan {
+    /// The epoch this training ends after. Burn is told only this many epochs; nothing it
+    /// computes depends on the count (the learning rate is constant, the data order is the
+    /// loader's), so stopping here and resuming later trains what one call would.
+    fn last_epoch(&self) -> usize {
+        let epochs = self.config.train.epochs;
+        self.stop_after.map_or(epochs, |stop| stop.min(epochs))
+    }
 }
 
 /// How Burn's training returned: the trained model, unless it panicked or was killed from the
@@ -145,7 +157,7 @@ fn supervised_training(
                 checkpointer(CheckpointPart::Scheduler),
             )
             .with_checkpointing_strategy(EveryEpoch)
-            .num_epochs(config.train.epochs)
+            .num_epochs(plan.last_epoch())
             .with_metric_logger(HistoryLogger::new(
                 recorder.clone(),
                 interrupter.clone(),
@@ -227,6 +239,8 @@ fn settle(
             config.train.epochs,
             if plan.ctrl_c.signalled() {
                 interrupt::REASON
+            } else if complete == plan.last_epoch() {
+                "its epoch budget; resumable"
             } else {
                 "from the dashboard"
             }

@@ -102,11 +102,23 @@ pub struct TrainOutcome {
 /// Loads MNIST as `config` says, then trains. The data is loaded before the run directory is
 /// created, so a data fault leaves nothing behind.
 pub fn train(config: &TrainConfig, dashboard: Dashboard) -> Result<TrainOutcome, TrainError> {
+    train_until(config, dashboard, None)
+}
+
+/// [`train`], stopping after epoch `stop_after` when it is before the last: the run is then
+/// left `interrupted` after that epoch's complete checkpoint, planned for all its epochs, so
+/// that [`resume_until`] continues it exactly as if it had not stopped (a sweep's successive
+/// halving trains its trials this way, rung by rung).
+pub fn train_until(
+    config: &TrainConfig,
+    dashboard: Dashboard,
+    stop_after: Option<usize>,
+) -> Result<TrainOutcome, TrainError> {
     // Opened (and for wgpu, checked) before anything else, so that a missing adapter is
     // reported before the data is fetched.
     let device = config.run.backend.device(config.run.device)?;
     let mnist = Mnist::load(&config.sources(true))?;
-    train_on(config, mnist, &device, dashboard)
+    train_on_until(config, mnist, &device, dashboard, stop_after)
 }
 
 /// Trains a new run on already loaded data, on `device`, which is device `config.run.device`
@@ -116,6 +128,17 @@ pub fn train_on(
     mnist: Mnist,
     device: &Device,
     dashboard: Dashboard,
+) -> Result<TrainOutcome, TrainError> {
+    train_on_until(config, mnist, device, dashboard, None)
+}
+
+/// [`train_on`] with an epoch budget (see [`train_until`]).
+fn train_on_until(
+    config: &TrainConfig,
+    mnist: Mnist,
+    device: &Device,
+    dashboard: Dashboard,
+    stop_after: Option<usize>,
 ) -> Result<TrainOutcome, TrainError> {
     let origin = mnist.origin.to_string();
     let (train_split, valid_split) = config.splits(mnist);
@@ -156,6 +179,7 @@ pub fn train_on(
             info,
             history: History::default(),
             after: 0,
+            stop_after,
             resumed: false,
             interrupter,
             ctrl_c,
@@ -178,6 +202,17 @@ pub fn resume(
     run: &RunDir,
     data_dir: Option<PathBuf>,
     dashboard: Dashboard,
+) -> Result<TrainOutcome, TrainError> {
+    resume_until(run, data_dir, dashboard, None)
+}
+
+/// [`resume`], stopping after epoch `stop_after` when it is before the last (see
+/// [`train_until`]).
+pub fn resume_until(
+    run: &RunDir,
+    data_dir: Option<PathBuf>,
+    dashboard: Dashboard,
+    stop_after: Option<usize>,
 ) -> Result<TrainOutcome, TrainError> {
     let mut info = run.read_info()?;
     if info.is_live() {
@@ -238,6 +273,7 @@ pub fn resume(
             info,
             history,
             after,
+            stop_after,
             resumed: true,
             interrupter,
             ctrl_c,

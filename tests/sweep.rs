@@ -1,0 +1,524 @@
+//! `sweep`: a spec expands into trials that workers claim and train as ordinary runs. Several
+//! workers at once train each trial once; a scheduler's index (Slurm, Kubernetes) picks one
+//! trial; a worker killed mid-trial is taken over and its trial ends as an uninterrupted run;
+//! successive halving keeps the best 1/eta, and its survivors equal uninterrupted runs; a bad
+//! spec is a one-line error that writes nothing. Tiny runs on the real MNIST.
+
+mod common;
+
+use common::{
+    PATIENCE, mnist_dir, mnist_mlp, names_in, read_info, run_ok, snapshot, stderr, stdout,
+    wait_exit,
+};
+use mnist_mlp::backend::Backend;
+use mnist_mlp::run_dir::{RunDir, RunStatus};
+use mnist_mlp::saved::{self, Weights};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A 4-trial grid of tiny runs: widths 16 and 32 × two learning rates.
+fn grid_spec(name: &str, epochs: usize, extra: &str) -> String {
+    format!(
+        "[sweep]\nname = \"{name}\"\nmethod = \"grid\"\n{extra}\n\
+         [sweep.grid]\nhidden = [[16], [32]]\nlearning_rate = [1e-3, 3e-4]\n\
+         [base.train]\nepochs = {epochs}\nlimit_train = 1000\nlimit_valid = 300\nseed = 5\n"
+    )
+}
+
+fn sweep(home: &Path, args: &[&str]) -> Command {
+    let mut command = mnist_mlp(home);
+    command
+        .arg("sweep")
+        .args(args)
+        .args(["--artifact-dir", "artifacts"]);
+    command
+}
+
+fn init(home: &Path, spec: &str) {
+    std::fs::write(home.join("spec.toml"), spec).unwrap();
+    run_ok(&mut sweep(home, &["init", "spec.toml"]));
+}
+
+fn work(home: &Path, name: &str) -> Command {
+    let mut command = sweep(home, &["work", name]);
+    command
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX");
+    command
+}
+
+fn sweep_dir(home: &Path, name: &str) -> PathBuf {
+    home.join("artifacts/sweeps").join(name)
+}
+
+fn trial(home: &Path, name: &str, index: usize) -> RunDir {
+    RunDir::open(sweep_dir(home, name).join(format!("runs/trial-{index:03}")))
+}
+
+fn claims(home: &Path, name: &str, rung: usize) -> Vec<String> {
+    names_in(&sweep_dir(home, name).join(format!("claims/r{rung}")))
+}
+
+/// `train` of a trial's own config file (as `sweep init` wrote it) as run `run`, uninterrupted.
+fn reference(home: &Path, sweep: &str, index: usize, run: &str) -> RunDir {
+    let config = sweep_dir(home, sweep).join(format!("trials/trial-{index:03}.toml"));
+    let mut command = mnist_mlp(home);
+    command
+        .arg("train")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--artifact-dir", "artifacts", "--run-name", run])
+        .args(["--dashboard", "none"]);
+    run_ok(&mut command);
+    RunDir::open(home.join("artifacts/runs").join(run))
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `name=value` lines of a worker's output, by trial.
+fn finished_trials(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter_map(|l| l.strip_suffix(" epochs"))
+        .filter_map(|l| l.split_once(": finished "))
+        .map(|(trial, _)| trial.to_string())
+        .collect()
+}
+
+#[test]
+fn two_workers_at_once_train_each_trial_of_a_grid_once() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(home, &grid_spec("grid", 2, ""));
+    let spawn = || {
+        work(home, "grid")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers = [spawn(), spawn()];
+    let outputs: Vec<Output> = workers
+        .into_iter()
+        .map(|w| w.wait_with_output().unwrap())
+        .collect();
+    let mut trained = Vec::new();
+    for output in &outputs {
+        assert!(output.status.success(), "{}", stderr(output));
+        trained.extend(finished_trials(&stdout(output)));
+    }
+    trained.sort();
+    assert_eq!(
+        trained,
+        ["trial-000", "trial-001", "trial-002", "trial-003"]
+    );
+    // One claim per trial: no trial was taken twice.
+    assert_eq!(claims(home, "grid", 0), trained);
+    assert_eq!(names_in(&sweep_dir(home, "grid").join("runs")), trained);
+    let mut accuracies = Vec::new();
+    for index in 0..4 {
+        let run = trial(home, "grid", index);
+        let info = read_info(&run).unwrap();
+        assert_eq!(info.status, RunStatus::Finished);
+        assert_eq!((info.epochs_done, info.epochs_planned), (2, 2));
+        let history = run.read_history().unwrap();
+        assert_eq!(history.epochs(), 2);
+        accuracies.push(history.last().unwrap().val_accuracy);
+    }
+    // Each worker printed its trials' final metrics, as the histories hold them.
+    let all: String = outputs.iter().map(stdout).collect();
+    for index in 0..4 {
+        let last = trial(home, "grid", index).read_history().unwrap().last();
+        let last = last.unwrap();
+        let block = format!(
+            "# trial-{index:03}: finished 2 epochs\nloss={}\naccuracy={}\nval_loss={}\n\
+             val_accuracy={}\n",
+            last.loss, last.accuracy, last.val_loss, last.val_accuracy
+        );
+        assert!(all.contains(&block), "{all}");
+    }
+
+    // The status table: best val_accuracy first, every trial finished.
+    let table = stdout(&run_ok(&mut sweep(home, &["status", "grid"])));
+    let rows: Vec<&str> = table.lines().skip(3).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    let mut sorted = accuracies.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let shown: Vec<f64> = rows
+        .iter()
+        .map(|r| r.split_whitespace().nth(7).unwrap().parse().unwrap())
+        .collect();
+    let expected: Vec<f64> = sorted
+        .iter()
+        .map(|a| format!("{a:.4}").parse().unwrap())
+        .collect();
+    assert_eq!(shown, expected, "{table}");
+    assert!(rows.iter().all(|r| r.ends_with("finished")), "{table}");
+    assert!(
+        rows.iter().any(|r| r
+            .split_whitespace()
+            .take(3)
+            .eq(["trial-002", "32", "0.001"])),
+        "{table}"
+    );
+
+    // A trial is an ordinary run for the other commands.
+    let runs = stdout(&run_ok(mnist_mlp(home).args([
+        "runs",
+        "--artifact-dir",
+        "artifacts/sweeps/grid",
+    ])));
+    assert_eq!(runs.matches(" finished").count(), 4, "{runs}");
+    let inspect = stdout(&run_ok(
+        mnist_mlp(home).args(["inspect", "artifacts/sweeps/grid/runs/trial-001"]),
+    ));
+    assert!(inspect.contains("learning_rate = 0.0003"), "{inspect}");
+
+    // A worker finding nothing left exits at once, having trained nothing.
+    let output = run_ok(&mut work(home, "grid"));
+    assert_eq!(stdout(&output), "");
+    assert_eq!(claims(home, "grid", 0), trained);
+}
+
+#[test]
+fn a_schedulers_index_trains_that_trial_only() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    for (name, variable) in [
+        ("slurm", "SLURM_ARRAY_TASK_ID"),
+        ("k8s", "JOB_COMPLETION_INDEX"),
+    ] {
+        init(home, &grid_spec(name, 1, ""));
+        let output = run_ok(work(home, name).env(variable, "2"));
+        assert_eq!(claims(home, name, 0), ["trial-002"], "{variable}");
+        assert_eq!(names_in(&sweep_dir(home, name).join("runs")), ["trial-002"]);
+        let last = trial(home, name, 2).read_history().unwrap().last().unwrap();
+        assert_eq!(
+            stdout(&output),
+            format!(
+                "# trial-002: finished 1 epochs\nloss={}\naccuracy={}\nval_loss={}\n\
+                 val_accuracy={}\n",
+                last.loss, last.accuracy, last.val_loss, last.val_accuracy
+            )
+        );
+        // Again: done is done, and nothing changes.
+        let before = snapshot(&sweep_dir(home, name));
+        let output = run_ok(work(home, name).env(variable, "2"));
+        assert_eq!(stdout(&output), "");
+        assert_eq!(
+            stderr(&output),
+            "trial-002: already finished 1 epochs; nothing to do\n"
+        );
+        assert_eq!(snapshot(&sweep_dir(home, name)), before);
+    }
+    // --index wins over the environment; an index out of range or not a number is bad input.
+    let output = work(home, "slurm")
+        .args(["--index", "9"])
+        .env("SLURM_ARRAY_TASK_ID", "1")
+        .output()
+        .unwrap();
+    common::assert_fails(
+        &output,
+        2,
+        "error: --index 9: the sweep has 4 trials (0 to 3)\n",
+    );
+    let output = work(home, "slurm")
+        .env("SLURM_ARRAY_TASK_ID", "x")
+        .output()
+        .unwrap();
+    common::assert_fails(
+        &output,
+        2,
+        "error: SLURM_ARRAY_TASK_ID: \"x\" is not a trial number\n",
+    );
+    assert_eq!(claims(home, "slurm", 0), ["trial-002"]);
+}
+
+#[test]
+fn a_worker_killed_mid_trial_is_taken_over_and_the_trial_equals_an_uninterrupted_run() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(
+        home,
+        "[sweep]\nname = \"kill\"\nmethod = \"grid\"\n[sweep.grid]\nhidden = [[32]]\n\
+         [base.train]\nepochs = 3\nlimit_train = 1500\nlimit_valid = 300\nseed = 11\n",
+    );
+    let mut first = work(home, "kill")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = trial(home, "kill", 0);
+    let start = Instant::now();
+    while read_info(&run).is_none_or(|i| i.epochs_done < 1) {
+        assert!(start.elapsed() < PATIENCE, "no epoch done");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: signals our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGKILL) }, 0);
+    wait_exit(&mut first);
+    let info = read_info(&run).unwrap();
+    assert_eq!(
+        info.status,
+        RunStatus::Running,
+        "killed: it never said otherwise"
+    );
+    assert!((1..3).contains(&info.epochs_done), "killed too late");
+    let done = info.epochs_done;
+
+    let output = run_ok(&mut work(home, "kill"));
+    assert!(
+        stderr(&output).contains(&format!("trial-000: resuming after epoch {done}")),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(finished_trials(&stdout(&output)), ["trial-000"]);
+    // The claim left by the killed worker, and the one that took it over.
+    assert_eq!(claims(home, "kill", 0), ["trial-000", "trial-000.1"]);
+
+    let whole = reference(home, "kill", 0, "whole");
+    assert_same_run(&whole, &run);
+    let info = read_info(&run).unwrap();
+    assert_eq!((info.status, info.epochs_done), (RunStatus::Finished, 3));
+}
+
+/// `b` recorded the same history, byte for byte, and the same final weights as `a`.
+fn assert_same_run(a: &RunDir, b: &RunDir) {
+    for file in ["history.json", "history.csv"] {
+        assert_eq!(
+            read(a.path().join(file)),
+            read(b.path().join(file)),
+            "{file}"
+        );
+    }
+    let device = Backend::Ndarray.device(0).unwrap();
+    let a = saved::load(a, Some(Weights::Final), &device).unwrap().model;
+    let b = saved::load(b, Some(Weights::Final), &device).unwrap().model;
+    for (la, lb) in a.layers.iter().zip(&b.layers) {
+        let wa: Vec<f32> = la.weight.val().into_data().try_to_vec().unwrap();
+        let wb: Vec<f32> = lb.weight.val().into_data().try_to_vec().unwrap();
+        assert!(wa == wb, "weights differ");
+    }
+}
+
+#[test]
+fn halving_keeps_the_best_half_and_its_survivors_equal_uninterrupted_runs() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    // 4 trials × 1 epoch → the best 2 × 2 epochs → the best 1 × 3 epochs.
+    init(
+        home,
+        &grid_spec("halve", 3, "halving = { min_epochs = 1, eta = 2 }"),
+    );
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            work(home, "halve")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut out = String::new();
+    for worker in workers {
+        let output = worker.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        out.push_str(&stdout(&output));
+    }
+    let histories: Vec<_> = (0..4)
+        .map(|i| trial(home, "halve", i).read_history().unwrap())
+        .collect();
+    let best = |candidates: &[usize], epoch: usize, keep: usize| {
+        let mut ranked = candidates.to_vec();
+        ranked.sort_by(|&a, &b| {
+            let score = |i: usize| histories[i].get(epoch - 1).unwrap().val_accuracy;
+            score(b).total_cmp(&score(a)).then(a.cmp(&b))
+        });
+        ranked.truncate(keep);
+        ranked.sort_unstable();
+        ranked
+    };
+    let second = best(&[0, 1, 2, 3], 1, 2);
+    let winner = best(&second, 2, 1);
+    let epochs: Vec<usize> = (0..4).map(|i| histories[i].epochs()).collect();
+    for i in 0..4 {
+        let expected = if winner.contains(&i) {
+            3
+        } else if second.contains(&i) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            epochs[i], expected,
+            "trial {i}: {epochs:?}, {second:?}, {winner:?}"
+        );
+        let info = read_info(&trial(home, "halve", i)).unwrap();
+        assert_eq!(info.epochs_planned, 3);
+        let status = if expected == 3 {
+            RunStatus::Finished
+        } else {
+            RunStatus::Interrupted
+        };
+        assert_eq!((info.status, info.epochs_done), (status, expected));
+    }
+    let names = |trials: &[usize]| -> Vec<String> {
+        trials.iter().map(|i| format!("trial-{i:03}")).collect()
+    };
+    assert_eq!(claims(home, "halve", 1), names(&second));
+    assert_eq!(claims(home, "halve", 2), names(&winner));
+    assert_eq!(finished_trials(&out), names(&winner));
+
+    // Survivors, trained rung by rung and resumed in between, equal uninterrupted runs: the
+    // winner whole, the other survivor for the epochs it had.
+    let w = winner[0];
+    let whole = reference(home, "halve", w, "whole");
+    assert_same_run(&whole, &trial(home, "halve", w));
+    let other = second.iter().find(|&&i| i != w).copied().unwrap();
+    let uninterrupted = reference(home, "halve", other, "other")
+        .read_history()
+        .unwrap();
+    let mut cut = uninterrupted.clone();
+    cut.truncate(2);
+    assert_eq!(trial(home, "halve", other).read_history().unwrap(), cut);
+    assert_ne!(uninterrupted, cut);
+
+    let table = stdout(&run_ok(&mut sweep(home, &["status", "halve"])));
+    assert!(
+        table.contains("trials×epochs per rung: 4×1 → 2×2 → 1×3"),
+        "{table}"
+    );
+    assert_eq!(table.matches("stopped at rung 0").count(), 2, "{table}");
+    assert_eq!(table.matches("stopped at rung 1").count(), 1, "{table}");
+    let first_row = table.lines().nth(3).unwrap();
+    assert!(first_row.starts_with(&format!("trial-{w:03}")), "{table}");
+}
+
+#[test]
+fn a_bad_spec_is_a_one_line_error_naming_the_key_and_writes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let head = "[sweep]\nname = \"bad\"\nmethod = \"grid\"\n";
+    let cases = [
+        (
+            format!("{head}epoch = 3\n[sweep.grid]\nhidden = [[8]]\n"),
+            "error: spec.toml: sweep.epoch: unknown key `epoch`, expected one of",
+        ),
+        (
+            format!("{head}[sweep.grid]\nwidth = [[8]]\n"),
+            "error: spec.toml: sweep.grid.width: unknown setting (one of epochs, batch_size,",
+        ),
+        (
+            format!("{head}[sweep.grid]\ntrain.epoch = [1, 2]\n"),
+            "error: spec.toml: sweep.grid.train.epoch: unknown key `epoch`, expected one of",
+        ),
+        (
+            format!("{head}[sweep.grid]\nhidden = []\n"),
+            "error: spec.toml: sweep.grid.hidden: empty list: give at least one value\n",
+        ),
+        (
+            format!("{head}[sweep.grid]\n"),
+            "error: spec.toml: sweep.grid: empty: name at least one setting and its values\n",
+        ),
+        (
+            format!(
+                "{head}halving = {{ min_epochs = 1, eta = 1 }}\n[sweep.grid]\nhidden = [[8]]\n"
+            ),
+            "error: spec.toml: sweep.halving.eta: must be at least 2 (got 1)\n",
+        ),
+        (
+            "[sweep]\nname = \"bad\"\nmethod = \"random\"\ncount = 3\n[sweep.random]\n\
+             learning_rate = { log_uniform = [0, 1e-2] }\n"
+                .to_string(),
+            "error: spec.toml: sweep.random.learning_rate: log_uniform needs [low, high] with \
+             0 < low < high (got [0, 0.01])\n",
+        ),
+        (
+            format!("{head}[sweep.grid]\nlearning_rate = [1e-3, -1.0]\n"),
+            "error: spec.toml: trial-001 (optimizer.learning_rate = -1.0): \
+             optimizer.learning_rate: must be a finite number above 0 (got -1.0)\n",
+        ),
+        (
+            format!("{head}[sweep.grid]\nhidden = [[8]]\n[base.train]\nepoch = 3\n"),
+            "error: spec.toml: base config: train.epoch: unknown key `epoch`, expected one of",
+        ),
+    ];
+    for (spec, expected) in cases {
+        std::fs::write(home.join("spec.toml"), &spec).unwrap();
+        let before = snapshot(home);
+        let output = sweep(home, &["init", "spec.toml"]).output().unwrap();
+        let err = stderr(&output);
+        assert!(err.starts_with(expected), "{spec}\n{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert_eq!(stdout(&output), "");
+        assert_eq!(snapshot(home), before, "{spec}: something was written");
+        assert!(!home.join("artifacts").exists());
+    }
+    // A sweep's name is taken once.
+    init(home, &format!("{head}[sweep.grid]\nhidden = [[8]]\n"));
+    let before = snapshot(home);
+    let output = sweep(home, &["init", "spec.toml"]).output().unwrap();
+    common::assert_fails(
+        &output,
+        2,
+        "error: artifacts/sweeps/bad: sweep already exists; pick another sweep.name\n",
+    );
+    assert_eq!(snapshot(home), before);
+}
+
+#[test]
+fn random_draws_are_recorded_in_range_and_repeat_with_the_seed() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let spec = |name: &str, seed: u64| {
+        format!(
+            "[sweep]\nname = \"{name}\"\nmethod = \"random\"\ncount = 6\nseed = {seed}\n\
+             [sweep.random]\nlearning_rate = {{ log_uniform = [1e-4, 1e-2] }}\n\
+             batch_size = {{ int_uniform = [16, 64] }}\nhidden = [[16], [32]]\n"
+        )
+    };
+    let settings = |name: &str| -> Vec<toml::Table> {
+        let text = read(sweep_dir(home, name).join("sweep.toml"));
+        let resolved: toml::Table = toml::from_str(&text).unwrap();
+        resolved["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["settings"].as_table().unwrap().clone())
+            .collect()
+    };
+    init(home, &spec("a", 3));
+    init(home, &spec("b", 3));
+    init(home, &spec("c", 4));
+    let a = settings("a");
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, settings("b"));
+    assert_ne!(a, settings("c"));
+    for (index, trial) in a.iter().enumerate() {
+        let lr = trial["optimizer.learning_rate"].as_float().unwrap();
+        let batch = trial["train.batch_size"].as_integer().unwrap();
+        assert!(
+            (1e-4..1e-2).contains(&lr) && (16..=64).contains(&batch),
+            "{trial:?}"
+        );
+        // Each trial's config holds its draws, as `train --config` reads them.
+        let config = mnist_mlp::config::TrainConfig::from_file(
+            &sweep_dir(home, "a").join(format!("trials/trial-{index:03}.toml")),
+        )
+        .unwrap();
+        assert_eq!(config.optimizer.learning_rate, lr);
+        assert_eq!(config.train.batch_size as i64, batch);
+        assert_eq!(
+            toml::Value::try_from(&config.model.hidden).unwrap(),
+            trial["model.hidden"]
+        );
+    }
+}
