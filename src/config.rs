@@ -2,6 +2,7 @@
 //! command-line overrides, validated once into a [`TrainConfig`]. The effective config is what
 //! each run saves as its `config.toml`.
 
+use crate::augment::Augment;
 use crate::backend::Backend;
 use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default_cache_dir};
 use crate::data::{Mnist, MnistSplit};
@@ -23,6 +24,10 @@ pub struct TrainConfig {
     pub model: ModelSection,
     pub data: DataSection,
     pub run: RunSection,
+    /// Off unless enabled; a run's saved config has the section only when it is on, so the
+    /// tutorial's saved config is as it was before augmentation existed.
+    #[serde(skip_serializing_if = "Augment::is_off")]
+    pub augment: Augment,
 }
 
 /// `model.fit(x_train, y_train, batch_size=32, epochs=5, shuffle=True)`.
@@ -161,6 +166,8 @@ pub struct Overrides {
     pub backend: Option<Backend>,
     pub device: Option<usize>,
     pub kernels: Option<Kernels>,
+    /// `Some(true)` turns augmentation on, with the `[augment]` ranges (the preset by default).
+    pub augment: Option<bool>,
 }
 
 /// A config that cannot be used. Each names the file or the key.
@@ -285,6 +292,7 @@ impl TrainConfig {
         set(&mut self.run.artifact_dir, &o.artifact_dir);
         set(&mut self.run.backend, &o.backend);
         set(&mut self.run.device, &o.device);
+        set(&mut self.augment.enabled, &o.augment);
         if o.data_dir.is_some() {
             self.data.dir.clone_from(&o.data_dir);
         }
@@ -362,6 +370,13 @@ impl TrainConfig {
                 key: "run.kernels",
                 value: format!("fused with backend {}", self.run.backend),
                 reason: "the fused kernels run on the ndarray backend only; use burn",
+            });
+        }
+        if let Err(bad) = self.augment.validate() {
+            return Err(ConfigError::Invalid {
+                key: bad.key,
+                value: format!("{:?}", bad.value),
+                reason: bad.reason,
             });
         }
         if let Some(name) = &self.run.name

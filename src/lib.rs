@@ -2,6 +2,8 @@
 //!
 //! The modules follow the tutorial's stages:
 //! [`data`] (IDX files, where they come from, the Burn `Dataset`) →
+//! [`augment`] (training only, off by default: each image redrawn a little differently every
+//! epoch) →
 //! [`batcher`] (flatten, divide by 255, one-hot) →
 //! [`model`] (Dense 512 relu → Dense 512 relu → Dense 10 softmax) →
 //! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
@@ -10,6 +12,7 @@
 //! pictures (training curves, confusion matrix, digits). Weights are read back through [`saved`];
 //! [`serve`] shows the runs and a drawing pad in the browser, on top of [`inspection`].
 
+pub mod augment;
 pub mod backend;
 pub mod batcher;
 pub mod config;

@@ -272,6 +272,11 @@ struct TrainSettings {
     /// burn]
     #[arg(long, value_parser = parse_kernels)]
     kernels: Option<Kernels>,
+    /// Augment the training images (rotation, shift, zoom, shear, stroke thickness, elastic
+    /// distortion), with the config's [augment] ranges: the preset unless the file sets them
+    /// (augment.enabled)
+    #[arg(long)]
+    augment: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -486,6 +491,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         backend: settings.backend,
         device: settings.device,
         kernels: settings.kernels,
+        augment: settings.augment.then_some(true),
         ..Default::default()
     })?;
     let outcome = training::train(&config, dashboard)?;
