@@ -426,6 +426,44 @@ fn bilinear(padded: &[f32; PAD * PAD], x: f32, y: f32) -> f32 {
     top * (1.0 - fy) + bottom * fy
 }
 
+/// The mean width of the strokes of a white-on-black digit, in pixels: twice the ink (in
+/// pixels of full ink) over the length of its outline (edges between pixels on either side of
+/// half ink). A stroke of width w and length L has ink w·L and an outline of about 2·L.
+pub fn stroke_width(image: &[u8; PIXELS]) -> f32 {
+    let ink: f32 = image.iter().map(|&p| f32::from(p) / 255.0).sum();
+    let on = |i: usize| image[i] >= 128;
+    let mut outline = 0usize;
+    for y in 0..SIDE {
+        for x in 0..SIDE {
+            let i = y * SIDE + x;
+            if x + 1 < SIDE && on(i) != on(i + 1) {
+                outline += 1;
+            }
+            if y + 1 < SIDE && on(i) != on(i + SIDE) {
+                outline += 1;
+            }
+        }
+    }
+    if outline == 0 {
+        0.0
+    } else {
+        2.0 * ink / outline as f32
+    }
+}
+
+/// `image`'s strokes `amount` of a one-pixel dilation thicker (above 0) or of an erosion
+/// thinner (below 0), each side; whole steps first, then the fraction.
+pub fn thicken(image: &[u8; PIXELS], amount: f32) -> [u8; PIXELS] {
+    let mut out: [f32; PIXELS] = std::array::from_fn(|i| f32::from(image[i]));
+    let mut left = amount;
+    while left.abs() > 0.0 {
+        let step = left.clamp(-1.0, 1.0);
+        out = stroke(&out, step);
+        left -= step;
+    }
+    std::array::from_fn(|i| (out[i].clamp(0.0, 255.0) + 0.5) as u8)
+}
+
 /// The stroke `amount` of a one-pixel dilation thicker (above 0) or erosion thinner (below 0),
 /// over the 4-neighbourhood. The border ring is left as it is, so a stroke never grows onto it.
 fn stroke(image: &[f32; PIXELS], amount: f32) -> [f32; PIXELS] {
