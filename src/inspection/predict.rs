@@ -3,9 +3,11 @@
 //!
 //! MNIST's digits are white on black, their bounding box scaled to fit 20×20 keeping its
 //! aspect ratio (anti-aliased, hence the grey edges), then placed in 28×28 so that their centre
-//! of mass is at the centre. [`prepare`] does the same to any picture `image` reads (PNG, JPEG,
-//! PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it when its background
-//! is light, stretch its contrast so the background is 0, then box, scale and centre.
+//! of mass is in the middle of pixel (14, 14). [`prepare`] does the same to any picture `image`
+//! reads (PNG, JPEG, PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it
+//! when its background is light, stretch its contrast so the background is 0, then box, scale
+//! and centre; strokes far thicker or thinner than MNIST's are brought to MNIST's width and the
+//! digit boxed again (a marker's stroke would otherwise fill the box as no MNIST digit does).
 
 use super::{ComputeOn, InspectError};
 use crate::augment::{stroke_width, thicken};
