@@ -2,6 +2,7 @@
 //! command-line overrides, validated once into a [`TrainConfig`]. The effective config is what
 //! each run saves as its `config.toml`.
 
+use crate::augment::Augment;
 use crate::backend::Backend;
 use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default_cache_dir};
 use crate::data::{Mnist, MnistSplit};
@@ -23,6 +24,10 @@ pub struct TrainConfig {
     pub model: ModelSection,
     pub data: DataSection,
     pub run: RunSection,
+    /// Off unless enabled; a run's saved config has the section only when it is on, so the
+    /// tutorial's saved config is as it was before augmentation existed.
+    #[serde(skip_serializing_if = "Augment::is_off")]
+    pub augment: Augment,
 }
 
 /// `model.fit(x_train, y_train, batch_size=32, epochs=5, shuffle=True)`.
@@ -211,6 +216,11 @@ pub struct RunSettings {
     /// burn]
     #[arg(long)]
     pub kernels: Option<Kernels>,
+    /// Augment the training images (rotation, shift, zoom, shear, stroke thickness, elastic
+    /// distortion) with the config's [augment] ranges: the preset unless the file sets them
+    /// (augment.enabled; `--augment` alone is `--augment true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub augment: Option<bool>,
 }
 
 /// A config that cannot be used. Each names the file or the key.
@@ -354,6 +364,7 @@ impl TrainConfig {
             backend,
             device,
             kernels,
+            augment,
         } = settings;
         set(&mut self.train.epochs, epochs);
         set(&mut self.train.batch_size, batch_size);
@@ -369,6 +380,7 @@ impl TrainConfig {
         set(&mut self.run.backend, backend);
         set(&mut self.run.device, device);
         set_some(&mut self.run.kernels, kernels);
+        set(&mut self.augment.enabled, augment);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
@@ -434,6 +446,13 @@ impl TrainConfig {
                 key: "run.kernels",
                 value: format!("fused with backend {}", self.run.backend),
                 reason: "the fused kernels run on the ndarray backend only; use burn",
+            });
+        }
+        if let Err(bad) = self.augment.validate() {
+            return Err(ConfigError::Invalid {
+                key: bad.key,
+                value: format!("{:?}", bad.value),
+                reason: bad.reason,
             });
         }
         if let Some(name) = &self.run.name
@@ -639,6 +658,7 @@ mod tests {
             ("backend", "flex"),
             ("device", "1"),
             ("kernels", "burn"),
+            ("augment", "true"),
         ];
         let command = RunSettings::augment_args(Command::new("train"));
         let flags: Vec<_> = command

@@ -2,6 +2,8 @@
 //!
 //! The modules follow the tutorial's stages:
 //! [`data`] (IDX files, where they come from, the Burn `Dataset`) →
+//! [`augment`] (training only, off by default: each image redrawn a little differently every
+//! epoch) →
 //! [`batcher`] (flatten, divide by 255, one-hot) →
 //! [`model`] (Dense 512 relu → Dense 512 relu → Dense 10 softmax) →
 //! [`training`] (Burn's `Learner` with Keras's RMSprop, metrics, dashboard, checkpoints).
@@ -11,6 +13,7 @@
 //! [`serve`] shows the runs and a drawing pad in the browser, on top of [`inspection`];
 //! [`sweep`] trains many runs of one spec, by several workers at once, and compares them.
 
+pub mod augment;
 pub mod backend;
 pub mod batcher;
 pub mod config;

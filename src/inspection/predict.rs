@@ -3,11 +3,14 @@
 //!
 //! MNIST's digits are white on black, their bounding box scaled to fit 20×20 keeping its
 //! aspect ratio (anti-aliased, hence the grey edges), then placed in 28×28 so that their centre
-//! of mass is at the centre. [`prepare`] does the same to any picture `image` reads (PNG, JPEG,
-//! PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it when its background
-//! is light, stretch its contrast so the background is 0, then box, scale and centre.
+//! of mass is in the middle of pixel (14, 14). [`prepare`] does the same to any picture `image`
+//! reads (PNG, JPEG, PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it
+//! when its background is light, stretch its contrast so the background is 0, then box, scale
+//! and centre; strokes far thicker or thinner than MNIST's are brought to MNIST's width and the
+//! digit boxed again (a marker's stroke would otherwise fill the box as no MNIST digit does).
 
 use super::{ComputeOn, InspectError};
+use crate::augment::{stroke_width, thicken};
 use crate::batcher::MnistBatcher;
 use crate::data::idx::{CLASSES, PIXELS, SIDE};
 use crate::model::Mlp;
@@ -288,6 +291,23 @@ pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
         image::Luma([v.clamp(0.0, 255.0).round() as u8])
     });
 
+    let digit = box_and_centre(&stretched)?;
+    // Thinning or thickening moves the stroke's ends too: the digit is boxed again after it.
+    let normalised = stroke_like_mnist(&digit);
+    if normalised == digit {
+        return Some(digit);
+    }
+    box_and_centre(&GrayImage::from_raw(
+        SIDE as u32,
+        SIDE as u32,
+        normalised.to_vec(),
+    )?)
+}
+
+/// MNIST's box and centring: the ink's bounding box scaled to fit 20×20 keeping its aspect,
+/// placed in 28×28 with its centre of mass where MNIST's are.
+fn box_and_centre(stretched: &GrayImage) -> Option<[u8; PIXELS]> {
+    let (w, h) = stretched.dimensions();
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
     for (x, y, p) in stretched.enumerate_pixels() {
         if p.0[0] > INK {
@@ -301,7 +321,7 @@ pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
         return None;
     }
     let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
-    let cropped = image::imageops::crop_imm(&stretched, x0, y0, bw, bh).to_image();
+    let cropped = image::imageops::crop_imm(stretched, x0, y0, bw, bh).to_image();
     // The longer side becomes 20 pixels, the other keeps the aspect ratio.
     let scale = BOX as f32 / bw.max(bh) as f32;
     let (sw, sh) = (
@@ -318,7 +338,9 @@ pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
         mx += v * (f64::from(x) + 0.5);
         my += v * (f64::from(y) + 0.5);
     }
-    let centre = SIDE as f64 / 2.0;
+    // Where MNIST's digits have their centre of mass: the middle of pixel 14 (14.5 with pixel
+    // centres at +0.5; measured over the test set: 14.51, 14.49), not the image's middle.
+    let centre = SIDE as f64 / 2.0 + 0.5;
     let (cx, cy) = if mass > 0.0 {
         (mx / mass, my / mass)
     } else {
@@ -332,6 +354,31 @@ pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
         out[(top + y as usize) * SIDE + left + x as usize] = p.0[0];
     }
     Some(out)
+}
+
+/// The range of stroke widths ([`stroke_width`]) of the middle half of MNIST's test digits,
+/// measured by `examples/stroke_widths.rs` (1.67 and 2.34 px).
+const MNIST_STROKE: (f32, f32) = (1.67, 2.34);
+
+/// The digit with its strokes brought into MNIST's usual range of widths: a marker's thick
+/// strokes thinned, a fine pen's thickened, by erosion or dilation, each side by half the
+/// difference. Digits already in the range, as half of MNIST's own are, are left as they are.
+fn stroke_like_mnist(digit: &[u8; PIXELS]) -> [u8; PIXELS] {
+    let (thin, thick) = MNIST_STROKE;
+    let mut out = *digit;
+    // A fractional step does less than its fraction to a faint or anti-aliased stroke: measure
+    // again and go on, a few times at most.
+    for _ in 0..4 {
+        let width = stroke_width(&out);
+        out = if width > thick {
+            thicken(&out, -(width - thick) / 2.0)
+        } else if width < thin && width > 0.0 {
+            thicken(&out, (thin - width) / 2.0)
+        } else {
+            return out;
+        };
+    }
+    out
 }
 
 #[cfg(test)]
@@ -366,10 +413,11 @@ mod tests {
     fn a_digit_is_boxed_to_20_and_centred_by_mass() {
         let digit = to_mnist(&bar(false)).unwrap();
         let (x0, y0, x1, y1) = bounding_box(&digit);
-        // 12 tall becomes 20 tall (give or take the filter's ringing); 3 wide becomes 5.
+        // 12 tall becomes 20 tall (give or take the filter's ringing); 3 wide becomes 5,
+        // which is thicker than MNIST's strokes: thinned to 2 to 4.
         assert!((19..=21).contains(&(y1 - y0 + 1)), "{y0}..{y1}");
-        assert!((4..=7).contains(&(x1 - x0 + 1)), "{x0}..{x1}");
-        // Symmetric, so its centre of mass is the image's centre, 14.
+        assert!((2..=4).contains(&(x1 - x0 + 1)), "{x0}..{x1}");
+        // Symmetric, so its centre of mass is where MNIST's are, the middle of pixel 14.
         let mass: f64 = digit.iter().map(|&p| f64::from(p)).sum();
         let cx: f64 = (0..PIXELS)
             .map(|i| f64::from(digit[i]) * ((i % SIDE) as f64 + 0.5))
@@ -379,11 +427,40 @@ mod tests {
             .map(|i| f64::from(digit[i]) * ((i / SIDE) as f64 + 0.5))
             .sum::<f64>()
             / mass;
-        assert!((cx - 14.0).abs() <= 0.5, "{cx}");
-        assert!((cy - 14.0).abs() <= 0.5, "{cy}");
+        assert!((cx - 14.5).abs() <= 0.5, "{cx}");
+        assert!((cy - 14.5).abs() <= 0.5, "{cy}");
         // The background is black, the stroke white.
         assert_eq!(digit[0], 0);
         assert_eq!(*digit.iter().max().unwrap(), 255);
+    }
+
+    /// A ring of radius 7 around the middle, `width` pixels wide.
+    fn ring(width: f32) -> [u8; PIXELS] {
+        std::array::from_fn(|i| {
+            let (x, y) = ((i % SIDE) as f32 - 13.5, (i / SIDE) as f32 - 13.5);
+            let off = ((x * x + y * y).sqrt() - 7.0).abs();
+            (255.0 * (width / 2.0 + 0.5 - off).clamp(0.0, 1.0)).round() as u8
+        })
+    }
+
+    #[test]
+    fn strokes_are_brought_to_mnists_widths() {
+        let (thin, thick) = MNIST_STROKE;
+        // A marker's stroke is thinned, a fine pen's thickened, into MNIST's range (give or
+        // take what a fractional erosion or dilation can do).
+        let marker = ring(5.0);
+        assert!(stroke_width(&marker) > 4.0);
+        let thinned = stroke_like_mnist(&marker);
+        let w = stroke_width(&thinned);
+        assert!((thin - 0.3..=thick + 0.3).contains(&w), "{w}");
+        let pen = ring(0.8);
+        assert!(stroke_width(&pen) < 1.2);
+        let w = stroke_width(&stroke_like_mnist(&pen));
+        assert!((thin - 0.3..=thick + 0.3).contains(&w), "{w}");
+        // A stroke already in range is left exactly as it is.
+        let mnist_like = ring(2.5);
+        assert!((thin..=thick).contains(&stroke_width(&mnist_like)));
+        assert_eq!(stroke_like_mnist(&mnist_like), mnist_like);
     }
 
     #[test]

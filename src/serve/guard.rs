@@ -9,7 +9,7 @@
 //! tell the browser not to frame the page, guess media types, send referrers or run scripts
 //! other than the page's own.
 
-use super::routes::error;
+use super::json::error;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;

@@ -11,6 +11,7 @@
 mod api;
 mod files;
 mod guard;
+mod json;
 mod routes;
 mod server;
 

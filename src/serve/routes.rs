@@ -6,12 +6,13 @@
 
 use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture};
 use super::guard::{Hosts, guard};
+use super::json::{error, json_body};
 use crate::inspection::predict;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
@@ -228,15 +229,6 @@ async fn blocking(
     }
 }
 
-/// A JSON `{"error": message}` answer.
-pub fn error(status: u16, message: &str) -> Response {
-    let body = serde_json::json!({ "error": message }).to_string();
-    let mut response = json_body(body);
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-}
-
 /// `response`, and the connection closed after it: the body was not read to its end.
 fn closing(mut response: Response) -> Response {
     response
@@ -247,18 +239,6 @@ fn closing(mut response: Response) -> Response {
 
 fn json(value: serde_json::Value) -> Response {
     json_body(value.to_string())
-}
-
-fn json_body(body: String) -> Response {
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    // Runs change while the page is open: never answer from a cache.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn asset(text: &'static str, content_type: &'static str) -> Response {

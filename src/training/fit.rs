@@ -135,7 +135,8 @@ fn supervised_training(
         batch_size,
         device.clone(),
     )
-    .starting_after(after);
+    .starting_after(after)
+    .augmented(&config.augment, config.train.seed);
     if config.train.shuffle {
         train_loader = train_loader.shuffled(config.train.seed);
     }

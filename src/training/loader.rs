@@ -4,10 +4,13 @@
 //! Custom because Burn's own data loader draws each epoch's order from one running random
 //! generator, so a training resumed at epoch k would not see the order an uninterrupted run
 //! sees. Here the order of epoch `e` is a function of `(seed, e)` alone; the batches are made by
-//! the batcher, as in Burn's loader.
+//! the batcher, as in Burn's loader. With augmentation on, each training image is first
+//! redrawn as [`Augment`] makes it for `(seed, epoch, index)`, the batch's images in parallel.
 
+use crate::augment::Augment;
 use crate::batcher::{DigitRef, MnistBatch, MnistBatcher};
 use crate::data::MnistDataset;
+use crate::data::idx::PIXELS;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Dataset, Progress};
 use burn::data::dataset::DatasetError;
@@ -15,6 +18,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +30,8 @@ pub struct MnistLoader {
     range: Range<usize>,
     batch_size: usize,
     shuffle: Option<u64>,
+    /// The augmentation and its seed, for training loaders that augment.
+    augment: Option<(Augment, u64)>,
     /// Epochs started so far; shared by the copies Burn makes with `to_device`.
     epochs_started: Arc<AtomicUsize>,
     device: Device,
@@ -40,6 +46,7 @@ impl MnistLoader {
             range,
             batch_size,
             shuffle: None,
+            augment: None,
             epochs_started: Arc::new(AtomicUsize::new(0)),
             device,
         }
@@ -48,6 +55,13 @@ impl MnistLoader {
     /// Reshuffles every epoch, from `seed`.
     pub fn shuffled(mut self, seed: u64) -> Self {
         self.shuffle = Some(seed);
+        self
+    }
+
+    /// Augments every image as `augment` draws it from `(seed, epoch, index)`; an `augment`
+    /// that is off changes nothing.
+    pub fn augmented(mut self, augment: &Augment, seed: u64) -> Self {
+        self.augment = augment.enabled.then(|| (augment.clone(), seed));
         self
     }
 
@@ -76,6 +90,7 @@ impl DataLoader<MnistBatch> for MnistLoader {
             loader: self,
             order: self.order(epoch),
             position: 0,
+            epoch,
         })
     }
 
@@ -103,6 +118,7 @@ struct MnistIter<'a> {
     loader: &'a MnistLoader,
     order: Vec<usize>,
     position: usize,
+    epoch: usize,
 }
 
 impl Iterator for MnistIter<'_> {
@@ -117,8 +133,24 @@ impl Iterator for MnistIter<'_> {
         self.position = end;
         // The order only holds indices of the dataset's range, so `of` cannot go out of it.
         let split = self.loader.dataset.split();
-        let items = indices.iter().map(|&i| DigitRef::of(split, i)).collect();
-        Some(Ok(MnistBatcher.batch(items, &self.loader.device)))
+        let device = &self.loader.device;
+        let Some((augment, seed)) = &self.loader.augment else {
+            let items = indices.iter().map(|&i| DigitRef::of(split, i)).collect();
+            return Some(Ok(MnistBatcher.batch(items, device)));
+        };
+        let images: Vec<[u8; PIXELS]> = indices
+            .par_iter()
+            .map(|&i| augment.apply(split.image(i), *seed, self.epoch, i))
+            .collect();
+        let items = indices
+            .iter()
+            .zip(&images)
+            .map(|(&i, image)| DigitRef {
+                image,
+                label: split.label(i),
+            })
+            .collect();
+        Some(Ok(MnistBatcher.batch(items, device)))
     }
 }
 

@@ -1,0 +1,564 @@
+//! Data augmentation for training: each training image redrawn a little differently in every
+//! epoch (rotated, shifted, zoomed, sheared, its stroke thickened or thinned, elastically
+//! distorted as Simard et al. 2003 do), so that the model learns the variety of real writing
+//! rather than MNIST's own habits. Off by default: the tutorial trains on the images as they are.
+//!
+//! The settings are the `[augment]` section of the config. Names and ranges follow Keras's
+//! preprocessing layers: `rotation` is `RandomRotation(factor)` (a fraction of a full turn),
+//! `translation` is `RandomTranslation(height_factor=width_factor)` (a fraction of the side),
+//! `zoom` is `RandomZoom(height_factor)` with the aspect kept (positive zooms out, the digit
+//! gets smaller), `shear` is `RandomShear(x_factor)`'s horizontal shear, drawn in both directions.
+//!
+//! What one image gets is a function of `(seed, epoch, index)` alone (the index in the training
+//! set, not the position in the shuffled order), so a resumed run sees exactly the images an
+//! uninterrupted run sees. The geometry is one affine map plus a coarse elastic field, sampled
+//! once per output pixel (bilinear): about 10 µs an image.
+
+use crate::data::idx::{PIXELS, SIDE};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// The `[augment]` section: what varies, and by how much. Every range is symmetric around "no
+/// change"; the defaults are the preset that `--augment` turns on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Augment {
+    /// Augment the training images (never the validation images).
+    pub enabled: bool,
+    /// Rotation by up to ± this fraction of a full turn (0.04: ±14.4°); 0 to 0.25.
+    pub rotation: f64,
+    /// Shift by up to ± this fraction of the side, each axis (0.1: ±2.8 px); 0 to 0.3. A shift
+    /// that would push ink onto the border is cut short.
+    pub translation: f64,
+    /// Zoom by a factor in [1 - zoom, 1 + zoom]: above 1 the digit shrinks; 0 to 0.5.
+    pub zoom: f64,
+    /// Horizontal shear of up to ± this many pixels per pixel of height; 0 to 1.
+    pub shear: f64,
+    /// Stroke thickness: up to ± this fraction of a one-pixel dilation (more) or erosion
+    /// (less); 0 to 1.
+    pub thickness: f64,
+    /// Elastic distortion: each node of a coarse grid moves by up to ± this many pixels, each
+    /// axis, and the field between nodes is interpolated (a cheap stand-in for Simard's
+    /// Gaussian-smoothed random field); 0 to 4.
+    pub elastic: f64,
+    /// The elastic grid's spacing in pixels: larger is smoother; 2 to 28.
+    pub elastic_scale: f64,
+}
+
+impl Default for Augment {
+    /// The preset, switched off.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rotation: 0.04,
+            translation: 0.08,
+            zoom: 0.12,
+            shear: 0.2,
+            thickness: 0.5,
+            elastic: 1.2,
+            elastic_scale: 7.0,
+        }
+    }
+}
+
+/// A key of `[augment]` whose value is out of its range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadSetting {
+    pub key: &'static str,
+    pub value: f64,
+    pub reason: &'static str,
+}
+
+impl Augment {
+    /// The preset `--augment` turns on: the defaults, enabled.
+    pub fn preset() -> Self {
+        Self {
+            enabled: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_off(&self) -> bool {
+        !self.enabled
+    }
+
+    /// Every value finite and within its range; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), BadSetting> {
+        let checks: [(&'static str, f64, f64, f64, &'static str); 7] = [
+            (
+                "augment.rotation",
+                self.rotation,
+                0.0,
+                0.25,
+                "must be in [0, 0.25] (a fraction of a full turn)",
+            ),
+            (
+                "augment.translation",
+                self.translation,
+                0.0,
+                0.3,
+                "must be in [0, 0.3] (a fraction of the side)",
+            ),
+            ("augment.zoom", self.zoom, 0.0, 0.5, "must be in [0, 0.5]"),
+            ("augment.shear", self.shear, 0.0, 1.0, "must be in [0, 1]"),
+            (
+                "augment.thickness",
+                self.thickness,
+                0.0,
+                1.0,
+                "must be in [0, 1]",
+            ),
+            (
+                "augment.elastic",
+                self.elastic,
+                0.0,
+                4.0,
+                "must be in [0, 4] (pixels)",
+            ),
+            (
+                "augment.elastic_scale",
+                self.elastic_scale,
+                2.0,
+                28.0,
+                "must be in [2, 28] (pixels)",
+            ),
+        ];
+        for (key, value, low, high, reason) in checks {
+            if !(value.is_finite() && (low..=high).contains(&value)) {
+                return Err(BadSetting { key, value, reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// The random transform of training image `index` in epoch `epoch` (0-based).
+    pub fn draw(&self, seed: u64, epoch: usize, index: usize) -> Transform {
+        let mut rng = StdRng::seed_from_u64(sample_stream(seed, epoch, index));
+        let mut symmetric = |range: f64| {
+            if range > 0.0 {
+                rng.random_range(-range..=range) as f32
+            } else {
+                0.0
+            }
+        };
+        let side = SIDE as f64;
+        let angle = symmetric(self.rotation * std::f64::consts::TAU);
+        let shift = [
+            symmetric(self.translation * side),
+            symmetric(self.translation * side),
+        ];
+        let zoom = symmetric(self.zoom);
+        let shear = symmetric(self.shear);
+        let thickness = symmetric(self.thickness);
+        let elastic = (self.elastic > 0.0).then(|| {
+            let cells = (side / self.elastic_scale).ceil().max(1.0) as usize;
+            let nodes = (0..(cells + 1) * (cells + 1) * 2)
+                .map(|_| symmetric(self.elastic))
+                .collect();
+            Elastic {
+                cells,
+                nodes,
+                reach: self.elastic as f32,
+            }
+        });
+        Transform {
+            angle,
+            shift,
+            zoom,
+            shear,
+            thickness,
+            elastic,
+        }
+    }
+
+    /// Training image `index` as epoch `epoch` sees it.
+    pub fn apply(
+        &self,
+        image: &[u8; PIXELS],
+        seed: u64,
+        epoch: usize,
+        index: usize,
+    ) -> [u8; PIXELS] {
+        self.draw(seed, epoch, index).fitted(image).apply(image)
+    }
+}
+
+/// One independent random stream per `(seed, epoch, index)` (SplitMix64's finaliser mixes them).
+fn sample_stream(seed: u64, epoch: usize, index: usize) -> u64 {
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let golden = 0x9E37_79B9_7F4A_7C15u64;
+    mix(
+        mix(mix(seed.wrapping_add(golden)) ^ (epoch as u64).wrapping_add(golden))
+            ^ (index as u64).wrapping_add(golden),
+    )
+}
+
+/// A coarse random displacement field: `(cells + 1)²` nodes over the image, each with an
+/// `[x, y]` displacement, interpolated bilinearly between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elastic {
+    pub cells: usize,
+    /// Row-major nodes, `[x, y]` pairs flattened.
+    pub nodes: Vec<f32>,
+    /// The largest displacement any node may have, each axis.
+    pub reach: f32,
+}
+
+impl Elastic {
+    /// The displacement at every output pixel, `[x, y]` planes, bilinear between the nodes
+    /// (separably: along each node row first, then between the rows).
+    fn field(&self) -> [[f32; PIXELS]; 2] {
+        let per_cell = self.cells as f32 / (SIDE - 1) as f32;
+        let at: [(usize, f32); SIDE] = std::array::from_fn(|i| {
+            let g = i as f32 * per_cell;
+            let c = (g as usize).min(self.cells - 1);
+            (c, g - c as f32)
+        });
+        let row = self.cells + 1;
+        let mut planes = [[0f32; PIXELS]; 2];
+        for (axis, plane) in planes.iter_mut().enumerate() {
+            let node = |i: usize, j: usize| self.nodes[(j * row + i) * 2 + axis];
+            // Each node row interpolated across the image's columns.
+            let rows: Vec<[f32; SIDE]> = (0..row)
+                .map(|j| {
+                    std::array::from_fn(|x| {
+                        let (c, f) = at[x];
+                        node(c, j) * (1.0 - f) + node(c + 1, j) * f
+                    })
+                })
+                .collect();
+            for (y, out) in plane.chunks_exact_mut(SIDE).enumerate() {
+                let (c, f) = at[y];
+                let (top, bottom) = (&rows[c], &rows[c + 1]);
+                for x in 0..SIDE {
+                    out[x] = top[x] * (1.0 - f) + bottom[x] * f;
+                }
+            }
+        }
+        planes
+    }
+}
+
+/// One image's transform. Coordinates are pixel indices, x to the right and y down; the centre
+/// of the image is (13.5, 13.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transform {
+    /// Radians, counter-clockwise as seen (as Keras's positive `RandomRotation`).
+    pub angle: f32,
+    /// `[x, y]` pixels.
+    pub shift: [f32; 2],
+    /// Keras's zoom: the digit is scaled by `1 / (1 + zoom)`.
+    pub zoom: f32,
+    /// Horizontal shear: x moves by `shear` pixels per pixel below the centre.
+    pub shear: f32,
+    /// Above 0, this fraction of a one-pixel dilation; below 0, of an erosion.
+    pub thickness: f32,
+    pub elastic: Option<Elastic>,
+}
+
+const CENTRE: f32 = (SIDE as f32 - 1.0) / 2.0;
+const LAST: f32 = (SIDE - 1) as f32;
+
+impl Transform {
+    /// No change at all.
+    pub fn identity() -> Self {
+        Self {
+            angle: 0.0,
+            shift: [0.0, 0.0],
+            zoom: 0.0,
+            shear: 0.0,
+            thickness: 0.0,
+            elastic: None,
+        }
+    }
+
+    /// The forward linear map (digit → picture, about the centre): rotate · shear / (1 + zoom).
+    fn forward(&self) -> [[f32; 2]; 2] {
+        let (sin, cos) = self.angle.sin_cos();
+        let k = 1.0 / (1.0 + self.zoom);
+        let s = self.shear;
+        // Rotation counter-clockwise on a y-down screen: (x, y) → (x cos + y sin, -x sin + y cos).
+        [
+            [cos * k, (cos * s + sin) * k],
+            [-sin * k, (-sin * s + cos) * k],
+        ]
+    }
+
+    /// This transform, made to keep `image`'s ink off the border: the digit's box, widened by
+    /// what the sampling and the elastic field can add, must land inside the picture. A digit
+    /// that would not fit is zoomed out until it does; a shift that would push it out is cut
+    /// short. A stroke cut off by the border could change what digit it is.
+    pub fn fitted(mut self, image: &[u8; PIXELS]) -> Self {
+        let Some((low, high)) = ink_box(image) else {
+            return self;
+        };
+        let reach = 1.0 + self.elastic.as_ref().map_or(0.0, |e| e.reach);
+        let corners = |t: &Self| {
+            let m = t.forward();
+            let mut extent = [[f32::MAX, f32::MIN]; 2];
+            for x in [low[0] - reach, high[0] + reach] {
+                for y in [low[1] - reach, high[1] + reach] {
+                    let (dx, dy) = (x - CENTRE, y - CENTRE);
+                    for (axis, row) in m.iter().enumerate() {
+                        let v = CENTRE + row[0] * dx + row[1] * dy;
+                        extent[axis] = [extent[axis][0].min(v), extent[axis][1].max(v)];
+                    }
+                }
+            }
+            extent
+        };
+        // Strictly inside [0, LAST]: a margin of a hair keeps the border pixels at exactly 0.
+        let room = LAST - 0.01;
+        let extent = corners(&self);
+        let widest = extent.iter().map(|e| e[1] - e[0]).fold(0.0, f32::max);
+        if widest > room {
+            self.zoom = (1.0 + self.zoom) * widest / room - 1.0;
+        }
+        let extent = corners(&self);
+        for (axis, [lo, hi]) in extent.into_iter().enumerate() {
+            let (least, most) = (0.005 - lo, LAST - 0.005 - hi);
+            self.shift[axis] = if least <= most {
+                self.shift[axis].clamp(least, most)
+            } else {
+                (least + most) / 2.0
+            };
+        }
+        self
+    }
+
+    /// The transformed image: each output pixel samples the input (bilinear) where the inverse
+    /// map and the elastic field send it, then the stroke is thickened or thinned.
+    pub fn apply(&self, image: &[u8; PIXELS]) -> [u8; PIXELS] {
+        let m = self.forward();
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        let inverse = [
+            [m[1][1] / det, -m[0][1] / det],
+            [-m[1][0] / det, m[0][0] / det],
+        ];
+        let Some((low, high)) = ink_box(image) else {
+            return *image;
+        };
+        // A sample farther than a pixel from the ink's box reads only blank: most of them.
+        let (low, high) = ([low[0] - 1.0, low[1] - 1.0], [high[0] + 1.0, high[1] + 1.0]);
+        let padded = padded(image);
+        let field = self.elastic.as_ref().map(Elastic::field);
+        let mut out = [0f32; PIXELS];
+        for y in 0..SIDE {
+            let dy = y as f32 - CENTRE - self.shift[1];
+            for x in 0..SIDE {
+                let dx = x as f32 - CENTRE - self.shift[0];
+                let (mut sx, mut sy) = (
+                    CENTRE + inverse[0][0] * dx + inverse[0][1] * dy,
+                    CENTRE + inverse[1][0] * dx + inverse[1][1] * dy,
+                );
+                if let Some([ex, ey]) = &field {
+                    sx += ex[y * SIDE + x];
+                    sy += ey[y * SIDE + x];
+                }
+                if sx > low[0] && sx < high[0] && sy > low[1] && sy < high[1] {
+                    out[y * SIDE + x] = bilinear(&padded, sx, sy);
+                }
+            }
+        }
+        let out = stroke(&out, self.thickness);
+        // Rounded to the nearest level (values are at least 0: `+ 0.5` then truncation).
+        std::array::from_fn(|i| (out[i].clamp(0.0, 255.0) + 0.5) as u8)
+    }
+}
+
+/// The side of [`padded`]: the image with a blank frame, one pixel before and three after, so
+/// that every sample's four neighbours are inside it.
+const PAD: usize = 32;
+
+/// The image in the middle of a blank `PAD`×`PAD` frame, offset by one pixel.
+fn padded(image: &[u8; PIXELS]) -> [f32; PAD * PAD] {
+    let mut padded = [0f32; PAD * PAD];
+    for (row, pixels) in image.chunks_exact(SIDE).enumerate() {
+        let start = (row + 1) * PAD + 1;
+        for (out, &p) in padded[start..start + SIDE].iter_mut().zip(pixels) {
+            *out = f32::from(p);
+        }
+    }
+    padded
+}
+
+/// The box `[x, y]` low and high corners of the pixels with any ink; `None` for a blank image.
+fn ink_box(image: &[u8; PIXELS]) -> Option<([f32; 2], [f32; 2])> {
+    let mut low = [usize::MAX; 2];
+    let mut high = [0usize; 2];
+    for (y, row) in image.chunks_exact(SIDE).enumerate() {
+        let Some(first) = row.iter().position(|&p| p > 0) else {
+            continue;
+        };
+        let last = row.iter().rposition(|&p| p > 0).unwrap_or(first);
+        low = [low[0].min(first), low[1].min(y)];
+        high = [high[0].max(last), high[1].max(y)];
+    }
+    (low[0] != usize::MAX).then(|| {
+        (
+            [low[0] as f32, low[1] as f32],
+            [high[0] as f32, high[1] as f32],
+        )
+    })
+}
+
+/// The image at `(x, y)`, bilinear between the four nearest pixels; outside it is blank.
+/// Positions are clamped into the blank frame, so every read is in bounds (the mask only
+/// tells the compiler so).
+fn bilinear(padded: &[f32; PAD * PAD], x: f32, y: f32) -> f32 {
+    // Both at least 0 here, so truncation is floor (`floor` itself is a libm call on a
+    // baseline x86-64 build, and this runs 47 million times an epoch).
+    let (px, py) = (
+        x.clamp(-1.0, SIDE as f32) + 1.0,
+        y.clamp(-1.0, SIDE as f32) + 1.0,
+    );
+    let (x0, y0) = (px as usize, py as usize);
+    let (fx, fy) = (px - x0 as f32, py - y0 as f32);
+    let i = (y0 * PAD + x0) & (PAD * PAD - 1);
+    let at = |j: usize| padded[j & (PAD * PAD - 1)];
+    let top = at(i) * (1.0 - fx) + at(i + 1) * fx;
+    let bottom = at(i + PAD) * (1.0 - fx) + at(i + PAD + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// The mean width of the strokes of a white-on-black digit, in pixels: twice the ink (in
+/// pixels of full ink) over the length of its outline (edges between pixels on either side of
+/// half ink). A stroke of width w and length L has ink w·L and an outline of about 2·L.
+pub fn stroke_width(image: &[u8; PIXELS]) -> f32 {
+    let ink: f32 = image.iter().map(|&p| f32::from(p) / 255.0).sum();
+    let on = |i: usize| image[i] >= 128;
+    let mut outline = 0usize;
+    for y in 0..SIDE {
+        for x in 0..SIDE {
+            let i = y * SIDE + x;
+            if x + 1 < SIDE && on(i) != on(i + 1) {
+                outline += 1;
+            }
+            if y + 1 < SIDE && on(i) != on(i + SIDE) {
+                outline += 1;
+            }
+        }
+    }
+    if outline == 0 {
+        0.0
+    } else {
+        2.0 * ink / outline as f32
+    }
+}
+
+/// `image`'s strokes `amount` of a one-pixel dilation thicker (above 0) or of an erosion
+/// thinner (below 0), each side; whole steps first, then the fraction.
+pub fn thicken(image: &[u8; PIXELS], amount: f32) -> [u8; PIXELS] {
+    let mut out: [f32; PIXELS] = std::array::from_fn(|i| f32::from(image[i]));
+    let mut left = amount;
+    while left.abs() > 0.0 {
+        let step = left.clamp(-1.0, 1.0);
+        out = stroke(&out, step);
+        left -= step;
+    }
+    std::array::from_fn(|i| (out[i].clamp(0.0, 255.0) + 0.5) as u8)
+}
+
+/// The stroke `amount` of a one-pixel dilation thicker (above 0) or erosion thinner (below 0),
+/// over the 4-neighbourhood. The border ring is left as it is, so a stroke never grows onto it.
+fn stroke(image: &[f32; PIXELS], amount: f32) -> [f32; PIXELS] {
+    if amount == 0.0 {
+        return *image;
+    }
+    if amount > 0.0 {
+        morph(image, amount, f32::max)
+    } else {
+        morph(image, -amount, f32::min)
+    }
+}
+
+/// Each inner pixel moved `amount` of the way to `pick` of itself and its 4 neighbours.
+fn morph(image: &[f32; PIXELS], amount: f32, pick: impl Fn(f32, f32) -> f32) -> [f32; PIXELS] {
+    let mut out = *image;
+    for y in 1..SIDE - 1 {
+        for x in 1..SIDE - 1 {
+            let i = y * SIDE + x;
+            let morphed = pick(
+                pick(image[i], image[i - 1]),
+                pick(image[i + 1], pick(image[i - SIDE], image[i + SIDE])),
+            );
+            out[i] = image[i] + amount * (morphed - image[i]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_differ_by_seed_epoch_and_index() {
+        let base = sample_stream(1, 2, 3);
+        assert_ne!(base, sample_stream(2, 2, 3));
+        assert_ne!(base, sample_stream(1, 3, 3));
+        assert_ne!(base, sample_stream(1, 2, 4));
+        assert_ne!(sample_stream(0, 1, 0), sample_stream(0, 0, 1));
+        assert_eq!(base, sample_stream(1, 2, 3));
+    }
+
+    #[test]
+    fn the_identity_changes_nothing() {
+        let image: [u8; PIXELS] = std::array::from_fn(|i| (i * 37 % 256) as u8);
+        assert_eq!(Transform::identity().apply(&image), image);
+    }
+
+    #[test]
+    fn a_shift_by_whole_pixels_moves_every_pixel() {
+        let mut image = [0u8; PIXELS];
+        image[10 * SIDE + 12] = 200;
+        let t = Transform {
+            shift: [3.0, -2.0],
+            ..Transform::identity()
+        };
+        let out = t.apply(&image);
+        assert_eq!(out[8 * SIDE + 15], 200);
+        assert_eq!(out.iter().map(|&p| u32::from(p)).sum::<u32>(), 200);
+    }
+
+    #[test]
+    fn the_elastic_field_interpolates_its_nodes() {
+        let cells = 2;
+        let nodes: Vec<f32> = (0..9).flat_map(|n| [n as f32, -(n as f32)]).collect();
+        let e = Elastic {
+            cells,
+            nodes,
+            reach: 8.0,
+        };
+        let [fx, fy] = e.field();
+        let at = |x: usize, y: usize| (fx[y * SIDE + x], fy[y * SIDE + x]);
+        assert_eq!(at(0, 0), (0.0, 0.0));
+        assert_eq!(at(27, 0), (2.0, -2.0));
+        assert_eq!(at(27, 27), (8.0, -8.0));
+        let (x, _) = at(0, 27);
+        assert!((x - 6.0).abs() < 1e-5, "{x}");
+        // Half way between nodes 0 and 1 of the top row.
+        let (x, _) = at(7, 0);
+        assert!((x - 7.0 * 2.0 / 27.0).abs() < 1e-5, "{x}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad = Augment {
+            zoom: 0.7,
+            ..Augment::preset()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "augment.zoom");
+        let bad = Augment {
+            elastic_scale: f64::NAN,
+            ..Augment::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "augment.elastic_scale");
+        assert_eq!(Augment::preset().validate(), Ok(()));
+    }
+}
