@@ -244,65 +244,100 @@ fn assert_alive(server: &Serving) {
     assert_eq!(server.get_json("api/runs", 200)[0]["name"], "tiny");
 }
 
+/// `GET path` is refused with `status` and a JSON error saying `says`, tells nothing of the
+/// secret beside the artifact directory, and the server goes on.
+fn get(server: &Serving, path: &str, status: u16, says: &str) {
+    let (got, body) = server.get(path);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(got, status, "GET {path}: {body}");
+    let error: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+    assert!(
+        error["error"].as_str().unwrap().contains(says),
+        "GET {path}: {body}"
+    );
+    assert!(!body.contains("SECRET"), "{body}");
+    assert_alive(server);
+}
+
+/// `POST path` of `body` as `media` is refused with `status` and a JSON error saying `says`.
+fn post(server: &Serving, path: &str, media: &str, body: &[u8], status: u16, says: &str) {
+    let (got, answer) = server.post(path, media, body);
+    assert_eq!(got, status, "POST {path}: {answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains(says),
+        "POST {path}: {answer}"
+    );
+    assert_alive(server);
+}
+
+/// `bytes` sent as they are get an answer whose status line starts with `status`.
+fn raw(server: &Serving, bytes: &[u8], status: &str) {
+    let line = raw_exchange(server, bytes);
+    assert!(
+        line.starts_with(&format!("HTTP/1.1 {status}")),
+        "{line:?} for {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
+    );
+    assert_alive(server);
+}
+
 #[test]
-fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
+fn paths_outside_the_runs_get_a_json_error() {
     let server = serving();
-    let get = |path: &str, status: u16, says: &str| {
-        let (got, body) = server.get(path);
-        let body = String::from_utf8_lossy(&body).into_owned();
-        assert_eq!(got, status, "GET {path}: {body}");
-        let error: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
-        assert!(
-            error["error"].as_str().unwrap().contains(says),
-            "GET {path}: {body}"
-        );
-        assert!(!body.contains("SECRET"), "{body}");
-        assert_alive(&server);
-    };
-    get("api/runs/nope", 404, "no such run");
-    get("api/runs/..", 400, "not a run name");
-    get("api/runs/..%2F..%2Fsecret.txt", 400, "not a run name");
-    get("api/runs/..%2Foutside", 400, "not a run name");
-    get("api/runs/%2E%2E", 400, "not a run name");
-    get("api/runs/tiny%2F..%2F..", 400, "not a run name");
+    get(&server, "api/runs/nope", 404, "no such run");
+    get(&server, "api/runs/..", 400, "not a run name");
     get(
+        &server,
+        "api/runs/..%2F..%2Fsecret.txt",
+        400,
+        "not a run name",
+    );
+    get(&server, "api/runs/..%2Foutside", 400, "not a run name");
+    get(&server, "api/runs/%2E%2E", 400, "not a run name");
+    get(&server, "api/runs/tiny%2F..%2F..", 400, "not a run name");
+    get(
+        &server,
         "api/runs/tiny/files/run.json",
         404,
         "not a file the page shows",
     );
     get(
+        &server,
         "api/runs/tiny/files/..%2F..%2F..%2Fsecret.txt",
         404,
         "not a file the page shows",
     );
     get(
+        &server,
         "api/runs/..%2Foutside/files/config.toml",
         400,
         "not a run name",
     );
     get(
+        &server,
         "api/runs/..%2Foutside/files/curves.svg",
         400,
         "not a run name",
     );
-    get("api/runs/tiny/files/mistakes.png", 404, "not written");
-    get("nothing/here", 404, "no such page");
-    get("api/runs/tiny/predict", 405, "method not allowed");
+    get(
+        &server,
+        "api/runs/tiny/files/mistakes.png",
+        404,
+        "not written",
+    );
+    get(&server, "nothing/here", 404, "no such page");
+    get(&server, "api/runs/tiny/predict", 405, "method not allowed");
     let (status, _) = server.get("../../secret.txt");
     assert_eq!(status, 404);
+}
 
-    let post = |path: &str, media: &str, body: &[u8], status: u16, says: &str| {
-        let (got, answer) = server.post(path, media, body);
-        assert_eq!(got, status, "POST {path}: {answer}");
-        assert!(
-            answer["error"].as_str().unwrap().contains(says),
-            "POST {path}: {answer}"
-        );
-        assert_alive(&server);
-    };
+#[test]
+fn pictures_that_cannot_be_predicted_get_a_json_error() {
+    let server = serving();
     let png = seven();
     let predict = "api/runs/tiny/predict";
     post(
+        &server,
         "api/runs/nope/predict",
         "image/png",
         &png,
@@ -310,6 +345,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "no such run",
     );
     post(
+        &server,
         &format!("{predict}?checkpoint=7"),
         "image/png",
         &png,
@@ -317,6 +353,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "checkpoints on disk: epochs 1–2",
     );
     post(
+        &server,
         &format!("{predict}?checkpoint=banana"),
         "image/png",
         &png,
@@ -324,6 +361,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "`banana` is not an epoch",
     );
     post(
+        &server,
         &format!("{predict}?checkpoint=0"),
         "image/png",
         &png,
@@ -331,14 +369,16 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "is not an epoch",
     );
     post(
+        &server,
         "api/runs/..%2Foutside/predict",
         "image/png",
         &png,
         400,
         "not a run name",
     );
-    post(predict, "text/plain", b"7", 415, "image/png");
+    post(&server, predict, "text/plain", b"7", 415, "image/png");
     post(
+        &server,
         predict,
         "image/png",
         &vec![0u8; (1 << 20) + 1],
@@ -346,15 +386,24 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "over 1 MiB",
     );
     post(
+        &server,
         predict,
         "image/png",
         b"not a picture",
         400,
         "not a picture this tool reads",
     );
-    post(predict, "image/png", b"", 400, "empty");
-    post(predict, "image/png", &png[..png.len() / 2], 400, "the PNG");
+    post(&server, predict, "image/png", b"", 400, "empty");
     post(
+        &server,
+        predict,
+        "image/png",
+        &png[..png.len() / 2],
+        400,
+        "the PNG",
+    );
+    post(
+        &server,
         predict,
         "image/png",
         &png_claiming(20_000, 20_000),
@@ -368,11 +417,17 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
             image::ImageFormat::Png,
         )
         .unwrap();
-    post(predict, "image/png", &blank, 400, "no digit found");
+    post(&server, predict, "image/png", &blank, 400, "no digit found");
+}
 
+#[test]
+fn pixels_that_are_not_a_digit_get_a_json_error() {
+    let server = serving();
+    let predict = "api/runs/tiny/predict";
     let pixels = |values: &str| format!(r#"{{"pixels": {values}}}"#).into_bytes();
     let json = "application/json";
     post(
+        &server,
         predict,
         json,
         &pixels(&format!("{:?}", vec![0.5; 783])),
@@ -380,6 +435,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "783 pixels: expected 784",
     );
     post(
+        &server,
         predict,
         json,
         &pixels(&format!("{:?}", vec![0.5; 785])),
@@ -389,6 +445,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
     let mut out_of_range = vec![0.0; 784];
     out_of_range[100] = 1.5;
     post(
+        &server,
         predict,
         json,
         &pixels(&format!("{out_of_range:?}")),
@@ -397,6 +454,7 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
     );
     out_of_range[100] = -0.25;
     post(
+        &server,
         predict,
         json,
         &pixels(&format!("{out_of_range:?}")),
@@ -404,10 +462,25 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "pixel 100 is -0.25",
     );
     let nan = format!("[NaN{}]", ", 0".repeat(783));
-    post(predict, json, &pixels(&nan), 400, "not a {\"pixels\"");
-    let huge = format!("[1e999{}]", ", 0".repeat(783));
-    post(predict, json, &pixels(&huge), 400, "not a {\"pixels\"");
     post(
+        &server,
+        predict,
+        json,
+        &pixels(&nan),
+        400,
+        "not a {\"pixels\"",
+    );
+    let huge = format!("[1e999{}]", ", 0".repeat(783));
+    post(
+        &server,
+        predict,
+        json,
+        &pixels(&huge),
+        400,
+        "not a {\"pixels\"",
+    );
+    post(
+        &server,
         predict,
         json,
         b"{\"pixels\": \"x\"}",
@@ -415,56 +488,56 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         "not a {\"pixels\"",
     );
     post(
+        &server,
         predict,
         json,
         b"{\"pixels\": [], \"more\": 1}",
         400,
         "not a {\"pixels\"",
     );
-    post(predict, json, b"[", 400, "not a {\"pixels\"");
+    post(&server, predict, json, b"[", 400, "not a {\"pixels\"");
+}
 
-    // Malformed HTTP, over a raw connection.
-    let raw = |bytes: &[u8], status: &str| {
-        let line = raw_exchange(&server, bytes);
-        assert!(
-            line.starts_with(&format!("HTTP/1.1 {status}")),
-            "{line:?} for {:?}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
-        );
-        assert_alive(&server);
-    };
+#[test]
+fn malformed_http_gets_its_status_and_the_server_keeps_running() {
+    let server = serving();
     let host = |bytes: &[u8]| with_host(&server, bytes);
-    raw(b"GARBAGE\r\n\r\n", "400");
-    raw(b"GET / HTTP/1.1\r\nHost x\r\n\r\n", "400");
-    raw(b"\x00\x01\x02\xff\r\n\r\n", "400");
-    raw(b"GET / HTTP/1.1\r\n\r\n", "400");
+    raw(&server, b"GARBAGE\r\n\r\n", "400");
+    raw(&server, b"GET / HTTP/1.1\r\nHost x\r\n\r\n", "400");
+    raw(&server, b"\x00\x01\x02\xff\r\n\r\n", "400");
+    raw(&server, b"GET / HTTP/1.1\r\n\r\n", "400");
     raw(
+        &server,
         &host(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000)).as_bytes()),
         "431",
     );
     raw(
+        &server,
         &host(format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(100)).as_bytes()),
         "431",
     );
     // A chunked body is read as any other, within the same cap.
-    raw(&host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "400");
+    raw(&server, &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "400");
     raw(
+        &server,
         &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: abc\r\n\r\n"),
         "400",
     );
     // A body declared far beyond the limit, and one actually sent beyond it.
     raw(
+        &server,
         &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 1000000000000\r\n\r\nxx"),
         "413",
     );
     // Beyond what hyper takes for a length at all: it refuses the head.
     raw(
+        &server,
         &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 18446744073709551615\r\n\r\n"),
         "431",
     );
     let mut big = host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 2097152\r\n\r\n");
     big.extend(vec![b'x'; 2 << 20]);
-    raw(&big, "413");
+    raw(&server, &big, "413");
     let mut chunked = host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n");
     for _ in 0..33 {
         chunked.extend(b"10000\r\n");
@@ -472,9 +545,10 @@ fn bad_requests_get_a_json_error_and_the_server_keeps_running() {
         chunked.extend(b"\r\n");
     }
     chunked.extend(b"0\r\n\r\n");
-    raw(&chunked, "413");
+    raw(&server, &chunked, "413");
     // A client that leaves mid-body is told so; one that sends nothing gets nothing.
     raw(
+        &server,
         &host(b"POST /api/runs/tiny/predict HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\nab"),
         "400",
     );
