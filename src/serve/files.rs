@@ -10,7 +10,6 @@
 
 use std::fs::Metadata;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a run's file is not read; shown with the file's path relative to the artifact directory.
@@ -87,11 +86,7 @@ impl Inside {
             name: name.clone(),
             error,
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .open(&resolved)
-            .map_err(io)?;
+        let file = open_without_blocking(&resolved).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         regular(&name, &meta, cap)?;
         let mut bytes = Vec::with_capacity(meta.len() as usize);
@@ -107,6 +102,43 @@ impl Inside {
     }
 }
 
+/// Opens `path` for reading such that a FIFO cannot block the read's thread, and a symlink
+/// swapped in since the check is not followed.
+#[cfg(unix)]
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Elsewhere (Windows) no FIFO opens as a file; the type is checked on the open file.
+#[cfg(not(unix))]
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+/// What Unix names a special file of `kind`, if it is one.
+#[cfg(unix)]
+fn unix_kind(kind: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    }
+}
+
+#[cfg(not(unix))]
+fn unix_kind(_kind: &std::fs::FileType) -> Option<&'static str> {
+    None
+}
+
 /// `meta` is a regular file's, of at most `cap` bytes.
 fn regular(name: &str, meta: &Metadata, cap: u64) -> Result<(), FileFault> {
     let kind = meta.file_type();
@@ -116,14 +148,8 @@ fn regular(name: &str, meta: &Metadata, cap: u64) -> Result<(), FileFault> {
             kind,
         })
     };
-    if kind.is_fifo() {
-        return not("a FIFO");
-    }
-    if kind.is_char_device() || kind.is_block_device() {
-        return not("a device");
-    }
-    if kind.is_socket() {
-        return not("a socket");
+    if let Some(special) = unix_kind(&kind) {
+        return not(special);
     }
     if kind.is_dir() {
         return not("a directory");

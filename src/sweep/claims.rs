@@ -38,6 +38,13 @@ impl Owner {
 }
 
 /// This machine's host name (empty if the system will not say).
+#[cfg(windows)]
+pub fn hostname() -> String {
+    std::env::var("COMPUTERNAME").unwrap_or_default()
+}
+
+/// This machine's host name (empty if the system will not say).
+#[cfg(not(windows))]
 pub fn hostname() -> String {
     let mut buffer = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
