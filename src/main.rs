@@ -377,24 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out(&inspection::summary(run.as_ref())?)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval(args) => {
-            let run = args.run.resolve()?;
-            let evaluation = eval::evaluate(
-                &run,
-                args.checkpoint.checkpoint,
-                args.data_dir,
-                (&args.on).into(),
-            )?;
-            if let Some(path) = &args.probabilities {
-                eval::write_probabilities(&evaluation, path)?;
-            }
-            if args.json {
-                out(&format!("{}\n", evaluation.to_json()))?;
-            } else {
-                out(&evaluation.render())?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Eval(args) => eval(args),
         Command::Predict(args) => {
             let run = args.run.resolve()?;
             let predictions = predict::predict(
@@ -406,30 +389,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out(&predict::render(&predictions))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show(args) => {
-            let config = args.config.resolve(Overrides::default())?;
-            let request = show::ShowRequest {
-                split: match args.split {
-                    SplitArg::Train => show::Split::Train,
-                    SplitArg::Test => show::Split::Test,
-                },
-                index: args.index,
-                png: args.png.as_deref(),
-                grid: args.grid.map(usize::from),
-            };
-            out(&show::show(&config, &request)?)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Export(args) => {
-            let run = args.run.resolve()?;
-            let format = match args.format {
-                FormatArg::Safetensors => export::Format::Safetensors,
-                FormatArg::Onnx => export::Format::Onnx,
-            };
-            let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
-            out(&done.render())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Show(args) => show(args),
+        Command::Export(args) => export(args),
         Command::Sweep(command) => sweep_command(command),
         Command::Serve(args) => {
             serve::serve(&serve::ServeOptions {
@@ -442,6 +403,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let run = args.run.resolve()?;
+    let evaluation = eval::evaluate(
+        &run,
+        args.checkpoint.checkpoint,
+        args.data_dir,
+        (&args.on).into(),
+    )?;
+    if let Some(path) = &args.probabilities {
+        eval::write_probabilities(&evaluation, path)?;
+    }
+    if args.json {
+        out(&format!("{}\n", evaluation.to_json()))?;
+    } else {
+        out(&evaluation.render())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ShowArgs) -> Result<ExitCode> {
+    let config = args.config.resolve(Overrides::default())?;
+    let request = show::ShowRequest {
+        split: match args.split {
+            SplitArg::Train => show::Split::Train,
+            SplitArg::Test => show::Split::Test,
+        },
+        index: args.index,
+        png: args.png.as_deref(),
+        grid: args.grid.map(usize::from),
+    };
+    out(&show::show(&config, &request)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: ExportArgs) -> Result<ExitCode> {
+    let run = args.run.resolve()?;
+    let format = match args.format {
+        FormatArg::Safetensors => export::Format::Safetensors,
+        FormatArg::Onnx => export::Format::Onnx,
+    };
+    let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
+    out(&done.render())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints `text`; a reader that stopped reading (`| head`) is not an error.
