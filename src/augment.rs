@@ -1,7 +1,8 @@
 //! Data augmentation for training: each training image redrawn a little differently in every
 //! epoch (rotated, shifted, zoomed, sheared, its stroke thickened or thinned, elastically
 //! distorted as Simard et al. 2003 do), so that the model learns the variety of real writing
-//! rather than MNIST's own habits. Off by default: the tutorial trains on the images as they are.
+//! rather than MNIST's own habits, and sometimes seen coarsely, as a small digit in a photo or a
+//! low-resolution scan shows it. Off by default: the tutorial trains on the images as they are.
 //!
 //! The settings are the `[augment]` section of the config. Names and ranges follow Keras's
 //! preprocessing layers: `rotation` is `RandomRotation(factor)` (a fraction of a full turn),
@@ -44,6 +45,10 @@ pub struct Augment {
     pub elastic: f64,
     /// The elastic grid's spacing in pixels: larger is smoother; 2 to 28.
     pub elastic_scale: f64,
+    /// Coarse sampling: the digit seen at down to this fraction of its resolution (0.3: as few
+    /// as 8×8 samples), averaged over each sample's area, scaled back and its edges sharpened
+    /// again, as a coarse scanner or a small digit in a photo blurs it; 0 (never) to 0.8.
+    pub coarse: f64,
 }
 
 impl Default for Augment {
@@ -58,6 +63,7 @@ impl Default for Augment {
             thickness: 0.5,
             elastic: 1.2,
             elastic_scale: 7.0,
+            coarse: 0.0,
         }
     }
 }
@@ -85,7 +91,7 @@ impl Augment {
 
     /// Every value finite and within its range; the error names the first bad key.
     pub fn validate(&self) -> Result<(), BadSetting> {
-        let checks: [(&'static str, f64, f64, f64, &'static str); 7] = [
+        let checks: [(&'static str, f64, f64, f64, &'static str); 8] = [
             (
                 "augment.rotation",
                 self.rotation,
@@ -122,6 +128,13 @@ impl Augment {
                 2.0,
                 28.0,
                 "must be in [2, 28] (pixels)",
+            ),
+            (
+                "augment.coarse",
+                self.coarse,
+                0.0,
+                0.8,
+                "must be in [0, 0.8] (a fraction of the resolution)",
             ),
         ];
         for (key, value, low, high, reason) in checks {
@@ -162,6 +175,13 @@ impl Augment {
                 reach: self.elastic as f32,
             }
         });
+        // Drawn last, so that the other transforms are what they were before it existed.
+        let samples = if self.coarse > 0.0 {
+            let fraction = 1.0 - rng.random_range(0.0..=self.coarse);
+            ((side * fraction).round() as usize).clamp(1, SIDE)
+        } else {
+            SIDE
+        };
         Transform {
             angle,
             shift,
@@ -169,6 +189,7 @@ impl Augment {
             shear,
             thickness,
             elastic,
+            samples,
         }
     }
 
@@ -259,6 +280,8 @@ pub struct Transform {
     /// Above 0, this fraction of a one-pixel dilation; below 0, of an erosion.
     pub thickness: f32,
     pub elastic: Option<Elastic>,
+    /// Samples per side of the coarse view ([`coarse`]); `SIDE` leaves the image as it is.
+    pub samples: usize,
 }
 
 const CENTRE: f32 = (SIDE as f32 - 1.0) / 2.0;
@@ -274,6 +297,7 @@ impl Transform {
             shear: 0.0,
             thickness: 0.0,
             elastic: None,
+            samples: SIDE,
         }
     }
 
@@ -298,6 +322,12 @@ impl Transform {
             return self;
         };
         let reach = 1.0 + self.elastic.as_ref().map_or(0.0, |e| e.reach);
+        // The coarse view spreads ink by up to one sample's width, in the picture.
+        let blur = if self.samples < SIDE {
+            SIDE as f32 / self.samples as f32
+        } else {
+            0.0
+        };
         let corners = |t: &Self| {
             let m = t.forward();
             let mut extent = [[f32::MAX, f32::MIN]; 2];
@@ -313,7 +343,7 @@ impl Transform {
             extent
         };
         // Strictly inside [0, LAST]: a margin of a hair keeps the border pixels at exactly 0.
-        let room = LAST - 0.01;
+        let room = LAST - 0.01 - 2.0 * blur;
         let extent = corners(&self);
         let widest = extent.iter().map(|e| e[1] - e[0]).fold(0.0, f32::max);
         if widest > room {
@@ -321,7 +351,7 @@ impl Transform {
         }
         let extent = corners(&self);
         for (axis, [lo, hi]) in extent.into_iter().enumerate() {
-            let (least, most) = (0.005 - lo, LAST - 0.005 - hi);
+            let (least, most) = (0.005 + blur - lo, LAST - 0.005 - blur - hi);
             self.shift[axis] = if least <= most {
                 self.shift[axis].clamp(least, most)
             } else {
@@ -365,10 +395,92 @@ impl Transform {
                 }
             }
         }
-        let out = stroke(&out, self.thickness);
+        let out = coarse(&stroke(&out, self.thickness), self.samples);
         // Rounded to the nearest level (values are at least 0: `+ 0.5` then truncation).
         std::array::from_fn(|i| (out[i].clamp(0.0, 255.0) + 0.5) as u8)
     }
+}
+
+/// `image` seen through `samples`×`samples` coarse samples, each the mean of the pixels under
+/// it, then interpolated back (bilinear between sample centres) and its edges sharpened again
+/// (ink at half the strongest sample's becomes half ink, over a ramp half as wide as the ink
+/// range), as a scanner's or a camera's coarse view of a digit is seen once printed back.
+/// The ink stays inside the sampled area's box widened by one sample.
+fn coarse(image: &[f32; PIXELS], samples: usize) -> [f32; PIXELS] {
+    if samples >= SIDE {
+        return *image;
+    }
+    let down = area_weights(samples);
+    let up = bilinear_weights(samples);
+    let small = separable(&down, image, samples, SIDE);
+    let big = separable(&up, &small, SIDE, samples);
+    let strongest = big.iter().copied().fold(0.0, f32::max);
+    if strongest <= 0.0 {
+        return *image;
+    }
+    let mut out = [0f32; PIXELS];
+    for (o, &v) in out.iter_mut().zip(&big) {
+        *o = 255.0 * ((v / strongest - 0.5) * 2.0 + 0.5).clamp(0.0, 1.0);
+    }
+    out
+}
+
+/// Row `i` (of `samples`) holds the share of each of `SIDE` pixels in sample `i`'s area.
+fn area_weights(samples: usize) -> Vec<[f32; SIDE]> {
+    let width = SIDE as f32 / samples as f32;
+    (0..samples)
+        .map(|i| {
+            let (start, end) = (i as f32 * width, (i + 1) as f32 * width);
+            std::array::from_fn(|x| {
+                let overlap = (end.min(x as f32 + 1.0) - start.max(x as f32)).max(0.0);
+                overlap / width
+            })
+        })
+        .collect()
+}
+
+/// Row `x` (of `SIDE`) holds the bilinear weights of the `samples` sample centres at pixel `x`.
+fn bilinear_weights(samples: usize) -> Vec<Vec<f32>> {
+    let width = SIDE as f32 / samples as f32;
+    (0..SIDE)
+        .map(|x| {
+            let mut row = vec![0f32; samples];
+            // Position in sample units, clamped to the outermost centres.
+            let at = ((x as f32 + 0.5) / width - 0.5).clamp(0.0, (samples - 1) as f32);
+            let i = (at as usize).min(samples.saturating_sub(2));
+            let f = at - i as f32;
+            row[i] += 1.0 - f;
+            if i + 1 < samples {
+                row[i + 1] += f;
+            }
+            row
+        })
+        .collect()
+}
+
+/// `weights` (`to` rows over `from` columns) applied to a `from`×`from` image's rows and then
+/// its columns: a `to`×`to` image, row-major.
+fn separable<W: AsRef<[f32]>>(weights: &[W], image: &[f32], to: usize, from: usize) -> Vec<f32> {
+    // Along x: each row of the image to `to` values.
+    let mut across = vec![0f32; from * to];
+    for y in 0..from {
+        let row = &image[y * from..(y + 1) * from];
+        for (i, w) in weights.iter().enumerate() {
+            across[y * to + i] = w.as_ref().iter().zip(row).map(|(a, b)| a * b).sum();
+        }
+    }
+    // Along y.
+    let mut out = vec![0f32; to * to];
+    for (j, w) in weights.iter().enumerate() {
+        for (y, &weight) in w.as_ref().iter().enumerate() {
+            if weight != 0.0 {
+                for i in 0..to {
+                    out[j * to + i] += weight * across[y * to + i];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The side of [`padded`]: the image with a blank frame, one pixel before and three after, so
@@ -545,6 +657,43 @@ mod tests {
         // Half way between nodes 0 and 1 of the top row.
         let (x, _) = at(7, 0);
         assert!((x - 7.0 * 2.0 / 27.0).abs() < 1e-5, "{x}");
+    }
+
+    #[test]
+    fn a_coarse_view_keeps_a_block_and_blurs_a_thin_line_back_to_ink() {
+        // An 8×8 block on the 2-pixel grid, seen through 14×14 samples: each sample is whole
+        // ink or none, so the block comes back solid with at most a pixel of soft edge.
+        let mut block = [0f32; PIXELS];
+        for y in 10..18 {
+            for x in 10..18 {
+                block[y * SIDE + x] = 255.0;
+            }
+        }
+        let out = coarse(&block, 14);
+        for y in 0..SIDE {
+            for x in 0..SIDE {
+                let v = out[y * SIDE + x];
+                if (11..17).contains(&x) && (11..17).contains(&y) {
+                    assert_eq!(v, 255.0, "inside at ({x}, {y})");
+                }
+                if !(9..19).contains(&x) || !(9..19).contains(&y) {
+                    assert_eq!(v, 0.0, "outside at ({x}, {y})");
+                }
+            }
+        }
+        // A one-pixel line seen through 7 samples (a quarter of each sample's width) is faint
+        // in every sample, and is sharpened back to full ink, thicker.
+        let mut line = [0f32; PIXELS];
+        for y in 4..24 {
+            line[y * SIDE + 13] = 255.0;
+        }
+        let out = coarse(&line, 7);
+        assert_eq!(out[14 * SIDE + 13], 255.0);
+        assert_eq!(out[14 * SIDE + 2], 0.0);
+        let width = (0..SIDE).filter(|&x| out[14 * SIDE + x] > 127.0).count();
+        assert!((2..=5).contains(&width), "{width}");
+        // All samples is no change.
+        assert_eq!(coarse(&line, SIDE), line);
     }
 
     #[test]

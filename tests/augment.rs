@@ -203,6 +203,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
         thickness: 1.0,
         elastic: 4.0,
         elastic_scale: 4.0,
+        coarse: 0.8,
     };
     let alone = |key: &str| {
         let mut one = Augment {
@@ -214,6 +215,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
             thickness: 0.0,
             elastic: 0.0,
             elastic_scale: 7.0,
+            coarse: 0.0,
         };
         match key {
             "rotation" => one.rotation = top.rotation,
@@ -221,6 +223,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
             "zoom" => one.zoom = top.zoom,
             "shear" => one.shear = top.shear,
             "thickness" => one.thickness = top.thickness,
+            "coarse" => one.coarse = top.coarse,
             _ => one.elastic = top.elastic,
         }
         one
@@ -232,6 +235,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
         "shear",
         "thickness",
         "elastic",
+        "coarse",
     ]
     .map(alone);
     for (which, augment) in settings
@@ -246,7 +250,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
                 // Mass changes only as the zoom and the stroke make it (everything at the top
                 // of its range together, a full erosion of a zoomed-out digit, leaves little).
                 let ratio = mass(&out) / mass(digit);
-                let least = if which == 7 { 0.02 } else { 0.15 };
+                let least = if which == 8 { 0.02 } else { 0.15 };
                 assert!((least..4.0).contains(&ratio), "setting {which}: {ratio}");
                 if which == 1 || (which == 0 && index == 0) {
                     // A shift, and a turn of the ring (which needs no zooming out to fit),
@@ -520,6 +524,10 @@ fn bad_augment_settings_are_one_line_errors_naming_the_key() {
         (
             "shear = inf",
             "error: augment.shear: must be in [0, 1] (got inf)\n",
+        ),
+        (
+            "coarse = 0.9",
+            "error: augment.coarse: must be in [0, 0.8] (a fraction of the resolution) (got 0.9)\n",
         ),
     ];
     for (line, expected) in cases {
