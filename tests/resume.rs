@@ -273,3 +273,25 @@ fn a_run_with_burns_ops_resumes_with_them() {
     let history = |name| std::fs::read_to_string(run_of(home(), name).history_json_path()).unwrap();
     assert_ne!(history("whole"), history("whole-burn"));
 }
+
+/// A run on the cosine schedule resumes where its learning rate was (Burn checkpoints the
+/// scheduler's step with the optimizer): the resumed run ends as the uninterrupted one, which
+/// a schedule restarted from the top, or a constant rate, would not.
+#[test]
+fn a_run_on_the_cosine_schedule_resumes_on_its_schedule() {
+    let cosine = ["--schedule", "cosine"];
+    run_ok(train(home(), "whole-cosine", "none").args(cosine));
+    let done = stop_after_first_epoch("cut-cosine", libc::SIGKILL, &cosine);
+    let seconds = read_info(&run_of(home(), "cut-cosine"))
+        .unwrap()
+        .epoch_seconds;
+    run_ok(&mut resume(home(), "cut-cosine", "none"));
+    assert_same_as("whole-cosine", "cut-cosine", done, &seconds);
+    let saved =
+        std::fs::read_to_string(run_of(home(), "cut-cosine").path().join("config.toml")).unwrap();
+    assert!(saved.contains("schedule = \"cosine\""), "{saved}");
+    // And the schedule changes the run, so the comparison above can tell a constant rate apart.
+    let history = |name| run_of(home(), name).read_history().unwrap();
+    let (constant, cosine) = (history("whole"), history("whole-cosine"));
+    assert_ne!(constant.val_loss, cosine.val_loss);
+}

@@ -67,6 +67,7 @@ pub(super) fn fit(
     let recorder =
         Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone()).shared();
     let model = initial_model(&plan.config, device)?;
+    let lr_scheduler = plan.config.lr_scheduler(train_split.len())?;
     let tracker = Arc::new(SaveTracker::new(plan.after, {
         let recorder = recorder.clone();
         move |epoch| lock(&recorder).checkpoint_complete(epoch)
@@ -88,7 +89,7 @@ pub(super) fn fit(
     let learner = Learner::new(
         model,
         plan.config.optimizer().init(plan.config.kernels()),
-        plan.config.optimizer.learning_rate,
+        lr_scheduler,
     );
     let launched = launch(training, learner);
     if let Some(terminal) = &terminal {

@@ -61,6 +61,8 @@ pub enum TrainError {
     Failed { run: PathBuf, message: String },
     #[error(transparent)]
     Write(#[from] crate::fsutil::WriteError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The message, after the run's path unless it already names a file of the run.
@@ -81,6 +83,7 @@ impl TrainError {
             TrainError::Data(e) => e.is_bad_input(),
             TrainError::RunDir(e) => e.is_bad_input(),
             TrainError::Checkpoint(e) => e.is_bad_input(),
+            TrainError::Config(e) => e.is_bad_input(),
             TrainError::StillRunning { .. }
             | TrainError::AlreadyFinished { .. }
             | TrainError::DataChanged { .. } => true,
