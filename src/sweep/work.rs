@@ -185,7 +185,7 @@ impl Worker<'_> {
             if newest.as_ref().is_some_and(|c| !self.stale(c)) {
                 continue;
             }
-            if self.settled(index, budget)? {
+            if self.settled(index, budget)? || self.busy(index)? {
                 continue;
             }
             let generation = newest.map_or(0, |c| c.generation + 1);
@@ -204,6 +204,14 @@ impl Worker<'_> {
         let run = self.sweep.run(&trial_name(index));
         Ok(read_info(&run)?
             .is_some_and(|info| is_settled(&info, budget, self.sweep.resolved.epochs)))
+    }
+
+    /// A live process is training the trial (past this rung's claim: a survivor another
+    /// worker took on to the next rung, or its owner between its last checkpoint and its
+    /// record): not this worker's to take, whatever the claims of this rung say.
+    fn busy(&self, index: usize) -> Result<bool, SweepError> {
+        let run = self.sweep.run(&trial_name(index));
+        Ok(read_info(&run)?.is_some_and(|info| info.is_live()))
     }
 
     fn all_settled(&self, members: &[usize], budget: usize) -> Result<bool, SweepError> {
@@ -252,6 +260,13 @@ impl Worker<'_> {
         drop(held);
         let outcome = match trained {
             Ok(outcome) => outcome,
+            // Another worker began it between the look and the claim: it is theirs.
+            Err(training::TrainError::StillRunning { pid, .. }) => {
+                self.note(format!(
+                    "{trial}: being trained by process {pid}; leaving it"
+                ));
+                return Ok(());
+            }
             // A trial that diverged is a result of the sweep, not the end of the worker.
             Err(error @ training::TrainError::Failed { .. }) => {
                 self.note(format!("{trial}: failed: {error}"));
@@ -306,14 +321,17 @@ impl Worker<'_> {
     }
 }
 
-/// A trial is settled at `budget` when it failed, or has trained that far and is not running;
-/// at the last epoch, only a finished run (whose final model is saved) is.
+/// A trial is settled at `budget` when it failed, or has trained that far (a process may still
+/// be on it: see [`Worker::busy`]); at the last epoch, only a finished run (whose final model
+/// is saved) is.
 fn is_settled(info: &RunInfo, budget: usize, epochs: usize) -> bool {
     match info.status {
         RunStatus::Failed => true,
         RunStatus::Finished => true,
         _ if budget >= epochs => false,
-        _ => info.epochs_done >= budget && !info.is_live(),
+        // Its epochs of this rung are done, whether or not a process is on it still (its
+        // owner recording them, or a worker taking it on to the next rung).
+        _ => info.epochs_done >= budget,
     }
 }
 
