@@ -581,6 +581,31 @@ mod tests {
         assert!(shipped.train.shuffle);
     }
 
+    /// The recommended handwriting settings are valid and keep the tutorial's optimizer, data
+    /// and run settings where the file does not set them.
+    #[test]
+    fn the_handwriting_file_is_valid_and_keeps_the_rest_of_the_tutorial() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/handwriting.toml"
+        ));
+        let hand = TrainConfig::from_file(path).unwrap();
+        hand.validate().unwrap();
+        assert_eq!(hand.optimizer.schedule, Schedule::Cosine);
+        assert_eq!(hand.model.hidden, vec![1024, 1024]);
+        assert!(hand.augment.enabled);
+        let tutorial = TrainConfig::default();
+        assert_eq!(
+            (
+                hand.optimizer.learning_rate,
+                hand.optimizer.rho,
+                hand.optimizer.epsilon
+            ),
+            (0.001, tutorial.optimizer.rho, tutorial.optimizer.epsilon)
+        );
+        assert_eq!((hand.data, hand.run), (tutorial.data, tutorial.run));
+    }
+
     #[test]
     fn the_saved_config_reads_back_the_same() {
         let mut config = TrainConfig::default();
