@@ -88,7 +88,7 @@ fn a_sweeps_trials_are_ranked_as_sweep_status_ranks_them() {
     let server = serving();
     // The order: the trained trials by their last val_accuracy (history.json), best first
     // (ties in trial order), then the pending one.
-    let mut trained = vec![0, 1, 2];
+    let mut trained = [0, 1, 2];
     trained.sort_by(|&a, &b| {
         let score = |i| history(i).last().unwrap().val_accuracy;
         score(b).total_cmp(&score(a))
