@@ -104,8 +104,8 @@ async function showSweeps() {
     const link = `<a href="/sweeps/${encodeURIComponent(w.name)}">${esc(w.name)}</a>`;
     if (w.status === "unreadable") return `<tr><td>${link}</td><td colspan="6"><span class="status unreadable">unreadable</span> ${esc(w.error)}</td></tr>`;
     const states = Object.entries(w.states).map(([state, n]) => `${n} ${state}`).join(", ");
-    return `<tr><td>${link}</td><td>${w.trials}</td><td>${esc(w.method)}${w.halving ? ", halving" : ""}</td>
-      <td>${w.epochs}</td><td>${esc(states)}</td><td>${esc(w.best_trial ?? "–")}</td><td>${fmt(w.best_val_accuracy)}</td></tr>`;
+    return `<tr><td>${link}</td><td>${w.trials}</td><td class="text">${esc(w.method)}${w.halving ? ", halving" : ""}</td>
+      <td>${w.epochs}</td><td class="text">${esc(states)}</td><td class="text">${esc(w.best_trial ?? "–")}</td><td>${fmt(w.best_val_accuracy)}</td></tr>`;
   }).join("");
 }
 
