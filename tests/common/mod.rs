@@ -612,6 +612,12 @@ pub fn tiny_sweep(home: &Path, name: &str, trained: &[usize]) {
          [sweep.grid]\nhidden = [[16], [32]]\nlearning_rate = [1e-3, 3e-4]\n\
          [base.train]\nepochs = 2\nlimit_train = 1000\nlimit_valid = 300\nseed = 5\n"
     );
+    sweep_of(home, name, &spec, trained);
+}
+
+/// The sweep `name` of the spec `spec` under `<home>/artifacts/sweeps/`, of which only the
+/// trials `trained` are trained (`sweep work --index N`), in that order.
+pub fn sweep_of(home: &Path, name: &str, spec: &str, trained: &[usize]) {
     let file = home.join(format!("{name}.toml"));
     std::fs::write(&file, spec).unwrap();
     let sweep = |args: &[&str]| {
