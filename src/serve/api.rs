@@ -1,6 +1,6 @@
-//! The JSON API the page uses (docs/serve.md): the runs, one run, a prediction, a run's files.
-//! Every answer is computed by the inspection code the commands use, so the page shows what
-//! `runs`, `inspect` and `predict` print.
+//! The JSON API the page uses (docs/serve.md): the runs, one run, a prediction, a run's files
+//! (the sweeps are in [`super::sweeps`]). Every answer is computed by the inspection code the
+//! commands use, so the page shows what `runs`, `inspect` and `predict` print.
 
 use super::files::{FileFault, Inside};
 use crate::batcher;
@@ -9,6 +9,7 @@ use crate::inspection::{self, ComputeOn, InspectError, predict};
 use crate::model::Mlp;
 use crate::run_dir::{History, RunDir, RunDirError, RunInfo};
 use crate::saved::{self, LoadError, Weights};
+use crate::sweep::{Sweep, SweepError, sweeps_dir};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,9 @@ use std::time::SystemTime;
 /// whole, so a 16384² one (the CLI's cap) costs 1.6 GB of memory and seconds of CPU; 2048² at
 /// most 32 MiB. Checked from the header, before decoding.
 pub const MAX_PICTURE_SIDE: u32 = 2048;
-/// The largest record of a run read (run.json, history.json, model.json, config.toml): a run of
-/// thousands of epochs writes well under 1 MiB.
-const MAX_RECORD: u64 = 16 << 20;
+/// The largest record of a run or sweep read (run.json, history.json, model.json, config.toml,
+/// sweep.toml, a claim): a run of thousands of epochs writes well under 1 MiB.
+pub(super) const MAX_RECORD: u64 = 16 << 20;
 /// The largest picture or CSV of a run served (curves, eval's pictures: a few hundred KiB).
 const MAX_PAGE_FILE: u64 = 64 << 20;
 /// The largest weights file loaded (the tutorial's model is 2.7 MB; a wider one fits).
@@ -70,6 +71,18 @@ impl From<LoadError> for ApiError {
     }
 }
 
+impl From<SweepError> for ApiError {
+    /// A sweep that is not there is 404; one that cannot be read (a bad `sweep.toml`, a trial's
+    /// unreadable run) 500.
+    fn from(error: SweepError) -> Self {
+        let status = match &error {
+            SweepError::Unknown { .. } => 404,
+            _ => 500,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
 impl From<FileFault> for ApiError {
     /// A file not there is 404; one refused (outside, not regular, too large) 403; the rest 500.
     fn from(fault: FileFault) -> Self {
@@ -106,6 +119,15 @@ fn file_name(file: RunFile) -> String {
         .unwrap_or_default()
 }
 
+/// Which run a request names: `runs/<name>` of the artifact directory, or, with `sweep`, the
+/// trial `<name>` of `sweeps/<sweep>/runs/`. Taken from the route's path.
+#[derive(Debug, serde::Deserialize)]
+pub struct RunAt {
+    #[serde(default)]
+    pub sweep: Option<String>,
+    pub name: String,
+}
+
 /// A weights file as it was when loaded: a changed file (a run still training rewrites `best`'s
 /// epoch, a resumed one its checkpoints) is loaded again.
 type Stamp = (Option<SystemTime>, u64);
@@ -114,8 +136,8 @@ type Stamp = (Option<SystemTime>, u64);
 pub struct App {
     /// Absolute, so that every path in an error starts with it and [`App::relative`] can take
     /// it out.
-    artifact_dir: PathBuf,
-    inside: Inside,
+    pub(super) artifact_dir: PathBuf,
+    pub(super) inside: Inside,
     on: ComputeOn,
     models: Mutex<HashMap<PathBuf, (Stamp, Mlp, burn::tensor::Device)>>,
 }
@@ -162,7 +184,7 @@ impl App {
     /// a regular file inside the artifact directory of at most `cap` bytes (a FIFO would block
     /// the read for ever, a symlink could lead anywhere). A file not there is for the reader to
     /// report.
-    fn vet(&self, files: &[PathBuf], cap: u64) -> Result<(), ApiError> {
+    pub(super) fn vet(&self, files: &[PathBuf], cap: u64) -> Result<(), ApiError> {
         for file in files {
             match self.inside.check(file, cap) {
                 Ok(_) | Err(FileFault::Missing(_)) => {}
@@ -177,17 +199,33 @@ impl App {
         self.vet(&[run.info_path(), run.history_json_path()], MAX_RECORD)
     }
 
-    /// The run called `name`, only ever one listed under `<artifact_dir>/runs/`: a name that
-    /// could lead elsewhere (`..`, a separator, an escape) is refused before any file is touched.
-    fn run(&self, name: &str) -> Result<RunDir, ApiError> {
-        let odd = |c: char| matches!(c, '/' | '\\' | '%' | '\0') || c.is_control();
-        if name.is_empty() || name.contains("..") || name.starts_with('.') || name.contains(odd) {
-            return Err(ApiError::new(400, format!("{name:?} is not a run name")));
-        }
-        RunDir::list(&self.artifact_dir)?
+    /// The run `at` names, only ever one listed under `<artifact_dir>/runs/` or under the
+    /// `runs/` of a sweep listed under `<artifact_dir>/sweeps/`: a name that could lead
+    /// elsewhere (`..`, a separator, an escape) is refused before any file is touched.
+    pub(super) fn run(&self, at: &RunAt) -> Result<RunDir, ApiError> {
+        let name = &at.name;
+        check_name(name, "run")?;
+        let (base, place) = match &at.sweep {
+            None => (self.artifact_dir.clone(), "runs/".to_string()),
+            Some(sweep) => (self.sweep_dir(sweep)?, format!("sweeps/{sweep}/runs/")),
+        };
+        RunDir::list(&base)?
             .into_iter()
-            .find(|run| run.name() == name)
-            .ok_or_else(|| ApiError::new(404, format!("{name}: no such run in runs/")))
+            .find(|run| run.name() == *name)
+            .ok_or_else(|| ApiError::new(404, format!("{name}: no such run in {place}")))
+    }
+
+    /// The directory of the sweep called `name`, only ever one listed under
+    /// `<artifact_dir>/sweeps/`, with names checked as run names are.
+    pub(super) fn sweep_dir(&self, name: &str) -> Result<PathBuf, ApiError> {
+        check_name(name, "sweep")?;
+        if !Sweep::list(&self.artifact_dir)?.iter().any(|n| n == name) {
+            return Err(ApiError::new(
+                404,
+                format!("{name}: no such sweep in sweeps/"),
+            ));
+        }
+        Ok(sweeps_dir(&self.artifact_dir).join(name))
     }
 
     /// `GET /api/runs`: every run, newest first, as `runs` lists them.
@@ -222,8 +260,8 @@ impl App {
 
     /// `GET /api/runs/{name}`: `run.json`, the history, the checkpoints on disk, the config and
     /// which of the run's files are there.
-    pub fn run_detail(&self, name: &str) -> Result<Value, ApiError> {
-        let run = self.run(name)?;
+    pub fn run_detail(&self, at: &RunAt) -> Result<Value, ApiError> {
+        let run = self.run(at)?;
         self.vet_records(&run)?;
         let info = run.read_info()?;
         let history = inspection::report::recorded_history(&run, &info)?;
@@ -259,7 +297,7 @@ impl App {
     }
 
     /// `GET /api/runs/{name}/files/{file}`: one of [`FILES`], and its media type.
-    pub fn file(&self, name: &str, file: &str) -> Result<(Vec<u8>, &'static str), ApiError> {
+    pub fn file(&self, at: &RunAt, file: &str) -> Result<(Vec<u8>, &'static str), ApiError> {
         let Some(&(path_of, media)) = FILES.iter().find(|(known, _)| file_name(*known) == file)
         else {
             return Err(ApiError::new(
@@ -267,7 +305,7 @@ impl App {
                 format!("{file:?} is not a file the page shows"),
             ));
         };
-        let run = self.run(name)?;
+        let run = self.run(at)?;
         Ok((self.inside.read(&path_of(&run), MAX_PAGE_FILE)?, media))
     }
 
@@ -275,14 +313,14 @@ impl App {
     /// gives for the picture, and the 28×28 levels the model saw.
     pub fn predict(
         &self,
-        name: &str,
+        at: &RunAt,
         checkpoint: Option<&str>,
         picture: Picture<'_>,
     ) -> Result<Value, ApiError> {
         let which = checkpoint
             .map(|c| c.parse::<Weights>().map_err(|e| ApiError::new(404, e)))
             .transpose()?;
-        let run = self.run(name)?;
+        let run = self.run(at)?;
         let image = match picture {
             Picture::Json(body) => pixels(body)?,
             Picture::Png(body) => {
@@ -331,6 +369,16 @@ impl App {
             .insert(path.to_path_buf(), (stamp, model.clone(), device.clone()));
         Ok((model, device))
     }
+}
+
+/// Refuses a run or sweep `name` that could lead elsewhere: empty, `..`, a leading `.`, a
+/// separator, `%` (an escape) or a control character.
+fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
+    let odd = |c: char| matches!(c, '/' | '\\' | '%' | '\0') || c.is_control();
+    if name.is_empty() || name.contains("..") || name.starts_with('.') || name.contains(odd) {
+        return Err(ApiError::new(400, format!("{name:?} is not a {what} name")));
+    }
+    Ok(())
 }
 
 /// The 8-bit image of a `{"pixels": […]}` body: 784 finite numbers in 0..1, row-major.

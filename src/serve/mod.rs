@@ -1,9 +1,10 @@
 //! `serve`: one local web page over the recorded runs: the runs table, their curves overlaid,
 //! each run's history, config and pictures, and a drawing pad that `predict`s what you draw with
-//! any of its checkpoints.
+//! any of its checkpoints; and the sweeps, each a sortable table of its trials (ordinary runs,
+//! with their own pages) with the chosen trials' curves overlaid.
 //!
 //! It sits on top of inspection: the page's numbers are those `runs`, `inspect` and `predict`
-//! compute, served as JSON ([`api`]) to plain HTML, CSS and JavaScript compiled into the binary
+//! compute, served as JSON ([`api`], [`sweeps`]) to plain HTML, CSS and JavaScript compiled into the binary
 //! ([`routes`]), so the page works offline. HTTP is hyper's, routed by axum, on tokio
 //! ([`server`]); every request passes the browser protections of [`guard`], and run files are
 //! read only through [`files`]. docs/serve.md, "Security", lists what is refused and the limits.
@@ -14,6 +15,7 @@ mod guard;
 mod json;
 mod routes;
 mod server;
+mod sweeps;
 
 use crate::inspection::ComputeOn;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! decoding pictures, loading and running models) runs on tokio's blocking threads, never on
 //! the async workers that serve the connections.
 
-use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture};
+use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture, RunAt};
 use super::guard::{Hosts, guard};
 use super::json::{error, json_body};
 use crate::inspection::predict;
@@ -53,15 +53,23 @@ pub fn router(app: App, hosts: Hosts) -> Router {
     });
     // `get` answers HEAD too, without the body.
     Router::new()
-        // The page routes `/runs/{name}` itself, from its address.
+        // The page routes `/runs/{name}` and the sweeps' pages itself, from its address.
         .route("/", get(page))
         .route("/runs/{name}", get(page))
+        .route("/sweeps/{sweep}", get(page))
+        .route("/sweeps/{sweep}/runs/{name}", get(page))
         .route("/assets/app.js", get(app_js))
         .route("/assets/style.css", get(style_css))
         .route("/api/runs", get(runs))
         .route("/api/runs/{name}", get(run_detail))
         .route("/api/runs/{name}/predict", post(predict))
         .route("/api/runs/{name}/files/{file}", get(file))
+        // A sweep's trials are runs too, under their sweep.
+        .route("/api/sweeps", get(sweeps))
+        .route("/api/sweeps/{sweep}", get(sweep_detail))
+        .route("/api/sweeps/{sweep}/runs/{name}", get(run_detail))
+        .route("/api/sweeps/{sweep}/runs/{name}/predict", post(predict))
+        .route("/api/sweeps/{sweep}/runs/{name}/files/{file}", get(file))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(ctx)
@@ -84,25 +92,45 @@ async fn runs(State(ctx): State<Arc<Ctx>>) -> Response {
     blocking(ctx, |app| app.runs().map(json)).await
 }
 
-async fn run_detail(
+async fn sweeps(State(ctx): State<Arc<Ctx>>) -> Response {
+    blocking(ctx, |app| app.sweeps().map(json)).await
+}
+
+async fn sweep_detail(
     State(ctx): State<Arc<Ctx>>,
     name: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(name)) = name else {
-        return error(400, "not a run name");
+        return error(400, "not a sweep name");
     };
-    blocking(ctx, move |app| app.run_detail(&name).map(json)).await
+    blocking(ctx, move |app| app.sweep_detail(&name).map(json)).await
 }
 
-async fn file(
+async fn run_detail(
     State(ctx): State<Arc<Ctx>>,
-    names: Result<Path<(String, String)>, PathRejection>,
+    at: Result<Path<RunAt>, PathRejection>,
 ) -> Response {
-    let Ok(Path((name, file))) = names else {
+    let Ok(Path(at)) = at else {
+        return error(400, "not a run name");
+    };
+    blocking(ctx, move |app| app.run_detail(&at).map(json)).await
+}
+
+/// A run's file, as its route names it.
+#[derive(serde::Deserialize)]
+struct FileAt {
+    #[serde(default)]
+    sweep: Option<String>,
+    name: String,
+    file: String,
+}
+
+async fn file(State(ctx): State<Arc<Ctx>>, names: Result<Path<FileAt>, PathRejection>) -> Response {
+    let Ok(Path(FileAt { sweep, name, file })) = names else {
         return error(400, "not a run or file name");
     };
     blocking(ctx, move |app| {
-        let (body, content_type) = app.file(&name, &file)?;
+        let (body, content_type) = app.file(&RunAt { sweep, name }, &file)?;
         let mut response = Response::new(Body::from(body));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -114,12 +142,12 @@ async fn file(
 
 async fn predict(
     State(ctx): State<Arc<Ctx>>,
-    name: Result<Path<String>, PathRejection>,
+    at: Result<Path<RunAt>, PathRejection>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(Path(name)) = name else {
+    let Ok(Path(at)) = at else {
         return error(400, "not a run name");
     };
     let checkpoint = uri.query().and_then(|query| {
@@ -161,7 +189,7 @@ async fn predict(
             true => Picture::Png(&body),
             false => Picture::Json(&body),
         };
-        app.predict(&name, checkpoint.as_deref(), picture).map(json)
+        app.predict(&at, checkpoint.as_deref(), picture).map(json)
     })
     .await;
     drop(permit);

@@ -88,7 +88,8 @@ pub fn rung_dir(sweep: &Path, rung: usize) -> PathBuf {
     sweep.join("claims").join(format!("r{rung}"))
 }
 
-fn file_name(trial: &str, generation: usize) -> String {
+/// The claim file's name: `trial-003`, then `trial-003.1`, … for takeovers.
+pub fn file_name(trial: &str, generation: usize) -> String {
     match generation {
         0 => trial.to_string(),
         n => format!("{trial}.{n}"),

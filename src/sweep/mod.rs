@@ -116,8 +116,60 @@ impl Sweep {
         Self::open(path)
     }
 
+    /// The sweep `<artifact_dir>/sweeps/<name>/` only, never a path elsewhere (what `serve`
+    /// opens: a name from a request must not reach outside the artifact directory).
+    pub fn named(artifact_dir: &Path, name: &str) -> Result<Self, SweepError> {
+        let path = sweeps_dir(artifact_dir).join(name);
+        if name.is_empty() || !Self::file_of(&path).is_file() {
+            return Err(SweepError::Unknown {
+                name: name.to_string(),
+                under: path,
+            });
+        }
+        Self::open(path)
+    }
+
+    /// The names of the sweeps under `<artifact_dir>/sweeps/` (those holding a `sweep.toml`;
+    /// not `init`'s directories still being built), sorted.
+    pub fn list(artifact_dir: &Path) -> Result<Vec<String>, SweepError> {
+        let dir = sweeps_dir(artifact_dir);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(SweepError::Io { path: dir, source }),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
+            .filter(|name| Self::file_of(&dir.join(name)).is_file())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The `sweep.toml` of the sweep directory at `path`.
+    pub fn file_of(path: &Path) -> PathBuf {
+        path.join("sweep.toml")
+    }
+
+    /// Every file [`trials`] reads, for a reader that checks files before they are read
+    /// (`serve`): each trial's `run.json` and `history.json`, and its claims in rung 0.
+    pub fn state_files(&self) -> Result<Vec<PathBuf>, SweepError> {
+        let claims = claims::rung_dir(&self.path, 0);
+        let mut files = Vec::new();
+        for trial in &self.resolved.trials {
+            let run = self.run(&trial.name);
+            files.extend([run.info_path(), run.history_json_path()]);
+            for generation in claims::claims_of(&claims, &trial.name)? {
+                files.push(claims.join(claims::file_name(&trial.name, generation)));
+            }
+        }
+        Ok(files)
+    }
+
     fn open(path: PathBuf) -> Result<Self, SweepError> {
-        let file = path.join("sweep.toml");
+        let file = Self::file_of(&path);
         let text = std::fs::read_to_string(&file).map_err(|source| SweepError::Read {
             path: file.clone(),
             source,
@@ -217,9 +269,38 @@ pub struct TrialState {
     pub state: String,
 }
 
+/// Where every trial stands, in trial order.
+pub fn trials(sweep: &Sweep) -> Result<Vec<TrialState>, SweepError> {
+    work::trial_states(sweep)
+}
+
+/// The trials and where they stand, sorted as `sweep status` shows them: by their last
+/// val_accuracy, best first; trials with no epoch yet last, in trial order.
+pub fn ranked(sweep: &Sweep) -> Result<Vec<(&Trial, TrialState)>, SweepError> {
+    let states = trials(sweep)?;
+    let mut rows: Vec<(&Trial, TrialState)> = sweep.resolved.trials.iter().zip(states).collect();
+    let score = |s: &TrialState| s.history.last().map(|m| m.val_accuracy);
+    // Stable: ties keep trial order.
+    rows.sort_by(|a, b| {
+        score(&b.1)
+            .partial_cmp(&score(&a.1))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Ok(rows)
+}
+
+impl TrialState {
+    /// The epochs it is planned for: its run's, else the sweep's.
+    pub fn epochs_planned(&self, sweep: &Sweep) -> usize {
+        self.info
+            .as_ref()
+            .map_or(sweep.resolved.epochs, |i| i.epochs_planned)
+    }
+}
+
 /// The table of `sweep status`: the trials sorted by their last val_accuracy, best first.
 pub fn status(sweep: &Sweep) -> Result<String, SweepError> {
-    let states = work::trial_states(sweep)?;
+    let rows = ranked(sweep)?;
     let r = &sweep.resolved;
     let mut out = format!(
         "sweep {}: {} trials, {}, {} epochs",
@@ -260,13 +341,6 @@ pub fn status(sweep: &Sweep) -> Result<String, SweepError> {
         ("state", Align::Left),
     ]);
     let mut table = Table::new(&columns);
-    let mut rows: Vec<(&Trial, &TrialState)> = r.trials.iter().zip(&states).collect();
-    let score = |s: &TrialState| s.history.last().map(|m| m.val_accuracy);
-    rows.sort_by(|a, b| {
-        score(b.1)
-            .partial_cmp(&score(a.1))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
     for (trial, state) in rows {
         let mut cells = vec![trial.name.clone()];
         cells.extend(
@@ -274,7 +348,7 @@ pub fn status(sweep: &Sweep) -> Result<String, SweepError> {
                 .iter()
                 .map(|k| trial.settings.get(k).map(show).unwrap_or_default()),
         );
-        let planned = state.info.as_ref().map_or(r.epochs, |i| i.epochs_planned);
+        let planned = state.epochs_planned(sweep);
         cells.push(format!("{}/{planned}", state.history.epochs()));
         match state.history.last() {
             Some(m) => cells.extend(

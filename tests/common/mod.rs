@@ -602,3 +602,40 @@ pub fn train_for(home: &Path, name: &str, images: usize, epochs: usize) {
             .args(["--dashboard", "none"]),
     );
 }
+
+/// A 4-trial grid sweep `name` under `<home>/artifacts/sweeps/` (hidden 16 or 32 × learning
+/// rate 1e-3 or 3e-4, 2 epochs on 1,000 images, validated on 300), of which only the trials
+/// `trained` are trained (`sweep work --index N`), in that order; the others stay pending.
+pub fn tiny_sweep(home: &Path, name: &str, trained: &[usize]) {
+    let spec = format!(
+        "[sweep]\nname = \"{name}\"\nmethod = \"grid\"\n\
+         [sweep.grid]\nhidden = [[16], [32]]\nlearning_rate = [1e-3, 3e-4]\n\
+         [base.train]\nepochs = 2\nlimit_train = 1000\nlimit_valid = 300\nseed = 5\n"
+    );
+    sweep_of(home, name, &spec, trained);
+}
+
+/// The sweep `name` of the spec `spec` under `<home>/artifacts/sweeps/`, of which only the
+/// trials `trained` are trained (`sweep work --index N`), in that order.
+pub fn sweep_of(home: &Path, name: &str, spec: &str, trained: &[usize]) {
+    let file = home.join(format!("{name}.toml"));
+    std::fs::write(&file, spec).unwrap();
+    let sweep = |args: &[&str]| {
+        let mut command = mnist_mlp(home);
+        command
+            .arg("sweep")
+            .args(args)
+            .args(["--artifact-dir", "artifacts"]);
+        command
+    };
+    run_ok(&mut sweep(&["init", file.to_str().unwrap()]));
+    for index in trained {
+        run_ok(
+            sweep(&["work", name, "--index", &index.to_string()])
+                .arg("--data-dir")
+                .arg(mnist_dir())
+                .env_remove("SLURM_ARRAY_TASK_ID")
+                .env_remove("JOB_COMPLETION_INDEX"),
+        );
+    }
+}

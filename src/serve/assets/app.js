@@ -1,4 +1,4 @@
-// mnist-mlp serve: the runs, their curves, and a drawing pad. Plain JavaScript, no libraries:
+// mnist-mlp serve: the runs, their curves, the sweeps, and a drawing pad. Plain JavaScript, no libraries:
 // the page works offline. The numbers come from the JSON API (docs/serve.md); the drawing is
 // sent as PNG and prepared on the server by the same code as `mnist-mlp predict`.
 "use strict";
@@ -60,6 +60,7 @@ async function showRuns() {
   try { runs = await getJson("/api/runs"); } catch (e) { $("status-line").textContent = e.message; return; }
   $("status-line").textContent = `updated ${new Date().toLocaleTimeString()}`;
   $("no-runs").hidden = runs.length > 0;
+  showSweeps();
   if (!ticked.size) runs.slice(0, 3).forEach((r) => ticked.add(r.name));
   $("runs-table").tBodies[0].innerHTML = runs.map((r) => `<tr>
     <td><input type="checkbox" data-run="${esc(r.name)}" ${ticked.has(r.name) ? "checked" : ""}></td>
@@ -94,13 +95,143 @@ async function compare(runs) {
   chart($("compare-acc"), acc);
 }
 
-// ---- one run ----
-let runName = null, runTimer = null;
+// The sweeps under the runs: each links to its own page.
+async function showSweeps() {
+  let sweeps;
+  try { sweeps = await getJson("/api/sweeps"); } catch (e) { return; }
+  $("sweeps-part").hidden = !sweeps.length;
+  $("sweeps-table").tBodies[0].innerHTML = sweeps.map((w) => {
+    const link = `<a href="/sweeps/${encodeURIComponent(w.name)}">${esc(w.name)}</a>`;
+    if (w.status === "unreadable") return `<tr><td>${link}</td><td colspan="6"><span class="status unreadable">unreadable</span> ${esc(w.error)}</td></tr>`;
+    const states = Object.entries(w.states).map(([state, n]) => `${n} ${state}`).join(", ");
+    return `<tr><td>${link}</td><td>${w.trials}</td><td class="text">${esc(w.method)}${w.halving ? ", halving" : ""}</td>
+      <td>${w.epochs}</td><td class="text">${esc(states)}</td><td class="text">${esc(w.best_trial ?? "–")}</td><td>${fmt(w.best_val_accuracy)}</td></tr>`;
+  }).join("");
+}
 
-async function showRun(name) {
-  runName = name;
+// ---- one sweep: its trials as a sortable table, the chosen trials' curves overlaid ----
+// `sweepPage` is read by the browser test (tests/browser.rs): the sort and the chosen trials.
+const sweepPage = window.mnistSweep = { name: null, sort: { key: "val_accuracy", desc: true }, chosen: null, data: null, text: null };
+let sweepTimer = null;
+const METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"];
+const settingText = (v) => (v === undefined ? "" : Array.isArray(v) ? v.map(settingText).join(",") : String(v));
+
+// The table's columns: each with its key, header, value to sort by and text to show.
+function sweepColumns(varied) {
+  return [
+    { key: "name", label: "trial", text: true, value: (t) => t.name },
+    ...varied.map((k) => ({ key: `setting:${k}`, label: k.split(".").pop(), text: true, value: (t) => t.settings[k], show: (t) => settingText(t.settings[k]) })),
+    { key: "epochs_done", label: "epochs", value: (t) => t.epochs_done, show: (t) => `${t.epochs_done}/${t.epochs_planned}` },
+    ...METRICS.map((k) => ({ key: k, label: k, value: (t) => t[k], show: (t) => fmt(t[k]) })),
+    { key: "state", label: "state", text: true, value: (t) => t.state, show: (t) => `<span class="status ${esc(t.state.split(" ")[0])}">${esc(t.state)}</span>` },
+  ];
+}
+
+// Numbers as numbers, lists element by element, text as text; a missing value sorts last
+// whichever the direction.
+function compareValues(a, b) {
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < Math.min(a.length, b.length); i++) { const c = compareValues(a[i], b[i]); if (c) return c; }
+    return a.length - b.length;
+  }
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  return String(a).localeCompare(String(b), undefined, { numeric: true });
+}
+
+function sortedTrials(trials, columns) {
+  const column = columns.find((c) => c.key === sweepPage.sort.key) || columns.find((c) => c.key === "val_accuracy");
+  const sign = sweepPage.sort.desc ? -1 : 1;
+  const missing = (v) => v === null || v === undefined;
+  // A stable sort of the server's order (best first): ties stay in that order.
+  return [...trials].sort((x, y) => {
+    const a = column.value(x), b = column.value(y);
+    if (missing(a) || missing(b)) return missing(a) - missing(b);
+    return sign * compareValues(a, b);
+  });
+}
+
+async function showSweep(name) {
+  sweepPage.name = name;
+  $("sweep-view").hidden = false;
+  $("where").innerHTML = `<a href="/">runs</a> / sweep ${esc(name)}`;
+  $("sweep-title").textContent = `sweep ${name}`;
+  document.title = `sweep ${name} – mnist-mlp`;
+  await refreshSweep();
+}
+
+async function refreshSweep() {
+  let text;
+  try {
+    const response = await fetch(`/api/sweeps/${encodeURIComponent(sweepPage.name)}`, { cache: "no-store" });
+    text = await response.text();
+    if (!response.ok) throw new Error(JSON.parse(text).error || response.statusText);
+  } catch (e) { $("sweep-facts").textContent = e.message; return; }
+  $("status-line").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  // Drawn again only when something changed, so that a click is never lost to a redraw.
+  if (text !== sweepPage.text) {
+    sweepPage.text = text;
+    sweepPage.data = JSON.parse(text);
+    drawSweep();
+  }
+  clearTimeout(sweepTimer);
+  sweepTimer = setTimeout(refreshSweep, sweepPage.data.sweep.live ? 2000 : 5000);
+}
+
+function drawSweep() {
+  const { sweep, trials, rungs, varied } = sweepPage.data;
+  const states = Object.entries(sweep.states).map(([state, n]) => `${n} ${state}`).join(", ");
+  $("sweep-facts").textContent = `${sweep.trials} trials · ${sweep.method} · ${sweep.epochs} epochs` +
+    (sweep.halving ? ` · halving (eta ${sweep.halving.eta}; trials×epochs per rung: ${rungs.map((r) => `${r.trials}×${r.epochs}`).join(" → ")})` : "") +
+    ` · ${states}`;
+  // The best three with an epoch are chosen at first.
+  if (sweepPage.chosen === null) sweepPage.chosen = new Set(trials.filter((t) => t.epochs_done > 0).slice(0, 3).map((t) => t.name));
+  const columns = sweepColumns(varied);
+  const head = $("sweep-table").tHead.rows[0];
+  head.innerHTML = "<th></th>" + columns.map((c) => `<th data-key="${esc(c.key)}"${c.text ? ' class="text"' : ""}>${esc(c.label)}</th>`).join("");
+  for (const th of head.querySelectorAll("th[data-key]")) {
+    if (th.dataset.key === sweepPage.sort.key) th.setAttribute("aria-sort", sweepPage.sort.desc ? "descending" : "ascending");
+    th.onclick = () => {
+      const key = th.dataset.key;
+      sweepPage.sort = { key, desc: key === sweepPage.sort.key ? !sweepPage.sort.desc : false };
+      drawSweep();
+    };
+  }
+  const base = `/sweeps/${encodeURIComponent(sweep.name)}/runs/`;
+  $("sweep-table").tBodies[0].innerHTML = sortedTrials(trials, columns).map((t) => `<tr data-trial="${esc(t.name)}">
+    <td><input type="checkbox" data-trial="${esc(t.name)}" ${sweepPage.chosen.has(t.name) ? "checked" : ""} ${t.epochs_done ? "" : "disabled"}></td>` +
+    columns.map((c) => {
+      const cell = c.key === "name" && t.run ? `<a href="${base}${encodeURIComponent(t.name)}">${esc(t.name)}</a>` : c.show ? c.show(t) : esc(c.value(t));
+      return `<td data-key="${esc(c.key)}"${c.text ? ' class="text"' : ""}>${cell}</td>`;
+    }).join("") + "</tr>").join("");
+  for (const box of $("sweep-table").querySelectorAll("input[type=checkbox]")) {
+    box.onchange = () => { box.checked ? sweepPage.chosen.add(box.dataset.trial) : sweepPage.chosen.delete(box.dataset.trial); drawSweepCurves(); };
+  }
+  drawSweepCurves();
+}
+
+// One line per chosen trial on each chart, coloured by its rank (the server's order).
+function drawSweepCurves() {
+  const { trials, varied } = sweepPage.data;
+  const acc = [], loss = [];
+  trials.forEach((t, rank) => {
+    if (!sweepPage.chosen.has(t.name) || !t.epochs_done) return;
+    const settings = varied.map((k) => `${k.split(".").pop()} ${settingText(t.settings[k])}`).join(", ");
+    const label = settings ? `${t.name} (${settings})` : t.name;
+    const color = COLORS[rank % COLORS.length];
+    acc.push({ label, values: t.history.val_accuracy, color });
+    loss.push({ label, values: t.history.val_loss, color });
+  });
+  chart($("sweep-acc"), acc);
+  chart($("sweep-loss"), loss);
+}
+
+// ---- one run: of runs/, or a sweep's trial ----
+let runApi = null, runTimer = null;
+
+async function showRun(api, name, where) {
+  runApi = api;
   $("run-view").hidden = false;
-  $("where").innerHTML = `<a href="/">runs</a> / ${esc(name)}`;
+  $("where").innerHTML = where;
   $("run-title").textContent = name;
   document.title = `${name} – mnist-mlp`;
   setupPad();
@@ -109,7 +240,7 @@ async function showRun(name) {
 
 async function refreshRun() {
   let run;
-  try { run = await getJson(`/api/runs/${encodeURIComponent(runName)}`); } catch (e) { $("run-facts").textContent = e.message; return; }
+  try { run = await getJson(runApi); } catch (e) { $("run-facts").textContent = e.message; return; }
   const info = run.run, row = run.row, h = run.history;
   $("run-facts").innerHTML = `<span class="status ${esc(row.status)}">${esc(row.status)}</span> ` +
     `${info.epochs_done}/${info.epochs_planned} epochs · ${esc(info.backend)} · started ${esc(info.started)} · ` +
@@ -124,7 +255,7 @@ async function refreshRun() {
   const pictures = run.files.filter((f) => f === "confusion.png" || f === "mistakes.png");
   $("eval-pictures").hidden = !pictures.length;
   $("eval-pictures").querySelector(".pictures").innerHTML = pictures.map((f) =>
-    `<img alt="${f}" src="/api/runs/${encodeURIComponent(runName)}/files/${f}">`).join("");
+    `<img alt="${f}" src="${runApi}/files/${f}">`).join("");
   checkpointChoices(run.checkpoints);
   clearTimeout(runTimer);
   if (row.live) runTimer = setTimeout(refreshRun, 2000);
@@ -192,7 +323,7 @@ async function pump() {
     pad.lastPng = Array.from(bytes); pad.sent += 1;
     const checkpoint = encodeURIComponent($("checkpoint").value || "");
     const query = checkpoint ? `?checkpoint=${checkpoint}` : "";
-    const response = await fetch(`/api/runs/${encodeURIComponent(runName)}/predict${query}`,
+    const response = await fetch(`${runApi}/predict${query}`,
       { method: "POST", headers: { "Content-Type": "image/png" }, body: bytes });
     const body = await response.json();
     if (pad.strokes === 0 && !pad.dirty) { /* cleared meanwhile */ } else if (response.ok) { pad.lastResult = body; showResult(body); } else { showResult(null, body.error); }
@@ -222,5 +353,22 @@ function showResult(result, error = "") {
   }
 }
 
-const match = location.pathname.match(/^\/runs\/([^/]+)$/);
-if (match) showRun(decodeURIComponent(match[1])); else showRuns();
+// The page's address says what it shows.
+const path = location.pathname;
+const runMatch = path.match(/^\/runs\/([^/]+)$/);
+const trialMatch = path.match(/^\/sweeps\/([^/]+)\/runs\/([^/]+)$/);
+const sweepMatch = path.match(/^\/sweeps\/([^/]+)$/);
+const part = (m, i) => decodeURIComponent(m[i]);
+if (runMatch) {
+  const name = part(runMatch, 1);
+  showRun(`/api/runs/${encodeURIComponent(name)}`, name, `<a href="/">runs</a> / ${esc(name)}`);
+} else if (trialMatch) {
+  const [sweepName, name] = [part(trialMatch, 1), part(trialMatch, 2)];
+  const sweepPath = encodeURIComponent(sweepName);
+  showRun(`/api/sweeps/${sweepPath}/runs/${encodeURIComponent(name)}`, `${sweepName} / ${name}`,
+    `<a href="/">runs</a> / <a href="/sweeps/${sweepPath}">sweep ${esc(sweepName)}</a> / ${esc(name)}`);
+} else if (sweepMatch) {
+  showSweep(part(sweepMatch, 1));
+} else {
+  showRuns();
+}
