@@ -1,8 +1,8 @@
 //! The arithmetic of the fused kernels, on ndarray tensors of f32.
 //!
 //! Matrix products go to the `gemm` crate (the one Burn's flex backend uses), which packs,
-//! vectorises (AVX2/FMA on x86-64, NEON on ARM; its AVX-512 kernels are behind its `x86-v4`
-//! feature, which this crate does not enable) and splits the work over rayon's threads.
+//! vectorises (AVX-512 or AVX2/FMA on x86-64, whichever the CPU has, through its `x86-v4`
+//! feature; NEON on ARM) and splits the work over rayon's threads.
 //!
 //! The sparse path and the other hand-vectorised loops here are written for AVX2. Where it is
 //! missing, or `MNIST_MLP_NO_SIMD=1` is set (read once; how CI runs the fallback on an AVX2
