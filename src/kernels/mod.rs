@@ -199,7 +199,7 @@ impl MlpKernels for NdArray {
         keep: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        cpu::rmsprop(w, &g, v, lr, rho, keep, eps)
+        cpu::rmsprop(w, g, v, lr, rho, keep, eps)
     }
 }
 
