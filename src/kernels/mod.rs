@@ -26,6 +26,9 @@
 
 mod autodiff;
 mod cpu;
+mod threads;
+
+pub use threads::{Awake, keep_awake};
 
 use burn::backend::{Dispatch, DispatchDevice, NdArray, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
