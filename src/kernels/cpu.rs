@@ -157,16 +157,10 @@ pub(super) fn simd() -> bool {
 }
 
 /// Whether the AVX-512 loops run: [`simd`], and the CPU has AVX-512F. Decided once per process.
+#[cfg(target_arch = "x86_64")]
 pub(super) fn avx512() -> bool {
     static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX512.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            simd() && std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
+    *AVX512.get_or_init(|| simd() && std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// `relu(x·w + b)` or `x·w + b`, and `x`'s non-zeros when the product took them (the backward

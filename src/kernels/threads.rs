@@ -66,3 +66,58 @@ fn stay_awake(stop: &AtomicBool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Test threads are not the main thread: rayon is left as it is.
+    #[test]
+    fn only_the_main_thread_keeps_a_worker_awake() {
+        assert!(keep_awake().is_none());
+    }
+
+    /// The awake worker runs the work the other worker queues, and returns once stopped.
+    #[test]
+    fn the_awake_worker_takes_queued_work_and_stops_when_told() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = mpsc::channel();
+        let (start, started) = mpsc::channel();
+        let flag = stop.clone();
+        pool.spawn_broadcast(move |context| {
+            if context.index() == 1 {
+                start.send(()).unwrap();
+                stay_awake(&flag);
+                done.send(()).unwrap();
+            }
+        });
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the broadcast did not start");
+        // Worker 1 is in `stay_awake` from here until `stop`, so whatever runs on it meanwhile
+        // (the installed closure, or halves it took from worker 0) it took as queued work.
+        let ran_on = pool.install(|| {
+            let mut ran_on = vec![rayon::current_thread_index()];
+            for _ in 0..200 {
+                let (_, b) = rayon::join(
+                    || std::thread::sleep(Duration::from_micros(200)),
+                    rayon::current_thread_index,
+                );
+                ran_on.push(b);
+            }
+            ran_on
+        });
+        assert!(ran_on.contains(&Some(1)), "nothing ran on the awake worker");
+        assert!(finished.try_recv().is_err(), "stopped before it was told");
+        stop.store(true, Ordering::Release);
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the awake worker did not stop");
+    }
+}
