@@ -26,6 +26,9 @@
 
 mod autodiff;
 mod cpu;
+mod threads;
+
+pub use threads::{Awake, keep_awake};
 
 use burn::backend::{Dispatch, DispatchDevice, NdArray, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
@@ -199,7 +202,7 @@ impl MlpKernels for NdArray {
         keep: f32,
         eps: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        cpu::rmsprop(w, &g, v, lr, rho, keep, eps)
+        cpu::rmsprop(w, g, v, lr, rho, keep, eps)
     }
 }
 

@@ -288,9 +288,11 @@ fn rmsprop_matches_the_general_update_over_several_steps() {
     assert_close(v_fused.unwrap(), v_ref.unwrap(), 1e-6);
 }
 
-/// The first layer's 401,408 weights are updated in chunks on several threads, in place when the
-/// optimizer holds the only reference and into a new buffer when not: every element equals the
-/// scalar formula in f32, operation for operation.
+/// The first layer's 401,408 weights are updated in chunks on several threads: in place when the
+/// optimizer holds the only reference, over the gradient when only the gradient is unshared (as
+/// in training: Burn's Learner keeps a handle on the weights), into a new buffer when both are
+/// shared. Every element equals the scalar formula in f32, operation for operation, and a
+/// shared buffer is never written.
 #[test]
 fn the_threaded_rmsprop_equals_the_scalar_formula() {
     let device = device();
@@ -311,22 +313,27 @@ fn the_threaded_rmsprop_equals_the_scalar_formula() {
             w - (lr * g) / (*v + eps).sqrt()
         })
         .collect();
-    // A second handle on `w` (as Burn's Learner keeps one) makes the update write a new buffer;
-    // without one it writes in place.
-    for shared in [false, true] {
+    for (w_shared, g_shared) in [(false, false), (true, false), (true, true)] {
         let w = tensor_of(w0.clone(), shape, &device);
-        let kept = shared.then(|| w.clone());
-        let (new_w, new_v) = rmsprop(w, g.clone(), Some(v.clone()), lr.into(), rho, keep, eps);
-        assert!(values(&new_w) == want_w, "shared {shared}: weights differ");
-        assert!(
-            values(&new_v) == want_v,
-            "shared {shared}: running averages differ"
-        );
-        if let Some(kept) = kept {
+        let g = tensor_of(g0.clone(), shape, &device);
+        let kept_w = w_shared.then(|| w.clone());
+        let kept_g = g_shared.then(|| g.clone());
+        let (new_w, new_v) = rmsprop(w, g, Some(v.clone()), lr.into(), rho, keep, eps);
+        let case = format!("w shared {w_shared}, g shared {g_shared}");
+        assert!(values(&new_w) == want_w, "{case}: weights differ");
+        assert!(values(&new_v) == want_v, "{case}: running averages differ");
+        if let Some(kept) = kept_w {
             assert_eq!(
                 values(&kept),
                 w0,
-                "the other handle's weights are untouched"
+                "{case}: the other weights handle changed"
+            );
+        }
+        if let Some(kept) = kept_g {
+            assert_eq!(
+                values(&kept),
+                g0,
+                "{case}: the other gradient handle changed"
             );
         }
     }

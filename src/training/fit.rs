@@ -91,7 +91,15 @@ pub(super) fn fit(
         plan.config.optimizer().init(plan.config.kernels()),
         lr_scheduler,
     );
+    // Only the fused kernels run on rayon's threads.
+    let awake = plan
+        .config
+        .kernels()
+        .fused_on(device)
+        .then(crate::kernels::keep_awake)
+        .flatten();
     let launched = launch(training, learner);
+    drop(awake);
     if let Some(terminal) = &terminal {
         terminal.restore();
     }
