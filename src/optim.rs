@@ -6,6 +6,9 @@
 //! w ← w − lr·g / sqrt(v + epsilon)   (epsilon inside the square root, as in Keras 3)
 //! ```
 //!
+//! with `v` flushed to 0 where it falls below the smallest normal f32 (~1.2e-38), as the
+//! TensorFlow kernels under Keras flush every subnormal result to zero.
+//!
 //! Burn's `RmsProp` adds epsilon outside the square root (and defaults to momentum 0.9), so it
 //! cannot give the same numbers; this is the Keras update as a Burn [`Optimizer`].
 
@@ -137,6 +140,11 @@ impl Optimizer for KerasRmsProp {
             Some(state) => state.velocity.mul_scalar(self.rho).add(squared),
             None => squared,
         };
+        // Flushed to zero below the smallest normal f32, as TensorFlow's kernels flush Keras's
+        // (see `kernels::rmsprop`).
+        let velocity = velocity
+            .clone()
+            .mask_fill(velocity.lower_elem(f32::MIN_POSITIVE), 0.0);
         let increment = grad
             .mul_scalar(lr)
             .div(velocity.clone().add_scalar(self.epsilon).sqrt());
@@ -235,6 +243,51 @@ mod tests {
                 .try_to_vec::<f32>()
                 .unwrap();
             assert_eq!(v, [0.1f32], "{kernels}");
+        }
+    }
+
+    /// A weight whose gradient stays 0 decays its velocity by rho a step; below the smallest
+    /// normal f32 it becomes exactly 0 on both paths, as in TensorFlow, rather than stick at a
+    /// subnormal as plain f32 arithmetic does (4·2⁻¹⁴⁹ × 0.9 rounds back to 4·2⁻¹⁴⁹).
+    #[test]
+    fn a_velocity_without_gradient_decays_to_zero_not_into_the_subnormals() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let start = [1e-30f32, 2e-38, 1.3e-38, 0.5, f32::from_bits(4)];
+        let steps = 200;
+        // f32 arithmetic without the flush, and with it.
+        let plain = (0..steps).fold(start, |v, _| v.map(|v| 0.9f32 * v));
+        assert!(
+            plain[0] > 0.0 && !plain[0].is_normal(),
+            "stuck at {:e}",
+            plain[0]
+        );
+        let flushed = (0..steps).fold(start, |v, _| {
+            v.map(|v| {
+                let v = 0.9f32 * v;
+                if v.is_normal() { v } else { 0.0 }
+            })
+        });
+        assert_eq!(flushed[..3], [0.0; 3]);
+        assert!(flushed[3] > 0.0);
+        for kernels in Kernels::ALL {
+            let optim = KerasRmsPropConfig::new().optimizer(kernels);
+            let mut w = Tensor::<1>::from_data([0.25f32; 5], &device);
+            let mut state = Some(KerasRmsPropState {
+                velocity: Tensor::<1>::from_data(start, &device),
+            });
+            for _ in 0..steps {
+                let g = Tensor::<1>::zeros([5], &device);
+                (w, state) = optim.step(1e-3, w, g, state);
+            }
+            let v = state
+                .unwrap()
+                .velocity
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            assert_eq!(v, flushed, "{kernels}");
+            let w = w.into_data().try_to_vec::<f32>().unwrap();
+            assert_eq!(w, [0.25f32; 5], "{kernels}: a zero gradient moved a weight");
         }
     }
 }

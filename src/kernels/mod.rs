@@ -53,8 +53,9 @@ pub trait MlpKernels: burn::backend::Backend {
         targets: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// One Keras RMSprop step: `v ← rho·v + keep·g²`, `w ← w − lr·g/√(v+eps)`, where `keep`
-    /// is `1 − rho` (rounded once, as Keras does). Returns `(w, v)`.
+    /// One Keras RMSprop step: `v ← rho·v + keep·g²` (0 where that is subnormal, as under
+    /// TensorFlow), `w ← w − lr·g/√(v+eps)`, where `keep` is `1 − rho` (rounded once, as Keras
+    /// does). Returns `(w, v)`.
     fn rmsprop(
         w: FloatTensor<Self>,
         g: FloatTensor<Self>,
