@@ -399,19 +399,30 @@ impl TrainConfig {
 
     /// Checks every value; the error names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(
-            key: &'static str,
-            value: impl std::fmt::Debug,
-            reason: &'static str,
-        ) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                value: format!("{value:?}"),
-                reason,
-            }
+        self.validate_train()?;
+        self.validate_optimizer()?;
+        self.validate_model_and_kernels()?;
+        if let Err(bad) = self.augment.validate() {
+            return Err(ConfigError::Invalid {
+                key: bad.key,
+                value: format!("{:?}", bad.value),
+                reason: bad.reason,
+            });
         }
+        if let Some(name) = &self.run.name
+            && !is_plain_name(name)
+        {
+            return Err(invalid(
+                "run.name",
+                name,
+                "must be a plain file name (letters, digits, '-', '_', '.'; no '/')",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_train(&self) -> Result<(), ConfigError> {
         let t = &self.train;
-        let o = &self.optimizer;
         if t.epochs == 0 {
             return Err(invalid("train.epochs", t.epochs, "must be at least 1"));
         }
@@ -428,6 +439,11 @@ impl TrainConfig {
         if t.limit_valid == Some(0) {
             return Err(invalid("train.limit_valid", 0, "must be at least 1"));
         }
+        Ok(())
+    }
+
+    fn validate_optimizer(&self) -> Result<(), ConfigError> {
+        let o = &self.optimizer;
         if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
             return Err(invalid(
                 "optimizer.learning_rate",
@@ -452,6 +468,10 @@ impl TrainConfig {
                 "must be at most 1 with schedule = \"cosine\"",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_model_and_kernels(&self) -> Result<(), ConfigError> {
         if self.model.hidden.contains(&0) {
             return Err(invalid(
                 "model.hidden",
@@ -465,22 +485,6 @@ impl TrainConfig {
                 value: format!("fused with backend {}", self.run.backend),
                 reason: "the fused kernels run on the ndarray backend only; use burn",
             });
-        }
-        if let Err(bad) = self.augment.validate() {
-            return Err(ConfigError::Invalid {
-                key: bad.key,
-                value: format!("{:?}", bad.value),
-                reason: bad.reason,
-            });
-        }
-        if let Some(name) = &self.run.name
-            && !is_plain_name(name)
-        {
-            return Err(invalid(
-                "run.name",
-                name,
-                "must be a plain file name (letters, digits, '-', '_', '.'; no '/')",
-            ));
         }
         Ok(())
     }
@@ -547,6 +551,15 @@ impl TrainConfig {
         KerasRmsPropConfig::new()
             .with_rho(self.optimizer.rho)
             .with_epsilon(self.optimizer.epsilon)
+    }
+}
+
+/// A bad value of `key`, shown as written, and what it must be.
+fn invalid(key: &'static str, value: impl std::fmt::Debug, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: format!("{value:?}"),
+        reason,
     }
 }
 

@@ -163,6 +163,10 @@ mod tests {
     use super::*;
     use crate::backend::Backend;
 
+    fn floats(tensor: Tensor<1>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     /// The cosine schedule is Keras's `CosineDecay(lr, decay_steps)` (alpha 0) step for step:
     /// `lr · ½(1 + cos(π·step/decay_steps))`, from the rate itself at step 0 to 0 at the end;
     /// the constant schedule is the rate at every step.
@@ -210,9 +214,8 @@ mod tests {
                 for (want, g) in want.iter_mut().zip(g) {
                     *want = step(want.0, want.1, g);
                 }
-                let got_w = w.clone().into_data().try_to_vec::<f32>().unwrap();
-                let velocity = state.as_ref().unwrap().velocity.clone();
-                let got_v = velocity.into_data().try_to_vec::<f32>().unwrap();
+                let got_w = floats(w.clone());
+                let got_v = floats(state.as_ref().unwrap().velocity.clone());
                 for (i, (&(w, v), (gw, gv))) in
                     want.iter().zip(got_w.iter().zip(&got_v)).enumerate()
                 {
@@ -236,13 +239,7 @@ mod tests {
             let optim = KerasRmsPropConfig::new().optimizer(kernels);
             let g = Tensor::<1>::from_data([1.0f32], &device);
             let (_, state) = optim.step(lr, Tensor::<1>::from_data([0.0f32], &device), g, None);
-            let v = state
-                .unwrap()
-                .velocity
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            assert_eq!(v, [0.1f32], "{kernels}");
+            assert_eq!(floats(state.unwrap().velocity), [0.1f32], "{kernels}");
         }
     }
 
@@ -279,15 +276,12 @@ mod tests {
                 let g = Tensor::<1>::zeros([5], &device);
                 (w, state) = optim.step(1e-3, w, g, state);
             }
-            let v = state
-                .unwrap()
-                .velocity
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            assert_eq!(v, flushed, "{kernels}");
-            let w = w.into_data().try_to_vec::<f32>().unwrap();
-            assert_eq!(w, [0.25f32; 5], "{kernels}: a zero gradient moved a weight");
+            assert_eq!(floats(state.unwrap().velocity), flushed, "{kernels}");
+            assert_eq!(
+                floats(w),
+                [0.25f32; 5],
+                "{kernels}: a zero gradient moved a weight"
+            );
         }
     }
 }

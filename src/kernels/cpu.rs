@@ -912,19 +912,19 @@ impl RmsProp {
     /// operations for [`flush_subnormal`]'s test of the exponent bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn in_place_avx(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
+    fn in_place_avx2(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
         self.in_place_generic(w, v, g)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn over_gradient_avx(self, g: &mut [f32], w: &[f32], v: &mut [f32]) {
+    fn over_gradient_avx2(self, g: &mut [f32], w: &[f32], v: &mut [f32]) {
         self.over_gradient_generic(g, w, v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn into_new_avx(self, out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]) {
+    fn into_new_avx2(self, out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]) {
         self.into_new_generic(out, w, v, g)
     }
 
@@ -933,7 +933,7 @@ impl RmsProp {
         #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.in_place_avx(w, v, g) };
+            return unsafe { self.in_place_avx2(w, v, g) };
         }
         self.in_place_generic(w, v, g)
     }
@@ -943,7 +943,7 @@ impl RmsProp {
         #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.over_gradient_avx(g, w, v) };
+            return unsafe { self.over_gradient_avx2(g, w, v) };
         }
         self.over_gradient_generic(g, w, v)
     }
@@ -953,7 +953,7 @@ impl RmsProp {
         #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.into_new_avx(out, w, v, g) };
+            return unsafe { self.into_new_avx2(out, w, v, g) };
         }
         self.into_new_generic(out, w, v, g)
     }
