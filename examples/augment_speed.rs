@@ -28,11 +28,19 @@ fn main() -> anyhow::Result<()> {
                 let sum: u64 = if parallel {
                     (0..n)
                         .into_par_iter()
-                        .map(|i| u64::from(preset.apply(train.image(i), 42, epoch, i)[400]))
+                        .map(|i| {
+                            u64::from(
+                                preset.apply(train.image(i), train.label(i), 42, epoch, i)[400],
+                            )
+                        })
                         .sum()
                 } else {
                     (0..n)
-                        .map(|i| u64::from(preset.apply(train.image(i), 42, epoch, i)[400]))
+                        .map(|i| {
+                            u64::from(
+                                preset.apply(train.image(i), train.label(i), 42, epoch, i)[400],
+                            )
+                        })
                         .sum()
                 };
                 std::hint::black_box(sum);

@@ -607,6 +607,14 @@ mod tests {
         assert_eq!(hand.optimizer.schedule, Schedule::Cosine);
         assert_eq!(hand.model.hidden, vec![1024, 1024]);
         assert!(hand.augment.enabled);
+        // The preset's ranges, and the flag on top of them.
+        assert_eq!(
+            hand.augment,
+            Augment {
+                flag: 0.8,
+                ..Augment::preset()
+            }
+        );
         let tutorial = TrainConfig::default();
         assert_eq!(
             (

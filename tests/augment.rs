@@ -10,7 +10,7 @@ use common::{
     PATIENCE, assert_fails, mnist_dir, mnist_mlp, read_info, real_mnist, run_of, run_ok,
     shared_temp_dir, train_args, wait_exit,
 };
-use mnist_mlp::augment::{Augment, Elastic, Transform};
+use mnist_mlp::augment::{Augment, Elastic, Flag, Transform};
 use mnist_mlp::backend::Backend;
 use mnist_mlp::data::idx::{PIXELS, SIDE};
 use mnist_mlp::data::{MnistDataset, MnistSplit};
@@ -194,6 +194,8 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
     let mnist = real_mnist();
     let mut digits = vec![ring(), bar()];
     digits.extend((0..40).map(|i| *mnist.train.image(i)));
+    let mut labels = vec![0, 1];
+    labels.extend((0..40).map(|i| mnist.train.label(i)));
     let top = Augment {
         enabled: true,
         rotation: 0.25,
@@ -204,6 +206,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
         elastic: 4.0,
         elastic_scale: 4.0,
         coarse: 0.8,
+        flag: 1.0,
     };
     let alone = |key: &str| {
         let mut one = Augment {
@@ -216,6 +219,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
             elastic: 0.0,
             elastic_scale: 7.0,
             coarse: 0.0,
+            flag: 0.0,
         };
         match key {
             "rotation" => one.rotation = top.rotation,
@@ -224,6 +228,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
             "shear" => one.shear = top.shear,
             "thickness" => one.thickness = top.thickness,
             "coarse" => one.coarse = top.coarse,
+            "flag" => one.flag = top.flag,
             _ => one.elastic = top.elastic,
         }
         one
@@ -236,6 +241,7 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
         "thickness",
         "elastic",
         "coarse",
+        "flag",
     ]
     .map(alone);
     for (which, augment) in settings
@@ -245,12 +251,12 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
     {
         for (index, digit) in digits.iter().enumerate() {
             for epoch in 0..5 {
-                let out = augment.apply(digit, 7, epoch, index);
+                let out = augment.apply(digit, labels[index], 7, epoch, index);
                 assert_eq!(border_ink(&out), 0, "setting {which}, digit {index}");
                 // Mass changes only as the zoom and the stroke make it (everything at the top
                 // of its range together, a full erosion of a zoomed-out digit, leaves little).
                 let ratio = mass(&out) / mass(digit);
-                let least = if which == 8 { 0.02 } else { 0.15 };
+                let least = if which == 9 { 0.02 } else { 0.15 };
                 assert!((least..4.0).contains(&ratio), "setting {which}: {ratio}");
                 if which == 1 || (which == 0 && index == 0) {
                     // A shift, and a turn of the ring (which needs no zooming out to fit),
@@ -262,14 +268,13 @@ fn every_transform_keeps_a_digit_inside_and_recognisable() {
     }
     // The preset keeps what a real digit shows: among the 40 originals, the one an augmented
     // digit looks most like (blurred) mostly has its label.
-    let labels: Vec<u8> = (0..40).map(|i| mnist.train.label(i)).collect();
     let mut same_label = 0;
     for (index, digit) in digits.iter().enumerate().skip(2) {
-        let out = Augment::preset().apply(digit, 7, 0, index);
+        let out = Augment::preset().apply(digit, labels[index], 7, 0, index);
         let nearest = (2..digits.len())
             .max_by(|&a, &b| similarity(&out, &digits[a]).total_cmp(&similarity(&out, &digits[b])))
             .unwrap();
-        if labels[nearest - 2] == labels[index - 2] {
+        if labels[nearest] == labels[index] {
             same_label += 1;
         }
         let (x, y) = centroid(&out);
@@ -317,18 +322,119 @@ fn an_elastic_field_of_zero_changes_nothing_and_a_uniform_one_shifts() {
 }
 
 #[test]
+fn a_flag_goes_down_to_the_left_of_a_ones_top_and_leaves_the_stem_as_it_was() {
+    let bar = bar();
+    // The bar: columns 13-14, rows 7-20, strokes 1.75 px wide (ink 28 px, outline 32 edges).
+    // 45 degrees from the vertical, 0.3 of 14 px long: from (13.5, 7.9) to about (10.5, 10.8).
+    let flagged = Flag {
+        angle: std::f32::consts::FRAC_PI_4,
+        length: 0.3,
+    }
+    .drawn_on(&bar);
+    for (i, (&before, &after)) in bar.iter().zip(&flagged).enumerate() {
+        let (x, y) = (i % SIDE, i / SIDE);
+        assert!(after >= before, "pixel ({x}, {y}) lost ink");
+        if after > before {
+            assert!(x < 13 && (7..13).contains(&y), "new ink at ({x}, {y})");
+        }
+    }
+    // About the segment's length (4.2 px) times the stroke's width in new ink, of which some
+    // falls on the stem.
+    let added = (mass(&flagged) - mass(&bar)) / 255.0;
+    assert!((3.0..9.0).contains(&added), "{added} px of ink added");
+    let left = (0..PIXELS)
+        .filter(|&i| flagged[i] >= 128)
+        .map(|i| i % SIDE)
+        .min()
+        .unwrap();
+    assert!((9..=11).contains(&left), "flag reaches column {left}");
+    // Steeper and longer (30 degrees, 5.6 px): it ends lower, near (10.7, 12.7); the lowest
+    // pixel of its stroke at half ink or more is in row 13.
+    let steep = Flag {
+        angle: std::f32::consts::FRAC_PI_6,
+        length: 0.4,
+    }
+    .drawn_on(&bar);
+    let lowest_new = (0..PIXELS)
+        .filter(|&i| steep[i] >= 128 && bar[i] == 0)
+        .map(|i| i / SIDE)
+        .max()
+        .unwrap();
+    assert_eq!(lowest_new, 13, "steep flag ends in row {lowest_new}");
+    // A blank picture has no stem to flag.
+    assert_eq!(
+        Flag {
+            angle: 0.8,
+            length: 0.3,
+        }
+        .drawn_on(&[0; PIXELS]),
+        [0; PIXELS]
+    );
+}
+
+#[test]
+fn only_ones_get_a_flag_and_the_rest_of_their_draw_is_as_without_it() {
+    let mnist = real_mnist();
+    let always = Augment {
+        flag: 1.0,
+        ..Augment::preset()
+    };
+    let never = Augment::preset();
+    let mut ones = 0;
+    for index in 0..200 {
+        let (image, label) = (mnist.train.image(index), mnist.train.label(index));
+        let with = always.draw(5, 2, index, label);
+        let without = never.draw(5, 2, index, label);
+        // Drawn last: every other parameter is the one the preset draws.
+        assert_eq!(
+            Transform {
+                flag: None,
+                ..with.clone()
+            },
+            without
+        );
+        if label == 1 {
+            ones += 1;
+            let flag = with.flag.expect("a 1 always gets a flag at flag = 1");
+            assert!((0.44..=0.96).contains(&flag.angle) && (0.25..=0.5).contains(&flag.length));
+            assert_ne!(
+                always.apply(image, 1, 5, 2, index),
+                never.apply(image, 1, 5, 2, index)
+            );
+        } else {
+            assert_eq!(with.flag, None, "a {label} got a flag");
+            assert_eq!(
+                always.apply(image, label, 5, 2, index),
+                never.apply(image, label, 5, 2, index)
+            );
+        }
+    }
+    assert!(ones >= 10, "{ones} ones among the first 200");
+    // At flag = 0.5, about half of the 1s in an epoch get one.
+    let half = Augment {
+        flag: 0.5,
+        ..Augment::preset()
+    };
+    let flagged = (0..2000)
+        .filter(|&index| half.draw(5, 0, index, 1).flag.is_some())
+        .count();
+    assert!((900..1100).contains(&flagged), "{flagged} of 2000");
+}
+
+#[test]
 fn an_images_augmentation_depends_on_seed_epoch_and_index_only() {
     let mnist = real_mnist();
     let image = mnist.train.image(0);
     let preset = Augment::preset();
-    let a = preset.apply(image, 3, 1, 0);
-    assert_eq!(a, preset.apply(image, 3, 1, 0));
-    assert_eq!(preset.draw(3, 1, 0), preset.draw(3, 1, 0));
+    let label = mnist.train.label(0);
+    let a = preset.apply(image, label, 3, 1, 0);
+    assert_eq!(a, preset.apply(image, label, 3, 1, 0));
+    assert_eq!(preset.draw(3, 1, 0, label), preset.draw(3, 1, 0, label));
     assert_ne!(a, *image);
-    assert_ne!(a, preset.apply(image, 4, 1, 0));
-    assert_ne!(a, preset.apply(image, 3, 2, 0));
-    assert_ne!(a, preset.apply(image, 3, 1, 1));
-    assert_ne!(preset.draw(3, 1, 0), preset.draw(3, 1, 1));
+    assert_ne!(a, preset.apply(image, label, 4, 1, 0));
+    assert_ne!(a, preset.apply(image, label, 3, 2, 0));
+    assert_ne!(a, preset.apply(image, label, 3, 1, 1));
+    assert_ne!(preset.draw(3, 1, 0, label), preset.draw(3, 1, 1, label));
 }
 
 fn loader(split: &Arc<MnistSplit>) -> MnistLoader {
@@ -373,7 +479,7 @@ fn the_loader_augments_each_epoch_afresh_and_a_resumed_loader_repeats_it() {
     assert_eq!(aug_labels_1, order);
     // Image by image: the loader's is `apply(seed, epoch, index)`.
     let first = plain.order(1)[0];
-    let expected = Augment::preset().apply(split.image(first), 9, 1, first);
+    let expected = Augment::preset().apply(split.image(first), split.label(first), 9, 1, first);
     let got: Vec<f32> = expected.iter().map(|&p| f32::from(p) / 255.0).collect();
     assert_eq!(aug_1[..PIXELS], got[..]);
     // Resumed after one epoch: the second epoch again, bit for bit.
@@ -528,6 +634,10 @@ fn bad_augment_settings_are_one_line_errors_naming_the_key() {
         (
             "coarse = 0.9",
             "error: augment.coarse: must be in [0, 0.8] (a fraction of the resolution) (got 0.9)\n",
+        ),
+        (
+            "flag = 1.5",
+            "error: augment.flag: must be in [0, 1] (a chance) (got 1.5)\n",
         ),
     ];
     for (line, expected) in cases {

@@ -140,7 +140,7 @@ impl Iterator for MnistIter<'_> {
         };
         let images: Vec<[u8; PIXELS]> = indices
             .par_iter()
-            .map(|&i| augment.apply(split.image(i), *seed, self.epoch, i))
+            .map(|&i| augment.apply(split.image(i), split.label(i), *seed, self.epoch, i))
             .collect();
         let items = indices
             .iter()
