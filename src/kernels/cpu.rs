@@ -344,6 +344,31 @@ const SPARSE_DENSITY: f64 = 0.3;
 /// which hold the sums while the scaled rows of the other matrix are added into them.
 const SPARSE_BLOCK: usize = 64;
 
+/// The block the AVX-512 loop takes where it fits: eight registers of sums, as the AVX2 loop's.
+/// Four (one block) would leave it waiting on each multiply-add's latency: every term adds into
+/// the same sums, so only as many multiply-adds run at once as there are registers of sums.
+const WIDE_BLOCK: usize = 2 * SPARSE_BLOCK;
+
+/// The column blocks `(start, width)` of an `n`-column sparse product: [`WIDE_BLOCK`]s while
+/// they fit when the AVX-512 loop runs, then [`SPARSE_BLOCK`]s, then what is left. A column's
+/// sum is the same whichever block it is in.
+fn column_blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    let widest = if avx512() { WIDE_BLOCK } else { SPARSE_BLOCK };
+    #[cfg(not(target_arch = "x86_64"))]
+    let widest = SPARSE_BLOCK;
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = n.checked_sub(start).filter(|&left| left > 0)?;
+        let width = [widest, SPARSE_BLOCK, left]
+            .into_iter()
+            .find(|&width| width <= left)?;
+        let block = (start, width);
+        start += width;
+        Some(block)
+    })
+}
+
 /// Output rows of the weight gradient per task: small enough that rayon can even out the work
 /// between threads (the image's middle rows hold more ink than its top and bottom ones).
 const SPARSE_ROWS_PER_TASK: usize = 32;
@@ -436,8 +461,7 @@ impl Sparse {
                 .enumerate()
                 .for_each(|(task, chunk)| {
                     let first = task * rows_per_task;
-                    for start in (0..n).step_by(SPARSE_BLOCK) {
-                        let width = SPARSE_BLOCK.min(n - start);
+                    for (start, width) in column_blocks(n) {
                         let init = bias.map(|bias| &bias[start..start + width]);
                         for (i, out_row) in (first..).zip(chunk.chunks_exact_mut(n)) {
                             let entries = self.starts[i]..self.starts[i + 1];
@@ -475,8 +499,7 @@ impl Sparse {
                         (task * SPARSE_ROWS_PER_TASK..).zip(chunk.chunks_exact_mut(n))
                     {
                         let (indices, values) = columns.get(p);
-                        for start in (0..n).step_by(SPARSE_BLOCK) {
-                            let width = SPARSE_BLOCK.min(n - start);
+                        for (start, width) in column_blocks(n) {
                             let terms = Terms {
                                 rows: &g[start..],
                                 stride: n,
@@ -663,12 +686,17 @@ impl<'a> Terms<'a> {
 /// `out.len()` columns of the rows. The terms are added in the order given.
 fn combine(out: &mut [MaybeUninit<f32>], terms: Terms<'_>, init: Option<&[f32]>, relu: bool) {
     #[cfg(target_arch = "x86_64")]
+    if out.len() == WIDE_BLOCK && avx512() {
+        // SAFETY: the CPU has AVX-512F (`avx512`).
+        return unsafe { combine_avx512::<{ WIDE_BLOCK / 16 }>(out, terms, init, relu) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Ok(out) = <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out)
         && simd()
     {
         if avx512() {
             // SAFETY: the CPU has AVX-512F (`avx512`).
-            return unsafe { combine_avx512(out, terms, init, relu) };
+            return unsafe { combine_avx512::<{ SPARSE_BLOCK / 16 }>(out, terms, init, relu) };
         }
         // SAFETY: the CPU has AVX2 and FMA (`simd`).
         return unsafe { combine_avx2(out, terms, init, relu) };
@@ -736,13 +764,13 @@ fn combine_avx2(
     }
 }
 
-/// [`combine_avx2`] in four AVX-512 registers: half the loads and multiply-adds per term. Each
-/// column's sum takes the same terms in the same order, one fused multiply-add each, so the
-/// results are those of [`combine_avx2`] bit for bit.
+/// [`combine_avx2`] in `VECTORS` AVX-512 registers of sums (4 or 8: a block of 64 or 128
+/// columns, `out`'s length). Each column's sum takes the same terms in the same order, one
+/// fused multiply-add each, so the results are those of [`combine_avx2`] bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn combine_avx512(
-    out: &mut [MaybeUninit<f32>; SPARSE_BLOCK],
+fn combine_avx512<const VECTORS: usize>(
+    out: &mut [MaybeUninit<f32>],
     terms: Terms<'_>,
     init: Option<&[f32]>,
     relu: bool,
@@ -752,17 +780,19 @@ fn combine_avx512(
         _mm512_storeu_ps,
     };
     const LANES: usize = 16;
-    const VECTORS: usize = SPARSE_BLOCK / LANES;
-    // SAFETY (every load and store below): as in `combine_avx2`, each pointer is to
-    // SPARSE_BLOCK floats, read or written at offsets LANES·j + 0..LANES for j < VECTORS.
+    let width = VECTORS * LANES;
+    assert_eq!(out.len(), width, "combine: a block of {width} columns");
+    // SAFETY (every load and store below): as in `combine_avx2`, each pointer is to `width`
+    // floats (`out`, checked above; `init` and `row`, where they are taken), read or written
+    // at offsets LANES·j + 0..LANES for j < VECTORS.
     let mut sums: [__m512; VECTORS] = match init {
         Some(init) => {
-            let init = &init[..SPARSE_BLOCK];
+            let init = &init[..width];
             std::array::from_fn(|j| unsafe { _mm512_loadu_ps(init.as_ptr().add(LANES * j)) })
         }
         None => [_mm512_setzero_ps(); VECTORS],
     };
-    for (v, row) in terms.each(SPARSE_BLOCK) {
+    for (v, row) in terms.each(width) {
         let scale = _mm512_set1_ps(v);
         for (j, sum) in sums.iter_mut().enumerate() {
             let x = unsafe { _mm512_loadu_ps(row.as_ptr().add(LANES * j)) };
@@ -1097,47 +1127,87 @@ mod tests {
         }
     }
 
-    /// Where the CPU has AVX-512, its block gives the AVX2 block's sums bit for bit (the same
-    /// terms in the same order, one fused multiply-add each), NaN and -0.0 through the ReLU
-    /// included, and both equal the plain loop's sums within rounding.
+    /// Where the CPU has AVX-512, its blocks of 128 and of 64 columns give the AVX2 block's sums
+    /// bit for bit (the same terms in the same order, one fused multiply-add each), NaN and
+    /// -0.0 through the ReLU included.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx512_block_equals_the_avx2_block() {
-        use super::{Terms, avx512, combine_avx2, combine_avx512};
+    fn the_avx512_blocks_equal_the_avx2_block() {
+        use super::{Terms, WIDE_BLOCK, avx512, combine_avx2, combine_avx512};
         use std::mem::MaybeUninit;
         if !avx512() {
             eprintln!("no AVX-512 on this CPU: nothing to compare");
             return;
         }
-        let stride = SPARSE_BLOCK + 5;
+        let stride = WIDE_BLOCK + 5;
         let mut rows: Vec<f32> = (0..40 * stride)
             .map(|i| (((i * 7919) % 1009) as f32 - 504.0) / 97.0)
             .collect();
         rows[3 * stride + 5] = f32::NAN;
+        rows[9 * stride + SPARSE_BLOCK + 2] = f32::NAN;
         let indices: Vec<u32> = (0..40u32).rev().step_by(3).collect();
         let values: Vec<f32> = (0..indices.len())
             .map(|e| (e as f32 - 6.5) * 0.37)
             .collect();
-        let terms = Terms {
-            rows: &rows,
+        let terms = |from: usize| Terms {
+            rows: &rows[from..],
             stride,
             indices: &indices,
             values: &values,
         };
-        let mut init: Vec<f32> = (0..SPARSE_BLOCK).map(|j| j as f32 * 0.5 - 16.0).collect();
+        let mut init: Vec<f32> = (0..WIDE_BLOCK).map(|j| j as f32 * 0.5 - 16.0).collect();
         init[7] = -0.0;
+        init[SPARSE_BLOCK + 9] = -0.0;
         for (init, relu) in [(None, false), (None, true), (Some(&init[..]), true)] {
-            let mut wide = [MaybeUninit::new(1.0f32); SPARSE_BLOCK];
-            let mut narrow = [MaybeUninit::new(2.0f32); SPARSE_BLOCK];
+            let half = |h: usize| init.map(|init| &init[h * SPARSE_BLOCK..]);
+            let mut wide = [MaybeUninit::new(1.0f32); WIDE_BLOCK];
+            let mut halves = [MaybeUninit::new(2.0f32); WIDE_BLOCK];
+            let mut narrow = [MaybeUninit::new(3.0f32); WIDE_BLOCK];
             // SAFETY: the CPU has AVX-512F (checked above), hence AVX2 and FMA.
             unsafe {
-                combine_avx512(&mut wide, terms, init, relu);
-                combine_avx2(&mut narrow, terms, init, relu);
+                combine_avx512::<8>(&mut wide, terms(0), init, relu);
+                for (h, (halves, narrow)) in halves
+                    .chunks_exact_mut(SPARSE_BLOCK)
+                    .zip(narrow.chunks_exact_mut(SPARSE_BLOCK))
+                    .enumerate()
+                {
+                    let from = h * SPARSE_BLOCK;
+                    combine_avx512::<4>(halves, terms(from), half(h), relu);
+                    let narrow: &mut [MaybeUninit<f32>; SPARSE_BLOCK] = narrow.try_into().unwrap();
+                    combine_avx2(narrow, terms(from), half(h), relu);
+                }
             }
-            for j in 0..SPARSE_BLOCK {
-                // SAFETY: initialised above, and written by both.
-                let (a, b) = unsafe { (wide[j].assume_init(), narrow[j].assume_init()) };
-                assert_eq!(a.to_bits(), b.to_bits(), "column {j}: {a} vs {b}");
+            for j in 0..WIDE_BLOCK {
+                // SAFETY: initialised above, and written by all three.
+                let [a, b, c] = [wide[j], halves[j], narrow[j]].map(|v| unsafe { v.assume_init() });
+                assert_eq!(a.to_bits(), c.to_bits(), "column {j}: {a} vs {c}");
+                assert_eq!(b.to_bits(), c.to_bits(), "column {j}: {b} vs {c}");
+            }
+        }
+    }
+
+    /// The column blocks cover the columns once, in order: wide blocks (where the AVX-512 loop
+    /// runs) while they fit, then blocks, then one rest narrower than a block.
+    #[test]
+    fn column_blocks_cover_every_column_once() {
+        use super::{WIDE_BLOCK, column_blocks};
+        for n in 0..4 * WIDE_BLOCK {
+            let blocks: Vec<(usize, usize)> = column_blocks(n).collect();
+            let mut next = 0;
+            for (i, &(start, width)) in blocks.iter().enumerate() {
+                assert_eq!(start, next, "n = {n}: {blocks:?}");
+                let last = i + 1 == blocks.len();
+                assert!(
+                    width == WIDE_BLOCK || width == SPARSE_BLOCK || (last && width < SPARSE_BLOCK),
+                    "n = {n}: {blocks:?}"
+                );
+                next += width;
+            }
+            assert_eq!(next, n, "n = {n}: {blocks:?}");
+            let narrow = blocks.iter().filter(|b| b.1 == SPARSE_BLOCK).count();
+            #[cfg(target_arch = "x86_64")]
+            if super::avx512() {
+                assert!(narrow <= 1, "n = {n}: {blocks:?}");
             }
         }
     }
@@ -1172,7 +1242,9 @@ mod tests {
             })
             .collect();
         let sparse = Sparse::of(&x, m, k).expect("1 in 7 is sparse");
-        for n in [SPARSE_BLOCK * 2, SPARSE_BLOCK + 5, 10] {
+        // One wide block (on AVX-512), a wide block, a block and a rest, a block and a rest,
+        // only a rest.
+        for n in [SPARSE_BLOCK * 2, SPARSE_BLOCK * 3 + 3, SPARSE_BLOCK + 5, 10] {
             let b: Vec<f32> = (0..k * n)
                 .map(|i| ((i * 31) % 17) as f32 * 0.25 - 2.0)
                 .collect();
