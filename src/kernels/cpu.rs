@@ -958,8 +958,33 @@ impl RmsProp {
         self.into_new_generic(out, w, v, g)
     }
 
+    /// The same loops in AVX-512: twice the lanes again. Division and square root are exact
+    /// in every width, so the results are the same bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn in_place_avx512(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
+        self.in_place_generic(w, v, g)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn over_gradient_avx512(self, g: &mut [f32], w: &[f32], v: &mut [f32]) {
+        self.over_gradient_generic(g, w, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn into_new_avx512(self, out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]) {
+        self.into_new_generic(out, w, v, g)
+    }
+
     /// `w` updated in place.
     fn in_place(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F (`avx512`).
+            return unsafe { self.in_place_avx512(w, v, g) };
+        }
         #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
@@ -971,6 +996,11 @@ impl RmsProp {
     /// The new weights written over the gradient `g`.
     fn over_gradient(self, g: &mut [f32], w: &[f32], v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F (`avx512`).
+            return unsafe { self.over_gradient_avx512(g, w, v) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
             return unsafe { self.over_gradient_avx2(g, w, v) };
@@ -980,6 +1010,11 @@ impl RmsProp {
 
     /// The new weights written to `out`, one per element of `w`.
     fn into_new(self, out: &mut [MaybeUninit<f32>], w: &[f32], v: &mut [f32], g: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F (`avx512`).
+            return unsafe { self.into_new_avx512(out, w, v, g) };
+        }
         #[cfg(target_arch = "x86_64")]
         if simd() {
             // SAFETY: the CPU has AVX2 (`simd`).
