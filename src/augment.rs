@@ -247,7 +247,8 @@ impl Flag {
     /// `image` (a white-on-black 1) with the flag drawn on, anti-aliased; the stroke ends a
     /// pixel inside the border. A blank image is returned as it is.
     pub fn drawn_on(&self, image: &[u8; PIXELS]) -> [u8; PIXELS] {
-        let Some((top, height)) = stem_top(image) else {
+        let half = stroke_width(image).clamp(1.0, 4.0) / 2.0;
+        let Some((top, height)) = stem_top(image, half) else {
             return *image;
         };
         let (sin, cos) = self.angle.sin_cos();
@@ -256,7 +257,6 @@ impl Flag {
             (top[0] - reach * sin).clamp(1.0, LAST - 1.0),
             (top[1] + reach * cos).clamp(1.0, LAST - 1.0),
         ];
-        let half = stroke_width(image).clamp(1.0, 4.0) / 2.0;
         std::array::from_fn(|i| {
             let p = [(i % SIDE) as f32, (i / SIDE) as f32];
             let ink = 255.0 * (half + 0.5 - to_segment(p, top, end)).clamp(0.0, 1.0);
@@ -266,8 +266,9 @@ impl Flag {
 }
 
 /// Where a 1's stem starts, and how tall its ink is: the ink's mean x over its top two rows
-/// (rows with a pixel at half ink or more), half a stroke below the top. `None` when blank.
-fn stem_top(image: &[u8; PIXELS]) -> Option<([f32; 2], f32)> {
+/// (rows with a pixel at half ink or more), `half` (half a stroke) below the top. `None` when
+/// blank.
+fn stem_top(image: &[u8; PIXELS], half: f32) -> Option<([f32; 2], f32)> {
     let inked = |y: &usize| image[y * SIDE..(y + 1) * SIDE].iter().any(|&p| p >= 128);
     let first = (0..SIDE).find(inked)?;
     let last = (0..SIDE).rev().find(inked)?;
@@ -278,10 +279,7 @@ fn stem_top(image: &[u8; PIXELS]) -> Option<([f32; 2], f32)> {
             x += f32::from(p) * col as f32;
         }
     }
-    let top = [
-        x / mass,
-        first as f32 + stroke_width(image).clamp(1.0, 4.0) / 2.0,
-    ];
+    let top = [x / mass, first as f32 + half];
     Some((top, (last - first + 1) as f32))
 }
 
