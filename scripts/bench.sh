@@ -3,41 +3,52 @@
 # one after the other on this machine, in one invocation. A benchmark, not a test: CI does
 # not run it.
 #
-#   scripts/bench.sh [--batch 32] [--epochs 5] [--python PY] [--anchors DIR]
+#   scripts/bench.sh --setup            # once: the reference systems' venv, .venv-bench
+#   scripts/bench.sh [--batch 32] [--epochs 5] [--python PY] [--refs DIR]
 #                    [--only mnist-mlp|pytorch|keras] [--output FILE] [-- TRAIN-ARGS...]
 #
-# PY is a Python with torch and tensorflow-cpu (default: python3). Set one up once, outside the
-# repository (nothing here installs anything):
-#
-#   python3 -m venv ~/.venv-anchors
-#   ~/.venv-anchors/bin/pip install --upgrade pip
-#   ~/.venv-anchors/bin/pip install tensorflow-cpu torch    # ~3.3 GB; torch's default wheel runs on CPU
-#   scripts/bench.sh --python ~/.venv-anchors/bin/python
-#
-# DIR holds the reference scripts keras_mlp.py and torch_mlp.py (default ../shared/anchors, see
-# its README). A system that fails (its packages missing, say) is reported and left out of the
-# table. Peak RSS comes from /usr/bin/time -v. TRAIN-ARGS go to `mnist-mlp train` only (e.g.
-# `-- --backend flex`). The table, headed by the date, machine, commit and load average, is
-# printed and, with --output, also written to FILE, ready for BENCHMARKS.md.
+# The reference systems are the repository's own: bench/pytorch_mlp.py and bench/keras_mlp.py,
+# the same network, Keras's RMSprop, MNIST from the same cache and the same epoch (train, then
+# validate on the 10,000 test images) as `train`. `--setup` makes .venv-bench (python3-venv) and
+# installs bench/requirements.txt's pinned TensorFlow, Keras and PyTorch into it (~3.3 GB; torch's
+# default wheel is the CUDA build and runs on CPU); later runs use it. PY overrides that Python
+# (default: .venv-bench/bin/python, else python3). A system that fails (its packages missing, say)
+# is reported and left out of the table. Peak RSS comes from /usr/bin/time -v. TRAIN-ARGS go to
+# `mnist-mlp train` only (e.g. `-- --backend flex`). The table, headed by the date, machine,
+# commit and load average, is printed and, with --output, also written to FILE, ready for
+# BENCHMARKS.md.
 #
 # Time on a quiet machine: the systems run one after the other, and a busy machine distorts
 # them unequally (PyTorch's OpenMP threads spin-wait, so it slows down far more than the rest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-batch=32 epochs=5 python=python3 anchors=../shared/anchors only="" output="" extra=()
+batch=32 epochs=5 python="" refs=bench only="" output="" extra=() setup=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) batch=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
-    --anchors) anchors=$2; shift 2 ;;
+    --refs) refs=$2; shift 2 ;;
+    --setup) setup=1; shift ;;
     --only) only=$2; shift 2 ;;
     --output) output=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+
+if [ -n "$setup" ]; then
+  # The venv inside the clone (git-ignored), so that nothing outside the repository is needed.
+  python3 -m venv .venv-bench
+  .venv-bench/bin/pip install --quiet --upgrade pip
+  .venv-bench/bin/pip install --quiet -r bench/requirements.txt
+  .venv-bench/bin/python -c 'import torch, keras, tensorflow; print("bench venv: torch", torch.__version__, "keras", keras.__version__, "tensorflow", tensorflow.__version__)'
+  exit 0
+fi
+if [ -z "$python" ]; then
+  if [ -x .venv-bench/bin/python ]; then python=.venv-bench/bin/python; else python=python3; fi
+fi
 
 out=$(mktemp -d "${TMPDIR:-/tmp}/mnist-mlp-bench.XXXXXX")
 trap 'rm -rf "$out"' EXIT
@@ -58,8 +69,8 @@ run() { # name, then the command
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 run mnist-mlp "$bin" train --batch-size "$batch" --epochs "$epochs" --dashboard none \
   --artifact-dir "$out/artifacts" --run-name bench "${extra[@]}"
-run pytorch "$python" "$anchors/torch_mlp.py" --opt keras --batch "$batch" --epochs "$epochs"
-run keras "$python" "$anchors/keras_mlp.py" --batch "$batch" --epochs "$epochs"
+run pytorch "$python" "$refs/pytorch_mlp.py" --opt keras --batch "$batch" --epochs "$epochs"
+run keras "$python" "$refs/keras_mlp.py" --batch "$batch" --epochs "$epochs"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 {
