@@ -29,7 +29,9 @@ fn flags(help: &str) -> BTreeSet<String> {
         .map(str::trim_start)
         .filter(|line| line.starts_with('-'))
         .filter_map(|line| {
-            let flag = line.split([' ', ',', '=', '[']).find(|w| w.starts_with("--"))?;
+            let flag = line
+                .split([' ', ',', '=', '['])
+                .find(|w| w.starts_with("--"))?;
             (flag != "--help" && flag != "--version").then(|| flag.to_string())
         })
         .collect()
@@ -78,9 +80,14 @@ fn every_config_key() -> Vec<String> {
 
 #[test]
 fn every_flag_of_every_command_is_in_the_manual() {
-    let manual = ["README.md", "docs/usage.md", "docs/sweeps.md", "docs/serve.md"]
-        .map(read)
-        .join("\n");
+    let manual = [
+        "README.md",
+        "docs/usage.md",
+        "docs/sweeps.md",
+        "docs/serve.md",
+    ]
+    .map(read)
+    .join("\n");
     let top = help(&[]);
     let mut commands: Vec<Vec<String>> = Vec::new();
     for command in subcommands(&top) {
@@ -113,7 +120,13 @@ fn every_flag_of_every_command_is_in_the_manual() {
 #[test]
 fn train_flags_are_read_from_help() {
     let train = flags(&help(&["train"]));
-    for flag in ["--epochs", "--batch-size", "--config", "--resume", "--hidden"] {
+    for flag in [
+        "--epochs",
+        "--batch-size",
+        "--config",
+        "--resume",
+        "--hidden",
+    ] {
         assert!(train.contains(flag), "{flag} in {train:?}");
     }
 }
@@ -136,7 +149,10 @@ fn every_config_key_is_in_the_shipped_config_file() {
         }
     }
     let missing: Vec<_> = keys.iter().filter(|k| !written.contains(*k)).collect();
-    assert!(missing.is_empty(), "keys not in config/train.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys not in config/train.toml: {missing:?}"
+    );
 }
 
 #[test]

@@ -41,8 +41,9 @@ pub(super) struct Plan {
 
 impl Plan {
     /// The epoch this training ends after. Burn is told only this many epochs; nothing it
-    /// computes depends on the count (the learning rate is constant, the data order is the
-    /// loader's), so stopping here and resuming later trains what one call would.
+    /// computes depends on the count (the learning rate's schedule spans the config's epochs,
+    /// the data order is the loader's), so stopping here and resuming later trains what one
+    /// call would.
     fn last_epoch(&self) -> usize {
         let epochs = self.config.train.epochs;
         self.stop_after.map_or(epochs, |stop| stop.min(epochs))
