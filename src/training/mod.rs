@@ -22,7 +22,7 @@ use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::Mnist;
 use crate::data::dataset::DataError;
-use crate::run_dir::{History, RunDir, RunDirError, RunInfo, RunStatus};
+use crate::run_dir::{History, Owner, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::saved::{self, LoadError};
 use burn::tensor::Device;
 use burn::train::Interrupter;
@@ -171,10 +171,13 @@ fn train_on_until(
         train_images: train_split.len(),
         valid_images: valid_split.len(),
         mnist_mlp_version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
+        owner: Owner::me(),
         error: None,
+        heartbeat: None,
     };
     run.write_info(&info)?;
+    // Others on other hosts tell a live run by it (docs/sweeps.md).
+    let _heartbeat = run.heartbeat();
     fit(
         Plan {
             config: config.clone(),
@@ -221,7 +224,7 @@ pub fn resume_until(
     if info.is_live() {
         return Err(TrainError::StillRunning {
             run: run.path().to_path_buf(),
-            pid: info.pid,
+            pid: info.owner.pid,
         });
     }
     let mut config = run.read_config()?;
@@ -260,7 +263,7 @@ pub fn resume_until(
     info.status = RunStatus::Running;
     info.ended = None;
     info.error = None;
-    info.pid = std::process::id();
+    info.owner = Owner::me();
     info.data = origin;
     // Ctrl-C stops this training from here on (see `interrupt`).
     let interrupter = Interrupter::new();
@@ -269,6 +272,7 @@ pub fn resume_until(
     run.write_model_config(&config.model())?;
     run.write_history(&history)?;
     run.write_info(&info)?;
+    let _heartbeat = run.heartbeat();
     fit(
         Plan {
             config,
