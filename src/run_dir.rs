@@ -321,28 +321,33 @@ impl Owner {
     /// What this process can tell of the owner:
     ///
     /// - recorded before owners were (no host): its PID on this machine, as before;
-    /// - another host name: out of sight;
-    /// - this machine (same boot), same PID namespace: whether the process is alive (this very
-    ///   process is not: a record of its own is a predecessor's, or a trial it left);
+    /// - this machine in this boot (the same `boot_id`), same PID namespace: whether the process
+    ///   is alive (this very process is not: a record of its own is a predecessor's, or one it
+    ///   left);
     /// - this machine, another PID namespace: exact where this process can see into it (a
-    ///   namespace below its own, `/proc` readable); gone if this process is in the initial
-    ///   namespace and sees every process, yet none in that namespace;
-    /// - else, an owner whose host name was set in a UTS namespace of its own (a container's,
-    ///   a pod's) is gone: a host name given to a container names one live container at a
-    ///   time, so its holder is a predecessor of this one (a retried pod keeps
-    ///   `<job>-<index>`; a PID namespace is never reused while a process lives in it);
-    /// - else out of sight.
+    ///   namespace below its own); gone if this process is in the initial namespace and could
+    ///   read every process's, none of them in that one;
+    /// - this host name, from another PID namespace or machine, set in a UTS namespace of its
+    ///   own (a container's, a pod's): gone. A host name given to a container names one live
+    ///   container at a time, so its holder out of sight is a predecessor of this one: a
+    ///   retried pod keeps `<job>-<index>` and is PID 1 again (docs/sweeps.md);
+    /// - else (another host; this host's name shared by namespaces out of sight): out of
+    ///   sight, for the heartbeat to tell.
     pub fn seen(&self) -> Seen {
         let me = Owner::me();
         let Some(host) = &self.host else {
             return alive(process_alive(self.pid));
         };
-        if me.host.as_ref() != Some(host) {
-            return Seen::Unsure;
+        let same_host = me.host.as_ref() == Some(host);
+        if self.pid_ns.is_none() {
+            // Claims recorded before namespaces were: this host's PIDs, as then.
+            return match same_host {
+                true => alive(self.pid != me.pid && process_alive(self.pid)),
+                false => Seen::Unsure,
+            };
         }
         let same_boot = self.boot_id.is_some() && self.boot_id == me.boot_id;
-        if self.pid_ns.is_none() || (same_boot && self.pid_ns == me.pid_ns) {
-            // Claims recorded before namespaces were: this host's PIDs, as before.
+        if same_boot && self.pid_ns == me.pid_ns {
             return alive(self.pid != me.pid && process_alive(self.pid));
         }
         if same_boot && let Some(ns) = self.pid_ns {
@@ -356,7 +361,7 @@ impl Owner {
                 }
             }
         }
-        if self.uts_ns.is_some_and(|uts| uts != UTS_INIT_NS) {
+        if same_host && self.uts_ns.is_some_and(|uts| uts != UTS_INIT_NS) {
             return Seen::Gone;
         }
         Seen::Unsure
@@ -993,7 +998,9 @@ mod tests {
         let far = Owner {
             pid: 1,
             host: Some(format!("{}-elsewhere", hostname())),
-            ..Owner::me()
+            pid_ns: Some(1),
+            uts_ns: Some(2),
+            boot_id: Some("another machine".into()),
         };
         assert_eq!(far.seen(), Seen::Unsure);
         let now = SystemTime::now();
@@ -1022,6 +1029,13 @@ mod tests {
         } else {
             assert_eq!(shared.seen(), Seen::Unsure);
         }
+        // A retried pod on another machine: the same.
+        let moved = |owner: &Owner| Owner {
+            boot_id: Some("another machine".into()),
+            ..owner.clone()
+        };
+        assert_eq!(moved(&predecessor).seen(), Seen::Gone);
+        assert_eq!(moved(&shared).seen(), Seen::Unsure);
     }
 
     #[test]

@@ -239,7 +239,13 @@ impl Worker<'_> {
                     "{trial}: resuming after epoch {}, to epoch {budget}",
                     info.epochs_done
                 ));
-                training::resume_until(&run, data_dir, dashboard, Some(budget))
+                training::resume_until(
+                    &run,
+                    data_dir,
+                    dashboard,
+                    Some(budget),
+                    self.options.stale_after,
+                )
             }
             None => {
                 // A worker killed before its run recorded anything leaves at most an empty

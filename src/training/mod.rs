@@ -209,19 +209,27 @@ pub fn resume(
     data_dir: Option<PathBuf>,
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
-    resume_until(run, data_dir, dashboard, None)
+    resume_until(
+        run,
+        data_dir,
+        dashboard,
+        None,
+        crate::run_dir::DEFAULT_STALE_AFTER,
+    )
 }
 
 /// [`resume`], stopping after epoch `stop_after` when it is before the last (see
-/// [`train_until`]).
+/// [`train_until`]); a run whose owner is out of sight counts as live while its heartbeat is
+/// younger than `stale_after` (a sweep worker's `--stale-after`).
 pub fn resume_until(
     run: &RunDir,
     data_dir: Option<PathBuf>,
     dashboard: Dashboard,
     stop_after: Option<usize>,
+    stale_after: std::time::Duration,
 ) -> Result<TrainOutcome, TrainError> {
     let mut info = run.read_info()?;
-    if info.is_live() {
+    if info.is_live_within(stale_after) {
         return Err(TrainError::StillRunning {
             run: run.path().to_path_buf(),
             pid: info.owner.pid,
