@@ -142,6 +142,13 @@ for i in 0 1 2 3; do
     echo "$trial: not finished" >&2
     fail=1
   fi
+  # Its owner recorded as docs/sweeps.md says: this node, and its PID namespace.
+  if ! grep -q "\"host\": *\"$(hostname)\"" "$run/run.json" ||
+    ! grep -q '"pid_ns": *[0-9]' "$run/run.json"; then
+    echo "$trial: no owner recorded:" >&2
+    cat "$run/run.json" >&2 || true
+    fail=1
+  fi
   # Task i trained trial i, and printed its metrics for the collector.
   if ! grep -qx "# $trial: finished 2 epochs" "$work/task-$i.out" ||
     ! grep -q '^val_accuracy=0\.[0-9]' "$work/task-$i.out"; then

@@ -316,12 +316,7 @@ impl TrainConfig {
 
     /// Parses TOML text; the error names the key at fault and its line.
     pub fn from_toml(text: &str) -> Result<Self, TomlError> {
-        let deserializer =
-            toml::Deserializer::parse(text).map_err(|e| TomlError::new(text, None, &e))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            TomlError::new(text, Some(key), e.inner())
-        })
+        read_toml(text)
     }
 
     /// Loads `path` if given, else [`DEFAULT_CONFIG_PATH`] when it exists, else the defaults;
@@ -412,11 +407,7 @@ impl TrainConfig {
         if let Some(name) = &self.run.name
             && !is_plain_name(name)
         {
-            return Err(invalid(
-                "run.name",
-                name,
-                "must be a plain file name (letters, digits, '-', '_', '.'; no '/')",
-            ));
+            return Err(invalid("run.name", name, PLAIN_NAME));
         }
         Ok(())
     }
@@ -563,13 +554,60 @@ fn invalid(key: &'static str, value: impl std::fmt::Debug, reason: &'static str)
     }
 }
 
-fn is_plain_name(name: &str) -> bool {
+/// What a plain name is, for messages.
+pub const PLAIN_NAME: &str =
+    "must be a plain file name (letters, digits, '-', '_', '.'; not starting with '.')";
+
+/// Whether `name` may name a run or a sweep: one path component that cannot lead elsewhere
+/// (`.`, `..`), hide (a leading `.`, as a sweep's directory being built does) or need escaping
+/// in an address. The one check of `train`, `sweep` and `serve`.
+pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
-        && name != "."
-        && name != ".."
+        && !name.starts_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `train`'s flags that set a config key, each with the key it sets: `learning_rate` →
+/// `optimizer.learning_rate`. Read from the flags of [`RunSettings`] themselves, whose help
+/// names the key in parentheses, so a flag added there is a sweep setting at once (a test
+/// checks that each flag sets the key its help names).
+pub fn setting_keys() -> &'static [(String, String)] {
+    static KEYS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use clap::Args;
+        RunSettings::augment_args(clap::Command::new("train"))
+            .get_arguments()
+            .filter_map(|arg| {
+                let help = arg.get_long_help().or(arg.get_help())?.to_string();
+                Some((arg.get_id().to_string(), key_in_help(&help)?))
+            })
+            .collect()
+    })
+}
+
+/// The first `(section.key)` (or `(section.key;`) of a flag's help.
+fn key_in_help(help: &str) -> Option<String> {
+    help.match_indices('(').find_map(|(at, _)| {
+        let rest = &help[at + 1..];
+        let end = rest.find([')', ';'])?;
+        let key = &rest[..end];
+        let (section, leaf) = key.split_once('.')?;
+        let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        (word(section) && word(leaf)).then(|| key.to_string())
+    })
+}
+
+/// Reads TOML text into `T`; the error names the key at fault and its line. The one way this
+/// crate reads TOML (configs, sweep specs, `sweep.toml`).
+pub fn read_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| TomlError::new(text, None, &e))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        TomlError::new(text, Some(key), e.inner())
+    })
 }
 
 #[cfg(test)]
@@ -713,7 +751,8 @@ mod tests {
                 run_name: Some("../x".into()),
                 ..Default::default()
             },
-            "run.name: must be a plain file name (letters, digits, '-', '_', '.'; no '/') (got \"../x\")",
+            "run.name: must be a plain file name (letters, digits, '-', '_', '.'; not starting \
+             with '.') (got \"../x\")",
         );
     }
 
@@ -767,6 +806,77 @@ mod tests {
                 TrainConfig::default(),
                 "--{long} {value} was not applied"
             );
+        }
+    }
+
+    #[test]
+    fn every_train_flag_names_the_config_key_it_sets() {
+        use clap::{Args, Command, FromArgMatches};
+        let samples = [
+            ("epochs", "7"),
+            ("batch_size", "64"),
+            ("seed", "1"),
+            ("shuffle", "false"),
+            ("limit_train", "100"),
+            ("limit_valid", "100"),
+            ("learning_rate", "0.01"),
+            ("rho", "0.8"),
+            ("epsilon", "1e-6"),
+            ("schedule", "cosine"),
+            ("hidden", "64,32"),
+            ("run_name", "other"),
+            ("backend", "flex"),
+            ("device", "1"),
+            ("kernels", "burn"),
+            ("augment", "true"),
+        ];
+        let command = RunSettings::augment_args(Command::new("train"));
+        let keys = setting_keys();
+        for arg in command.get_arguments() {
+            let (id, long) = (arg.get_id().to_string(), arg.get_long().unwrap());
+            let (_, key) = keys
+                .iter()
+                .find(|(flag, _)| *flag == id)
+                .unwrap_or_else(|| {
+                    panic!("--{long}: its help must name the config key it sets, as (section.key)")
+                });
+            let value = samples
+                .iter()
+                .find(|(name, _)| *name == id)
+                .unwrap_or_else(|| panic!("--{long}: add a sample value to this test"))
+                .1;
+            let matches = command
+                .clone()
+                .try_get_matches_from(["train", &format!("--{long}"), value])
+                .unwrap();
+            let mut config = TrainConfig::default();
+            config.apply(&Overrides {
+                settings: RunSettings::from_arg_matches(&matches).unwrap(),
+                ..Default::default()
+            });
+            let at = |config: &TrainConfig| {
+                let table: toml::Table = toml::from_str(&config.to_toml()).unwrap();
+                let (section, leaf) = key.split_once('.').unwrap();
+                table.get(section).and_then(|s| s.get(leaf)).cloned()
+            };
+            assert_ne!(
+                at(&config),
+                at(&TrainConfig::default()),
+                "--{long} {value} does not set {key}"
+            );
+        }
+        assert_eq!(keys.len(), command.get_arguments().count());
+    }
+
+    #[test]
+    fn plain_names_are_one_component_that_leads_nowhere_else() {
+        for name in ["v1", "v1..2", "a.b", "trial-003", "x_Y-9"] {
+            assert!(is_plain_name(name), "{name}");
+        }
+        for name in [
+            "", ".", "..", ".x", "a/b", "../x", "a b", "a%2f", "é", "a\\b",
+        ] {
+            assert!(!is_plain_name(name), "{name}");
         }
     }
 }

@@ -88,6 +88,12 @@ struct SweepNameArgs {
     /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the config]
     #[arg(long, value_name = "DIR")]
     artifact_dir: Option<PathBuf>,
+    /// A trial's owner that this process cannot see (on another host, or in a PID namespace
+    /// out of its sight) is gone once its heartbeat (renewed every second) is older than this
+    /// many seconds; one it can see is gone once its process is (docs/sweeps.md)
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(3..))]
+    stale_after: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,11 +110,6 @@ struct SweepWorkArgs {
     /// How to show each trial's progress (on stdout, as `train` does)
     #[arg(long, value_enum, default_value_t = DashboardArg::None)]
     dashboard: DashboardArg,
-    /// Take over a trial claimed from another host whose heartbeat (renewed every 10 s) is
-    /// older than this many seconds; on this host, a claim is taken over once its process is
-    /// gone
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-    stale_after: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -557,7 +558,14 @@ impl SweepNameArgs {
         let runs = RunsArgs {
             artifact_dir: self.artifact_dir.clone(),
         };
-        Ok(Sweep::resolve(&runs.artifact_dir()?, &self.sweep)?)
+        Ok(
+            Sweep::resolve(&runs.artifact_dir()?, &self.sweep)?
+                .with_stale_after(self.stale_after()),
+        )
+    }
+
+    fn stale_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stale_after)
     }
 }
 
@@ -580,7 +588,7 @@ fn sweep_command(command: SweepCommand) -> Result<ExitCode> {
                 index_source: index.map_or("--index", |(_, source)| source),
                 data_dir: args.data_dir,
                 dashboard: args.dashboard.into(),
-                stale_after: std::time::Duration::from_secs(args.stale_after),
+                stale_after: args.sweep.stale_after(),
                 poll: std::time::Duration::from_millis(500),
             };
             let report = sweep::work(&sweep, &options, &mut |line| match line {

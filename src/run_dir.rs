@@ -30,6 +30,9 @@ use crate::kernels::Kernels;
 use crate::model::MlpConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// A fault reading or writing a run directory; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -209,25 +212,302 @@ pub struct RunInfo {
     pub train_images: usize,
     pub valid_images: usize,
     pub mnist_mlp_version: String,
-    /// The process that wrote the run, to tell a live run from a killed one.
-    pub pid: u32,
+    /// The process that trains (or last trained) the run, to tell a live run from a killed one:
+    /// `pid`, and (since runs recorded it) `host`, `pid_ns`, `uts_ns`, `boot_id`.
+    #[serde(flatten)]
+    pub owner: Owner,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The owner's heartbeat: `run.json`'s modification time, renewed every [`HEARTBEAT`]
+    /// while it trains. Read from the file, never written into it.
+    #[serde(skip)]
+    pub heartbeat: Option<SystemTime>,
 }
 
 impl RunInfo {
-    /// The status to show: a run that says `running` but whose process is gone was killed, so
+    /// The status to show: a run that says `running` but whose owner is gone was killed, so
     /// it is shown as interrupted.
     pub fn effective_status(&self) -> RunStatus {
         match self.status {
-            RunStatus::Running if !process_alive(self.pid) => RunStatus::Interrupted,
+            RunStatus::Running if !self.is_live() => RunStatus::Interrupted,
             status => status,
         }
     }
 
-    /// Whether the process that wrote this run is still training it.
+    /// Whether its owner is still training it, a heartbeat counting as fresh for
+    /// [`DEFAULT_STALE_AFTER`] (see [`Owner::is_live`]).
     pub fn is_live(&self) -> bool {
-        self.status == RunStatus::Running && process_alive(self.pid)
+        self.is_live_within(DEFAULT_STALE_AFTER)
+    }
+
+    /// Whether its owner is still training it, a heartbeat counting as fresh for `stale_after`.
+    pub fn is_live_within(&self, stale_after: Duration) -> bool {
+        self.status == RunStatus::Running && self.owner.is_live(self.heartbeat, stale_after)
+    }
+}
+
+/// How long the heartbeat of an owner this process cannot see (on another host, or in a PID
+/// namespace it cannot look into) counts as fresh, unless told otherwise (`--stale-after`).
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// How often an owner renews its heartbeats (its run's `run.json`, a sweep worker's claim).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Who trains a run or holds a sweep's claim: the process, and where it runs. A process is
+/// named by its PID only within its PID namespace, and a namespace's identity (the inode of
+/// `/proc/<pid>/ns/pid`) only within one boot of one machine, so all of them are recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    /// The host name (absent in runs recorded before owners were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The inode of the owner's PID namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+    /// The inode of the owner's UTS namespace (which holds its host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts_ns: Option<u64>,
+    /// The kernel's `boot_id`: one machine in one boot (containers see their host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// What this process can tell of an owner from where it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Alive,
+    Gone,
+    /// Out of sight (another host, a PID namespace this process cannot look into): its
+    /// heartbeat tells.
+    Unsure,
+}
+
+/// The inodes Linux gives the initial PID and UTS namespaces (`PROC_PID_INIT_INO`,
+/// `PROC_UTS_INIT_INO` in include/linux/proc_ns.h, fixed since 3.8).
+const PID_INIT_NS: u64 = 0xEFFF_FFFC;
+const UTS_INIT_NS: u64 = 0xEFFF_FFFE;
+
+impl Owner {
+    /// This process.
+    pub fn me() -> Self {
+        static ME: std::sync::OnceLock<Owner> = std::sync::OnceLock::new();
+        ME.get_or_init(|| Owner {
+            pid: std::process::id(),
+            host: Some(hostname()),
+            pid_ns: namespace("self", "pid"),
+            uts_ns: namespace("self", "uts"),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|id| id.trim().to_string())
+                .filter(|id| !id.is_empty()),
+        })
+        .clone()
+    }
+
+    /// Whether the owner is alive as this process sees it, else by its heartbeat (`None`:
+    /// none known) being younger than `stale_after`.
+    pub fn is_live(&self, heartbeat: Option<SystemTime>, stale_after: Duration) -> bool {
+        match self.seen() {
+            Seen::Alive => true,
+            Seen::Gone => false,
+            Seen::Unsure => heartbeat.is_some_and(|beat| {
+                // A heartbeat ahead of this clock is fresh.
+                beat.elapsed().map_or(true, |age| age <= stale_after)
+            }),
+        }
+    }
+
+    /// What this process can tell of the owner:
+    ///
+    /// - recorded before owners were (no host): its PID on this machine, as before;
+    /// - this machine in this boot (the same `boot_id`), same PID namespace: whether the process
+    ///   is alive (this very process is not: a record of its own is a predecessor's, or one it
+    ///   left);
+    /// - this machine, another PID namespace: exact where this process can see into it (a
+    ///   namespace below its own); gone if this process is in the initial namespace and could
+    ///   read every process's, none of them in that one;
+    /// - this host name, from another PID namespace or machine, set in a UTS namespace of its
+    ///   own (a container's, a pod's): gone. A host name given to a container names one live
+    ///   container at a time, so its holder out of sight is a predecessor of this one: a
+    ///   retried pod keeps `<job>-<index>` and is PID 1 again (docs/sweeps.md);
+    /// - else (another host; this host's name shared by namespaces out of sight): out of
+    ///   sight, for the heartbeat to tell.
+    pub fn seen(&self) -> Seen {
+        let me = Owner::me();
+        let Some(host) = &self.host else {
+            return alive(process_alive(self.pid));
+        };
+        let same_host = me.host.as_ref() == Some(host);
+        if self.pid_ns.is_none() {
+            // Claims recorded before namespaces were: this host's PIDs, as then.
+            return match same_host {
+                true => alive(self.pid != me.pid && process_alive(self.pid)),
+                false => Seen::Unsure,
+            };
+        }
+        let same_boot = self.boot_id.is_some() && self.boot_id == me.boot_id;
+        if same_boot && self.pid_ns == me.pid_ns {
+            return alive(self.pid != me.pid && process_alive(self.pid));
+        }
+        if same_boot && let Some(ns) = self.pid_ns {
+            match find_in_namespace(ns, self.pid) {
+                Found::Process(pid) => return alive(process_alive(pid)),
+                Found::NotThere => return Seen::Gone,
+                Found::OutOfSight { everything_seen } => {
+                    if everything_seen && me.pid_ns == Some(PID_INIT_NS) {
+                        return Seen::Gone;
+                    }
+                }
+            }
+        }
+        if same_host && self.uts_ns.is_some_and(|uts| uts != UTS_INIT_NS) {
+            return Seen::Gone;
+        }
+        Seen::Unsure
+    }
+
+    /// The owner for messages: `process 12 on host-a`.
+    pub fn describe(&self) -> String {
+        match &self.host {
+            Some(host) => format!("process {} on {host}", self.pid),
+            None => format!("process {}", self.pid),
+        }
+    }
+}
+
+fn alive(yes: bool) -> Seen {
+    if yes { Seen::Alive } else { Seen::Gone }
+}
+
+/// The inode of namespace `kind` of process `pid` (`self` for this one).
+fn namespace(pid: &str, kind: &str) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(Path::new("/proc").join(pid).join("ns").join(kind))
+            .ok()
+            .map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (pid, kind);
+        None
+    }
+}
+
+enum Found {
+    /// The owner's process, by its PID here.
+    Process(u32),
+    /// Processes of its namespace are in sight, the owner not among them.
+    NotThere,
+    /// No process of its namespace in sight; `everything_seen`: every process's namespace
+    /// could be read.
+    OutOfSight { everything_seen: bool },
+}
+
+/// Looks through `/proc` for the process that is `pid` in PID namespace `ns`: a process of a
+/// namespace below this one shows there, with its PID in each namespace (`NSpid`).
+fn find_in_namespace(ns: u64, pid: u32) -> Found {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Found::OutOfSight {
+            everything_seen: false,
+        };
+    };
+    let (mut in_sight, mut everything_seen) = (false, true);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(here) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        match namespace(&here.to_string(), "pid") {
+            Some(inode) if inode == ns => in_sight = true,
+            Some(_) => continue,
+            None => {
+                // Gone meanwhile, or not ours to look at.
+                everything_seen &= !Path::new("/proc").join(here.to_string()).exists();
+                continue;
+            }
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let inner = status
+            .lines()
+            .find_map(|line| line.strip_prefix("NSpid:"))
+            .and_then(|pids| pids.split_whitespace().last())
+            .and_then(|p| p.parse::<u32>().ok());
+        if inner == Some(pid) {
+            return Found::Process(here);
+        }
+    }
+    if in_sight {
+        Found::NotThere
+    } else {
+        Found::OutOfSight { everything_seen }
+    }
+}
+
+/// This machine's host name (empty if the system will not say).
+#[cfg(windows)]
+pub fn hostname() -> String {
+    std::env::var("COMPUTERNAME").unwrap_or_default()
+}
+
+/// This machine's host name (empty if the system will not say).
+#[cfg(not(windows))]
+pub fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let done = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if done != 0 {
+        return String::new();
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+/// While alive, renews the modification time of a file every [`HEARTBEAT`]: the heartbeat of
+/// its owner. The file is opened anew each time, so a file replaced by an atomic write (as
+/// `run.json` is after each epoch) keeps beating.
+pub struct Heartbeat {
+    stop: Arc<AtomicBool>,
+    beat: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    pub fn start(path: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let beat = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let tick = Duration::from_millis(100);
+                let mut since = Duration::ZERO;
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(tick);
+                    since += tick;
+                    if since >= HEARTBEAT {
+                        since = Duration::ZERO;
+                        // A missed beat only makes the owner look older to others.
+                        let _ = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|file| file.set_modified(SystemTime::now()));
+                    }
+                }
+            })
+        };
+        Heartbeat {
+            stop,
+            beat: Some(beat),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(beat) = self.beat.take() {
+            let _ = beat.join();
+        }
     }
 }
 
@@ -585,8 +865,17 @@ impl RunDir {
         write_json(&self.info_path(), info)
     }
 
+    /// `run.json`, with its modification time as the owner's heartbeat.
     pub fn read_info(&self) -> Result<RunInfo, RunDirError> {
-        read_json(&self.info_path())
+        let path = self.info_path();
+        let mut info: RunInfo = read_json(&path)?;
+        info.heartbeat = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Ok(info)
+    }
+
+    /// Renews `run.json`'s heartbeat while the result lives: while this process trains the run.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat::start(self.info_path())
     }
 
     /// Writes `history.json` and `history.csv`.
@@ -649,9 +938,8 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunDirError
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_running_run_of_a_dead_process_shows_as_interrupted() {
-        let mut info = RunInfo {
+    fn running(owner: Owner) -> RunInfo {
+        RunInfo {
             name: "r".into(),
             started: "2026-01-01T00:00:00Z".into(),
             ended: None,
@@ -666,18 +954,124 @@ mod tests {
             train_images: 10,
             valid_images: 10,
             mnist_mlp_version: "0".into(),
-            pid: std::process::id(),
+            owner,
             error: None,
-        };
+            heartbeat: None,
+        }
+    }
+
+    #[test]
+    fn a_running_run_of_a_dead_process_shows_as_interrupted() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut info = running(Owner {
+            pid: child.id(),
+            ..Owner::me()
+        });
         assert!(info.is_live());
         assert_eq!(info.effective_status(), RunStatus::Running);
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        info.pid = child.id();
+        // As recorded before owners were: the PID alone.
+        let old = running(Owner {
+            pid: child.id(),
+            host: None,
+            pid_ns: None,
+            uts_ns: None,
+            boot_id: None,
+        });
+        assert!(old.is_live());
+        child.kill().unwrap();
         child.wait().unwrap();
         assert!(!info.is_live());
+        assert!(!old.is_live());
         assert_eq!(info.effective_status(), RunStatus::Interrupted);
         info.status = RunStatus::Finished;
         assert_eq!(info.effective_status(), RunStatus::Finished);
+        // A record naming this very process is a predecessor's (or one it left).
+        assert!(!running(Owner::me()).is_live());
+    }
+
+    #[test]
+    fn an_owner_out_of_sight_is_live_while_its_heartbeat_is_fresh() {
+        let stale = Duration::from_secs(60);
+        let far = Owner {
+            pid: 1,
+            host: Some(format!("{}-elsewhere", hostname())),
+            pid_ns: Some(1),
+            uts_ns: Some(2),
+            boot_id: Some("another machine".into()),
+        };
+        assert_eq!(far.seen(), Seen::Unsure);
+        let now = SystemTime::now();
+        assert!(far.is_live(Some(now), stale));
+        assert!(far.is_live(Some(now + Duration::from_secs(5)), stale));
+        assert!(!far.is_live(Some(now - Duration::from_secs(61)), stale));
+        assert!(!far.is_live(None, stale));
+        // This host's name, from a PID namespace that is not this one and that no process in
+        // sight is in, set in a UTS namespace of its own: a retried pod's predecessor.
+        let predecessor = Owner {
+            pid: 1,
+            pid_ns: Some(1),
+            uts_ns: Some(2),
+            ..Owner::me()
+        };
+        assert_eq!(predecessor.seen(), Seen::Gone);
+        assert!(!predecessor.is_live(Some(now), stale));
+        // The same, but sharing the initial UTS namespace (a container with the host's name),
+        // is judged by its heartbeat unless this process sees every process.
+        let shared = Owner {
+            uts_ns: Some(UTS_INIT_NS),
+            ..predecessor.clone()
+        };
+        if Owner::me().pid_ns == Some(PID_INIT_NS) {
+            assert_ne!(shared.seen(), Seen::Alive);
+        } else {
+            assert_eq!(shared.seen(), Seen::Unsure);
+        }
+        // A retried pod on another machine: the same.
+        let moved = |owner: &Owner| Owner {
+            boot_id: Some("another machine".into()),
+            ..owner.clone()
+        };
+        assert_eq!(moved(&predecessor).seen(), Seen::Gone);
+        assert_eq!(moved(&shared).seen(), Seen::Unsure);
+    }
+
+    #[test]
+    fn run_json_reads_with_and_without_an_owner_and_beats() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), "r").unwrap();
+        let info = running(Owner::me());
+        run.write_info(&info).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.info_path()).unwrap()).unwrap();
+        assert_eq!(json["pid"], std::process::id());
+        assert_eq!(json["host"], hostname());
+        let back = run.read_info().unwrap();
+        assert_eq!(back.owner, Owner::me());
+        let written = back.heartbeat.unwrap();
+        // A run.json recorded before owners were.
+        let mut old = json.clone();
+        for key in ["host", "pid_ns", "uts_ns", "boot_id"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        std::fs::write(run.info_path(), old.to_string()).unwrap();
+        let back = run.read_info().unwrap();
+        assert_eq!(back.owner.pid, std::process::id());
+        assert_eq!(back.owner.host, None);
+        // The heartbeat renews the file's time.
+        let set = written - Duration::from_secs(100);
+        std::fs::File::options()
+            .write(true)
+            .open(run.info_path())
+            .unwrap()
+            .set_modified(set)
+            .unwrap();
+        let beat = run.heartbeat();
+        std::thread::sleep(HEARTBEAT * 2);
+        drop(beat);
+        assert!(run.read_info().unwrap().heartbeat.unwrap() > set + Duration::from_secs(50));
     }
 
     #[test]

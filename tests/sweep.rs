@@ -13,6 +13,7 @@ use common::{
 use mnist_mlp::backend::Backend;
 use mnist_mlp::run_dir::{RunDir, RunStatus};
 use mnist_mlp::saved::{self, Weights};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -521,4 +522,427 @@ fn random_draws_are_recorded_in_range_and_repeat_with_the_seed() {
             trial["model.hidden"]
         );
     }
+}
+
+// Pods: each worker as a Kubernetes pod runs, PID 1 of a PID namespace of its own, with a host
+// name of its own (a UTS namespace), over one sweep directory. `unshare` makes them (root).
+
+/// Whether this machine lets the tests make namespaces (`unshare` as root); says so when not,
+/// and fails instead where `MNIST_MLP_REQUIRE_PODS` is set (`.ci/run`, as root).
+fn pods_possible() -> bool {
+    static POSSIBLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *POSSIBLE.get_or_init(|| {
+        let tried = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--uts", "true"])
+            .output();
+        let why = match tried {
+            Ok(output) if output.status.success() => return true,
+            Ok(output) => format!(
+                "unshare --pid --fork --mount-proc --uts is not permitted here (root is \
+                 needed): {}",
+                stderr(&output).trim()
+            ),
+            Err(e) => format!("no unshare here: {e}"),
+        };
+        assert!(
+            std::env::var_os("MNIST_MLP_REQUIRE_PODS").is_none(),
+            "MNIST_MLP_REQUIRE_PODS is set, but {why}"
+        );
+        // Past the test harness's capture, so that the run says it.
+        let _ = writeln!(std::io::stderr(), "skipping the pods: {why}");
+        false
+    })
+}
+
+/// `mnist-mlp args` as a pod called `host` runs it: PID 1 of a new PID namespace, with `host`
+/// as its host name in a new UTS namespace; in a process group of its own, which [`kill_pod`]
+/// kills.
+fn pod(home: &Path, host: &str, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("unshare");
+    command
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--uts",
+            "--kill-child",
+            "--",
+        ])
+        .args(["sh", "-c", "hostname \"$0\" && exec \"$@\"", host])
+        .arg(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("MNIST_DATA_DIR")
+        .env_remove("MNIST_MIRROR")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .current_dir(home)
+        .process_group(0);
+    common::dies_with_parent(&mut command);
+    command
+}
+
+/// `sweep work NAME` in a pod, with `extra` flags.
+fn pod_worker(home: &Path, host: &str, name: &str, extra: &[&str]) -> Command {
+    let data = mnist_dir();
+    let mut args = vec!["sweep", "work", name, "--artifact-dir", "artifacts"];
+    args.extend(["--data-dir", data.to_str().unwrap()]);
+    args.extend(extra);
+    pod(home, host, &args)
+}
+
+/// Kills the pod and everything in it, as a node losing it does.
+fn kill_pod(pod: &mut std::process::Child) {
+    // SAFETY: signals the process group of our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(-(pod.id() as i32), libc::SIGKILL) }, 0);
+    wait_exit(pod);
+}
+
+/// Waits until `done` holds of the trial's run.json.
+fn wait_for(run: &RunDir, done: impl Fn(&mnist_mlp::run_dir::RunInfo) -> bool) {
+    let start = Instant::now();
+    while read_info(run).is_none_or(|i| !done(&i)) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{}: not yet",
+            run.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_pod_killed_mid_trial_is_retried_and_its_retry_takes_the_trial_over_at_once() {
+    if !pods_possible() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(
+        home,
+        "[sweep]\nname = \"pods\"\nmethod = \"grid\"\n[sweep.grid]\nhidden = [[32]]\n\
+         [base.train]\nepochs = 3\nlimit_train = 1500\nlimit_valid = 300\nseed = 11\n",
+    );
+    // A Kubernetes Indexed Job's pod: its index in the environment.
+    let indexed = |home: &Path| {
+        let mut command = pod_worker(home, "pods-0", "pods", &[]);
+        command.env("JOB_COMPLETION_INDEX", "0");
+        command
+    };
+    let mut first = indexed(home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = trial(home, "pods", 0);
+    wait_for(&run, |i| i.epochs_done >= 1);
+    kill_pod(&mut first);
+    let info = read_info(&run).unwrap();
+    assert_eq!(info.status, RunStatus::Running);
+    assert!((1..3).contains(&info.epochs_done), "killed too late");
+    // Recorded as the pod saw itself: PID 1 of its namespace, its host name.
+    assert_eq!(info.owner.pid, 1);
+    assert_eq!(info.owner.host.as_deref(), Some("pods-0"));
+    let done = info.epochs_done;
+
+    // The retry: PID 1 again, the same host name, a new namespace; the default --stale-after
+    // (120 s) would outlast the test, so only taking over at once passes.
+    let output = run_ok(&mut indexed(home));
+    assert!(
+        stderr(&output).contains(&format!("trial-000: resuming after epoch {done}")),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(finished_trials(&stdout(&output)), ["trial-000"]);
+    assert_eq!(claims(home, "pods", 0), ["trial-000", "trial-000.1"]);
+    let whole = reference(home, "pods", 0, "whole");
+    assert_same_run(&whole, &run);
+    let info = read_info(&run).unwrap();
+    assert_eq!((info.status, info.epochs_done), (RunStatus::Finished, 3));
+}
+
+#[test]
+fn under_halving_two_pods_one_of_them_killed_complete_the_sweep() {
+    if !pods_possible() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(
+        home,
+        &grid_spec("pods", 3, "halving = { min_epochs = 1, eta = 2 }"),
+    );
+    let stale = ["--stale-after", "4"];
+    let spawn = |host: &str| {
+        pod_worker(home, host, "pods", &stale)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let survivor = spawn("pods-0");
+    let mut doomed = spawn("pods-1");
+    // Killed while it trains a trial.
+    let start = Instant::now();
+    let killed = loop {
+        let held = (0..4).find(|&i| {
+            read_info(&trial(home, "pods", i)).is_some_and(|info| {
+                info.status == RunStatus::Running && info.owner.host.as_deref() == Some("pods-1")
+            })
+        });
+        if let Some(index) = held {
+            break index;
+        }
+        assert!(start.elapsed() < PATIENCE, "pods-1 trained nothing");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    kill_pod(&mut doomed);
+    let output = survivor.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    // It took the trial over when the heartbeat was --stale-after old, never refusing it as
+    // still live.
+    assert!(
+        !stderr(&output).contains("leaving it"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Every rung settled: one trial finished all 3 epochs, equal to an uninterrupted run.
+    let table = stdout(&run_ok(&mut sweep(home, &["status", "pods"])));
+    assert_eq!(table.matches("finished").count(), 1, "{table}");
+    assert_eq!(table.matches("stopped at rung 0").count(), 2, "{table}");
+    assert_eq!(table.matches("stopped at rung 1").count(), 1, "{table}");
+    assert!(!table.contains("interrupted"), "{table}");
+    let winner = (0..4)
+        .find(|&i| read_info(&trial(home, "pods", i)).unwrap().status == RunStatus::Finished)
+        .unwrap();
+    let whole = reference(home, "pods", winner, "whole");
+    assert_same_run(&whole, &trial(home, "pods", winner));
+    // The killed pod's trial was taken over: a second claim in the rung it was killed in.
+    let taken = format!("trial-{killed:03}.1");
+    assert!(
+        (0..3).any(|rung| claims(home, "pods", rung).contains(&taken)),
+        "{taken}: {:?}",
+        (0..3).map(|r| claims(home, "pods", r)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_trial_trained_in_one_pod_shows_live_from_another_until_its_heartbeat_stops() {
+    if !pods_possible() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(
+        home,
+        "[sweep]\nname = \"live\"\nmethod = \"grid\"\n[sweep.grid]\nhidden = [[32]]\n\
+         [base.train]\nepochs = 200\nlimit_train = 1000\nlimit_valid = 100\n",
+    );
+    let mut trainer = pod_worker(home, "trainer", "live", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = trial(home, "live", 0);
+    wait_for(&run, |i| i.epochs_done >= 1);
+    let status = |stale: &str| {
+        let args = ["sweep", "status", "live", "--artifact-dir", "artifacts"];
+        let mut command = pod(home, "observer", &args);
+        let output = run_ok(command.args(["--stale-after", stale]));
+        stdout(&output)
+            .lines()
+            .nth(3)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Another host name in another namespace: by the heartbeat, fresh.
+    let row = status("3");
+    assert!(row.ends_with("  running"), "{row}");
+    let runs = pod(
+        home,
+        "observer",
+        &["runs", "--artifact-dir", "artifacts/sweeps/live"],
+    )
+    .output()
+    .unwrap();
+    assert!(stdout(&runs).contains("running"), "{}", stdout(&runs));
+    // Longer than --stale-after: the heartbeat goes on while the trial trains.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(read_info(&run).unwrap().status == RunStatus::Running);
+    let row = status("3");
+    assert!(row.ends_with("  running"), "{row}");
+    // From here, the test's own namespace, below which the pod runs.
+    let here = stdout(&run_ok(&mut sweep(home, &["status", "live"])));
+    assert!(
+        here.lines().nth(3).unwrap().ends_with("  running"),
+        "{here}"
+    );
+
+    kill_pod(&mut trainer);
+    std::thread::sleep(Duration::from_secs(4));
+    let row = status("3");
+    assert!(row.ends_with("  interrupted (owner gone)"), "{row}");
+    let here = stdout(&run_ok(&mut sweep(
+        home,
+        &["status", "live", "--stale-after", "3"],
+    )));
+    assert!(
+        here.lines()
+            .nth(3)
+            .unwrap()
+            .ends_with("  interrupted (owner gone)"),
+        "{here}"
+    );
+}
+
+#[test]
+fn every_train_flag_is_a_setting_of_a_grid() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    // A value for each flag, unlike the default, that trains in a moment.
+    let samples = [
+        ("epochs", "1"),
+        ("batch_size", "64"),
+        ("seed", "3"),
+        ("shuffle", "false"),
+        ("limit_train", "500"),
+        ("limit_valid", "100"),
+        ("learning_rate", "0.002"),
+        ("rho", "0.8"),
+        ("epsilon", "1e-6"),
+        ("schedule", "\"cosine\""),
+        ("hidden", "[16]"),
+        ("backend", "\"ndarray\""),
+        ("device", "0"),
+        ("kernels", "\"burn\""),
+        ("augment", "true"),
+    ];
+    let mut grid = String::new();
+    let mut expected = Vec::new();
+    for (flag, key) in mnist_mlp::config::setting_keys() {
+        if flag == "run_name" {
+            continue; // the sweep names its trials
+        }
+        let (_, value) = samples
+            .iter()
+            .find(|(name, _)| name == flag)
+            .unwrap_or_else(|| panic!("--{flag}: add a sample value to this test"));
+        grid.push_str(&format!("{flag} = [{value}]\n"));
+        expected.push((key.clone(), value.to_string()));
+    }
+    init(
+        home,
+        &format!("[sweep]\nname = \"flags\"\nmethod = \"grid\"\n[sweep.grid]\n{grid}"),
+    );
+    // Each flag's value reached its key of the trial's config.
+    let config: toml::Table = toml::from_str(&read(
+        sweep_dir(home, "flags").join("trials/trial-000.toml"),
+    ))
+    .unwrap();
+    for (key, value) in &expected {
+        let (section, leaf) = key.split_once('.').unwrap();
+        let found = config.get(section).and_then(|s| s.get(leaf));
+        let wanted: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .unwrap()
+            .remove("v")
+            .unwrap();
+        assert_eq!(found, Some(&wanted), "{key}");
+    }
+    let output = run_ok(&mut work(home, "flags"));
+    assert_eq!(finished_trials(&stdout(&output)), ["trial-000"]);
+    // The sweep names its trials itself.
+    std::fs::write(
+        home.join("spec.toml"),
+        "[sweep]\nname = \"named\"\nmethod = \"grid\"\n[sweep.grid]\nrun_name = [\"a\"]\n",
+    )
+    .unwrap();
+    let output = sweep(home, &["init", "spec.toml"]).output().unwrap();
+    common::assert_fails(
+        &output,
+        2,
+        "error: spec.toml: sweep.grid.run_name: set by the sweep itself\n",
+    );
+}
+
+#[test]
+fn a_hand_edited_sweep_toml_is_refused_by_status_and_by_serve_for_that_sweep_only() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    init(
+        home,
+        &grid_spec("good", 3, "halving = { min_epochs = 1, eta = 2 }"),
+    );
+    let good = read(sweep_dir(home, "good").join("sweep.toml"));
+    assert!(good.contains("eta = 2"), "{good}");
+    let cases = [
+        (
+            "eta1",
+            good.replace("eta = 2", "eta = 1"),
+            "halving.eta: must be at least 2 (got 1)",
+        ),
+        (
+            "eta0",
+            good.replace("eta = 2", "eta = 0"),
+            "halving.eta: must be at least 2 (got 0)",
+        ),
+        (
+            "late",
+            good.replace("min_epochs = 1", "min_epochs = 4"),
+            "halving.min_epochs: must be below the trials' epochs (3) (got 4)",
+        ),
+        (
+            "typo",
+            good.replace("eta = 2", "eta = \"2\""),
+            "halving.eta: invalid type: string \"2\", expected a whole number of 0 or more (line ",
+        ),
+    ];
+    for (name, text, fault) in &cases {
+        let dir = sweep_dir(home, name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("sweep.toml"),
+            text.replace("\"good\"", &format!("{name:?}")),
+        )
+        .unwrap();
+        let output = sweep(home, &["status", name]).output().unwrap();
+        let err = stderr(&output);
+        let file = format!("artifacts/sweeps/{name}/sweep.toml");
+        assert!(err.starts_with(&format!("error: {file}: {fault}")), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(output.status.code(), Some(2), "{err}");
+    }
+    // `train --run-name v1..2` records a run that serve serves.
+    common::train_for(home, "v1..2", 100, 1);
+
+    let server = common::Serving::start(home, "artifacts", &[]);
+    for _ in 0..2 {
+        let list = server.get_json("api/sweeps", 200);
+        let rows = list.as_array().unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["eta0", "eta1", "good", "late", "typo"]);
+        for row in rows {
+            let name = row["name"].as_str().unwrap();
+            if name == "good" {
+                assert_eq!(row["trials"], 4, "{row}");
+                continue;
+            }
+            let (_, _, fault) = cases.iter().find(|(n, _, _)| *n == name).unwrap();
+            assert_eq!(row["status"], "unreadable", "{row}");
+            let error = row["error"].as_str().unwrap();
+            assert!(error.contains(fault), "{error}");
+        }
+        for (name, _, fault) in &cases {
+            let answer = server.get_json(&format!("api/sweeps/{name}"), 500);
+            let error = answer["error"].as_str().unwrap();
+            assert!(error.contains(fault), "{error}");
+        }
+        let good = server.get_json("api/sweeps/good", 200);
+        assert_eq!(good["rungs"].as_array().unwrap().len(), 3, "{good}");
+    }
+    let run = server.get_json("api/runs/v1..2", 200);
+    assert_eq!(run["row"]["name"], "v1..2", "{run}");
 }

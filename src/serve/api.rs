@@ -371,11 +371,10 @@ impl App {
     }
 }
 
-/// Refuses a run or sweep `name` that could lead elsewhere: empty, `..`, a leading `.`, a
-/// separator, `%` (an escape) or a control character.
+/// Refuses a run or sweep `name` that is not plain ([`crate::config::is_plain_name`], the check
+/// `train` and `sweep init` make of the names they record), so could lead elsewhere.
 fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
-    let odd = |c: char| matches!(c, '/' | '\\' | '%' | '\0') || c.is_control();
-    if name.is_empty() || name.contains("..") || name.starts_with('.') || name.contains(odd) {
+    if !crate::config::is_plain_name(name) {
         return Err(ApiError::new(400, format!("{name:?} is not a {what} name")));
     }
     Ok(())

@@ -18,16 +18,18 @@ mod claims;
 pub mod spec;
 mod work;
 
-pub use claims::{Owner, hostname};
+pub use crate::run_dir::{Owner, hostname};
+pub use claims::ClaimFile;
 pub use spec::{Expanded, Halving, Method, Resolved, Rung, Trial, rungs, trial_name};
 pub use work::{Line, WorkOptions, WorkReport, index_from_env, work};
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::fsutil::{WriteError, write_atomic};
-use crate::run_dir::{RunDir, RunDirError, RunInfo, RunStatus};
+use crate::run_dir::{DEFAULT_STALE_AFTER, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::table::{Align, Table};
 use crate::training::TrainError;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a sweep could not be set up, worked on or shown.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,8 @@ pub fn sweeps_dir(artifact_dir: &Path) -> PathBuf {
 pub struct Sweep {
     path: PathBuf,
     pub resolved: Resolved,
+    /// How long the heartbeat of a trial's owner out of sight counts as fresh.
+    stale_after: Duration,
 }
 
 impl Sweep {
@@ -174,15 +178,33 @@ impl Sweep {
             path: file.clone(),
             source,
         })?;
-        let resolved = toml::from_str(&text).map_err(|e: toml::de::Error| SweepError::Spec {
-            path: file,
-            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
-        })?;
-        Ok(Sweep { path, resolved })
+        let resolved: Resolved = crate::config::read_toml(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|resolved: Resolved| resolved.check().map(|()| resolved))
+            .map_err(|message| SweepError::Spec {
+                path: file,
+                message,
+            })?;
+        Ok(Sweep {
+            path,
+            resolved,
+            stale_after: DEFAULT_STALE_AFTER,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The sweep, judging owners out of sight by heartbeats younger than `stale_after`
+    /// [default: [`DEFAULT_STALE_AFTER`]].
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
     }
 
     /// The artifact directory of the trials' runs: `<sweep>/runs/<trial>/`.
@@ -373,11 +395,16 @@ fn show(value: &toml::Value) -> String {
 }
 
 /// A trial's state in words, for the table.
-fn describe(info: Option<&RunInfo>, claimed: bool, pruned_after: Option<usize>) -> String {
+fn describe(
+    info: Option<&RunInfo>,
+    claimed: bool,
+    pruned_after: Option<usize>,
+    stale_after: Duration,
+) -> String {
     match (info, pruned_after) {
         (Some(i), _) if i.status == RunStatus::Failed => "failed".into(),
         (Some(i), _) if i.status == RunStatus::Finished => "finished".into(),
-        (Some(i), _) if i.is_live() => "running".into(),
+        (Some(i), _) if i.is_live_within(stale_after) => "running".into(),
         (Some(_), Some(rung)) => format!("stopped at rung {rung}"),
         (Some(i), None) if i.status == RunStatus::Running => "interrupted (owner gone)".into(),
         (Some(_), None) => "paused".into(),

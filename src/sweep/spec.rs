@@ -15,29 +15,33 @@
 //! ```
 
 use super::SweepError;
-use crate::config::{TomlError, TrainConfig};
+use crate::config::{PLAIN_NAME, TrainConfig, is_plain_name, read_toml};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The settings a sweep may vary by their flag names, and the config key each sets. Any other
-/// key of the config is named as `section.key` (e.g. `augment.rotate`).
-const SHORT_NAMES: [(&str, &str); 13] = [
-    ("epochs", "train.epochs"),
-    ("batch_size", "train.batch_size"),
-    ("seed", "train.seed"),
-    ("shuffle", "train.shuffle"),
-    ("limit_train", "train.limit_train"),
-    ("limit_valid", "train.limit_valid"),
-    ("learning_rate", "optimizer.learning_rate"),
-    ("rho", "optimizer.rho"),
-    ("epsilon", "optimizer.epsilon"),
-    ("hidden", "model.hidden"),
-    ("backend", "run.backend"),
-    ("device", "run.device"),
-    ("kernels", "run.kernels"),
-];
+/// The config key a sweep setting named `name` sets: a `train` flag's name
+/// ([`crate::config::setting_keys`], read from the flags themselves), or `section.key` as is.
+fn setting_key(name: &str) -> Option<String> {
+    match crate::config::setting_keys()
+        .iter()
+        .find(|(flag, _)| flag == name)
+    {
+        Some((_, key)) => Some(key.clone()),
+        None => name.contains('.').then(|| name.to_string()),
+    }
+}
+
+/// The flag names a sweep may vary, for messages (not those the sweep sets itself).
+fn setting_names() -> String {
+    crate::config::setting_keys()
+        .iter()
+        .filter(|(_, key)| !RESERVED.contains(&key.as_str()))
+        .map(|(flag, _)| flag.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The keys a sweep sets itself.
 const RESERVED: [&str; 2] = ["run.name", "run.artifact_dir"];
@@ -83,6 +87,29 @@ pub struct Halving {
     pub eta: usize,
 }
 
+impl Halving {
+    /// Whether it makes rungs for trials of `epochs` epochs: the key at fault (`eta`,
+    /// `min_epochs`) and why.
+    pub fn check(&self, epochs: usize) -> Result<(), (&'static str, String)> {
+        if self.eta < 2 {
+            return Err(("eta", format!("must be at least 2 (got {})", self.eta)));
+        }
+        if self.min_epochs == 0 {
+            return Err(("min_epochs", "must be at least 1 (got 0)".into()));
+        }
+        if self.min_epochs >= epochs {
+            return Err((
+                "min_epochs",
+                format!(
+                    "must be below the trials' epochs ({epochs}) (got {})",
+                    self.min_epochs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One trial: its name and the values the sweep gave it, by config key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
@@ -104,6 +131,37 @@ pub struct Resolved {
     /// The config keys the sweep varies, as the spec names them.
     pub varied: Vec<String>,
     pub trials: Vec<Trial>,
+}
+
+impl Resolved {
+    /// Checks what a `sweep.toml` says, as a file someone may have edited by hand: the key at
+    /// fault and why, in one line. Every value the workers and `status` compute with is
+    /// checked here, so that none of them can loop, panic or index out of range.
+    pub fn check(&self) -> Result<(), String> {
+        if !is_plain_name(&self.name) {
+            return Err(format!("name: {PLAIN_NAME} (got {:?})", self.name));
+        }
+        if self.epochs == 0 {
+            return Err("epochs: must be at least 1 (got 0)".into());
+        }
+        if self.trials.is_empty() {
+            return Err("trials: empty: a sweep has at least one trial".into());
+        }
+        for (index, trial) in self.trials.iter().enumerate() {
+            if trial.name != trial_name(index) {
+                return Err(format!(
+                    "trials[{index}].name: must be {:?} (got {:?})",
+                    trial_name(index),
+                    trial.name
+                ));
+            }
+        }
+        if let Some(h) = self.halving {
+            h.check(self.epochs)
+                .map_err(|(key, fault)| format!("halving.{key}: {fault}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A spec expanded: what `sweep.toml` says, and each trial's config in trial order.
@@ -142,7 +200,7 @@ pub fn expand(path: &Path, artifact_dir: Option<&Path>) -> Result<Expanded, Swee
         path: path.to_path_buf(),
         source,
     })?;
-    let spec = parse(&text).map_err(|e| bad(e.to_string()))?;
+    let spec: SpecFile = read_toml(&text).map_err(|e| bad(e.to_string()))?;
     let s = &spec.sweep;
     check_name(&s.name).map_err(&bad)?;
     let mut base = base_table(path, s.config.as_deref())?;
@@ -187,27 +245,11 @@ pub fn expand(path: &Path, artifact_dir: Option<&Path>) -> Result<Expanded, Swee
     })
 }
 
-fn parse(text: &str) -> Result<SpecFile, TomlError> {
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|e| TomlError::new(text, None, &e))?;
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        TomlError::new(text, Some(key), e.inner())
-    })
-}
-
 fn check_name(name: &str) -> Result<(), String> {
-    let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if plain {
+    if is_plain_name(name) {
         Ok(())
     } else {
-        Err(format!(
-            "sweep.name: must be a plain file name (letters, digits, '-', '_', '.') (got {name:?})"
-        ))
+        Err(format!("sweep.name: {PLAIN_NAME} (got {name:?})"))
     }
 }
 
@@ -281,17 +323,6 @@ fn params_of(s: &SweepSection) -> Result<Vec<Param>, String> {
         (Method::Random, Some(0)) => return Err("sweep.count: must be at least 1 (got 0)".into()),
         _ => {}
     }
-    if let Some(h) = s.halving {
-        if h.eta < 2 {
-            return Err(format!(
-                "sweep.halving.eta: must be at least 2 (got {})",
-                h.eta
-            ));
-        }
-        if h.min_epochs == 0 {
-            return Err("sweep.halving.min_epochs: must be at least 1 (got 0)".into());
-        }
-    }
     let mut params = Vec::new();
     flatten(section, "", table, s.method, &mut params)?;
     if params.is_empty() {
@@ -323,16 +354,11 @@ fn flatten(
             flatten(section, &format!("{key}."), inner, method, params)?;
             continue;
         }
-        let target = match SHORT_NAMES.iter().find(|(short, _)| *short == spec_key) {
-            Some((_, target)) => target.to_string(),
-            None if spec_key.contains('.') => spec_key.clone(),
-            None => {
-                return Err(format!(
-                    "{section}.{spec_key}: unknown setting (one of {}, or section.key of the \
-                     config)",
-                    SHORT_NAMES.map(|(s, _)| s).join(", ")
-                ));
-            }
+        let Some(target) = setting_key(&spec_key) else {
+            return Err(format!(
+                "{section}.{spec_key}: unknown setting (one of {}, or section.key of the config)",
+                setting_names()
+            ));
         };
         if RESERVED.contains(&target.as_str()) {
             return Err(format!("{section}.{spec_key}: set by the sweep itself"));
@@ -499,12 +525,8 @@ fn check_epochs(s: &SweepSection, configs: &[TrainConfig]) -> Result<usize, Stri
                     .into(),
             );
         }
-        if h.min_epochs >= most {
-            return Err(format!(
-                "sweep.halving.min_epochs: must be below the trials' epochs ({most}) (got {})",
-                h.min_epochs
-            ));
-        }
+        h.check(most)
+            .map_err(|(key, fault)| format!("sweep.halving.{key}: {fault}"))?;
     }
     Ok(most)
 }
@@ -518,6 +540,8 @@ pub fn rungs(trials: usize, epochs: usize, halving: Option<Halving>) -> Vec<Rung
             budget: epochs,
         }];
     };
+    // Checked when read (`Halving::check`); bounded here too, so that no value loops.
+    let (eta, min_epochs) = (eta.max(2), min_epochs.max(1));
     let mut rungs = Vec::new();
     let (mut count, mut budget) = (trials, min_epochs);
     while budget < epochs && count > 1 {

@@ -119,7 +119,7 @@ impl Worker<'_> {
             let by = owner
                 .owner
                 .as_ref()
-                .map(|o| format!("process {} on {}", o.pid, o.host))
+                .map(|o| o.describe())
                 .unwrap_or_else(|| "another worker".into());
             self.note(format!("{trial}: already claimed by {by}"));
             return Ok(halving);
@@ -211,7 +211,7 @@ impl Worker<'_> {
     /// record): not this worker's to take, whatever the claims of this rung say.
     fn busy(&self, index: usize) -> Result<bool, SweepError> {
         let run = self.sweep.run(&trial_name(index));
-        Ok(read_info(&run)?.is_some_and(|info| info.is_live()))
+        Ok(read_info(&run)?.is_some_and(|info| info.is_live_within(self.options.stale_after)))
     }
 
     fn all_settled(&self, members: &[usize], budget: usize) -> Result<bool, SweepError> {
@@ -239,7 +239,13 @@ impl Worker<'_> {
                     "{trial}: resuming after epoch {}, to epoch {budget}",
                     info.epochs_done
                 ));
-                training::resume_until(&run, data_dir, dashboard, Some(budget))
+                training::resume_until(
+                    &run,
+                    data_dir,
+                    dashboard,
+                    Some(budget),
+                    self.options.stale_after,
+                )
             }
             None => {
                 // A worker killed before its run recorded anything leaves at most an empty
@@ -356,7 +362,7 @@ pub(super) fn trial_states(sweep: &Sweep) -> Result<Vec<TrialState>, SweepError>
         let claimed = claims::newest(&claims::rung_dir(sweep.path(), 0), &trial.name)?.is_some();
         states.push(TrialState {
             name: trial.name.clone(),
-            state: describe(info.as_ref(), claimed, None),
+            state: describe(info.as_ref(), claimed, None, sweep.stale_after()),
             info,
             history,
             rung: 0,
@@ -374,7 +380,12 @@ pub(super) fn trial_states(sweep: &Sweep) -> Result<Vec<TrialState>, SweepError>
             if chosen.contains(&index) {
                 state.rung = rung;
             } else {
-                state.state = describe(state.info.as_ref(), true, Some(rung - 1));
+                state.state = describe(
+                    state.info.as_ref(),
+                    true,
+                    Some(rung - 1),
+                    sweep.stale_after(),
+                );
             }
         }
     }

@@ -285,8 +285,9 @@ mod tests {
             train_images: 0,
             valid_images: 0,
             mnist_mlp_version: "0".into(),
-            pid: 0,
+            owner: crate::run_dir::Owner::me(),
             error: None,
+            heartbeat: None,
         };
         Recorder::new(run, info, History::default())
     }

@@ -22,7 +22,7 @@ use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::Mnist;
 use crate::data::dataset::DataError;
-use crate::run_dir::{History, RunDir, RunDirError, RunInfo, RunStatus};
+use crate::run_dir::{History, Owner, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::saved::{self, LoadError};
 use burn::tensor::Device;
 use burn::train::Interrupter;
@@ -171,10 +171,13 @@ fn train_on_until(
         train_images: train_split.len(),
         valid_images: valid_split.len(),
         mnist_mlp_version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
+        owner: Owner::me(),
         error: None,
+        heartbeat: None,
     };
     run.write_info(&info)?;
+    // Others on other hosts tell a live run by it (docs/sweeps.md).
+    let _heartbeat = run.heartbeat();
     fit(
         Plan {
             config: config.clone(),
@@ -206,22 +209,30 @@ pub fn resume(
     data_dir: Option<PathBuf>,
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
-    resume_until(run, data_dir, dashboard, None)
+    resume_until(
+        run,
+        data_dir,
+        dashboard,
+        None,
+        crate::run_dir::DEFAULT_STALE_AFTER,
+    )
 }
 
 /// [`resume`], stopping after epoch `stop_after` when it is before the last (see
-/// [`train_until`]).
+/// [`train_until`]); a run whose owner is out of sight counts as live while its heartbeat is
+/// younger than `stale_after` (a sweep worker's `--stale-after`).
 pub fn resume_until(
     run: &RunDir,
     data_dir: Option<PathBuf>,
     dashboard: Dashboard,
     stop_after: Option<usize>,
+    stale_after: std::time::Duration,
 ) -> Result<TrainOutcome, TrainError> {
     let mut info = run.read_info()?;
-    if info.is_live() {
+    if info.is_live_within(stale_after) {
         return Err(TrainError::StillRunning {
             run: run.path().to_path_buf(),
-            pid: info.pid,
+            pid: info.owner.pid,
         });
     }
     let mut config = run.read_config()?;
@@ -260,7 +271,7 @@ pub fn resume_until(
     info.status = RunStatus::Running;
     info.ended = None;
     info.error = None;
-    info.pid = std::process::id();
+    info.owner = Owner::me();
     info.data = origin;
     // Ctrl-C stops this training from here on (see `interrupt`).
     let interrupter = Interrupter::new();
@@ -269,6 +280,7 @@ pub fn resume_until(
     run.write_model_config(&config.model())?;
     run.write_history(&history)?;
     run.write_info(&info)?;
+    let _heartbeat = run.heartbeat();
     fit(
         Plan {
             config,
