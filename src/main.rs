@@ -384,7 +384,10 @@ impl ConfigArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    refuse_settings_with_resume(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -392,6 +395,36 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::from(fault::exit_code(&*error))
         }
+    }
+}
+
+/// A resumed run keeps its own config; of the settings, only `--epochs` may carry it on. A
+/// usage error (exit 2) naming the flag otherwise.
+fn refuse_settings_with_resume(matches: &clap::ArgMatches) {
+    let Some(("train", train)) = matches.subcommand() else {
+        return;
+    };
+    if !train.contains_id("resume") || train.get_one::<String>("resume").is_none() {
+        return;
+    }
+    let given = train
+        .get_many::<clap::Id>("settings")
+        .into_iter()
+        .flatten()
+        .find(|id| id.as_str() != "epochs");
+    if let Some(id) = given {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "the argument '--resume <RUN>' cannot be used with '--{}': a resumed run \
+                     keeps its own config, and only --epochs may carry it on (start a new run \
+                     from its weights with --init-from)",
+                    id.as_str().replace('_', "-")
+                ),
+            )
+            .exit();
     }
 }
 
@@ -558,23 +591,7 @@ impl TrainArgs {
 fn train(args: TrainArgs) -> Result<ExitCode> {
     let dashboard = args.dashboard();
     if let Some(run) = &args.resume {
-        // A resumed run keeps its own config; only its length may change.
         let epochs = args.settings.epochs;
-        if args.settings
-            != (RunSettings {
-                epochs,
-                ..Default::default()
-            })
-        {
-            use clap::CommandFactory;
-            Cli::command()
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    "--resume takes no run settings but --epochs: a resumed run keeps its own \
-                     config (start a new run from its weights with --init-from)",
-                )
-                .exit();
-        }
         let runs = RunsArgs {
             artifact_dir: args.artifact_dir.clone(),
         };
