@@ -1,10 +1,24 @@
 //! Checkpoint retention: deleting the checkpoint files a run's [`Retention`] rule does not keep,
 //! as training goes and from `runs prune`.
 
-use super::watch::early_stop;
-use crate::callbacks::{EarlyStopping, Retention};
+use crate::callbacks::{EarlyStop, EarlyStopping, Monitor, Retention};
 use crate::run_dir::{CheckpointPart, History, RunDir, RunDirError};
 use std::path::PathBuf;
+
+/// The monitored values of `history`, epoch by epoch.
+pub fn series(history: &History, monitor: Monitor) -> &[f64] {
+    match monitor {
+        Monitor::Loss => &history.loss,
+        Monitor::Accuracy => &history.accuracy,
+        Monitor::ValLoss => &history.val_loss,
+        Monitor::ValAccuracy => &history.val_accuracy,
+    }
+}
+
+/// What early stopping decides over `history`.
+pub fn early_stop(stopping: &EarlyStopping, history: &History) -> EarlyStop {
+    stopping.decide(series(history, stopping.monitor))
+}
 
 /// The files a pruning removed (or, dry, would remove) and their bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,33 +5,14 @@
 //! Both are replayed from the history, so a resumed run decides what the uninterrupted one did
 //! without any state of their own in the checkpoint.
 
-use super::history::{Recorder, lock};
-use crate::callbacks::{EarlyStop, EarlyStopping, Monitor, ReduceLrOnPlateau};
-use crate::run_dir::History;
+use super::history::{BARRIER, Recorder, lock};
+pub use super::retention::{early_stop, series};
+use crate::callbacks::{EarlyStopping, ReduceLrOnPlateau};
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use burn::train::EarlyStoppingStrategy;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// The name the [`Watch`] asks Burn's event store for: a question only the history logger
-/// answers (with nothing), sent to be answered after the epoch's own events are logged.
-pub(crate) const BARRIER: &str = "mnist-mlp: epoch recorded";
-
-/// The monitored values of `history`, epoch by epoch.
-pub fn series(history: &History, monitor: Monitor) -> &[f64] {
-    match monitor {
-        Monitor::Loss => &history.loss,
-        Monitor::Accuracy => &history.accuracy,
-        Monitor::ValLoss => &history.val_loss,
-        Monitor::ValAccuracy => &history.val_accuracy,
-    }
-}
-
-/// What early stopping decides over `history`.
-pub fn early_stop(stopping: &EarlyStopping, history: &History) -> EarlyStop {
-    stopping.decide(series(history, stopping.monitor))
-}
 
 /// The learning rate, shared between the scheduler Burn steps and the [`Watch`] that sets it
 /// between epochs. Stored as f64 bits.
