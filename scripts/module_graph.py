@@ -26,6 +26,7 @@ LAYERS = [
     ["kernels"],  # the fused CPU kernels, a backend extension
     ["data"],  # stage: IDX files, sources, the Burn Dataset
     ["augment"],  # support: random distortions of the training images
+    ["callbacks"],  # support: Keras's callbacks as settings and pure decisions over a history
     ["batcher"],  # stage: flatten, /255, one-hot
     ["model", "optim"],  # stage: the Module, its Config and its optimizer
     ["config"],  # support: every stage's settings

@@ -4,6 +4,7 @@
 
 use crate::augment::Augment;
 use crate::backend::Backend;
+use crate::callbacks::{EarlyStopping, Mode, Monitor, ReduceLrOnPlateau, Retention};
 use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default_cache_dir};
 use crate::data::{Mnist, MnistSplit};
 use crate::kernels::Kernels;
@@ -28,6 +29,22 @@ pub struct TrainConfig {
     /// tutorial's saved config is as it was before augmentation existed.
     #[serde(skip_serializing_if = "Augment::is_off")]
     pub augment: Augment,
+    /// Keras's callbacks; like `augment`, saved only when on (or, for `checkpoints`, when not
+    /// the default of keeping every epoch).
+    #[serde(skip_serializing_if = "EarlyStopping::is_off")]
+    pub early_stopping: EarlyStopping,
+    #[serde(skip_serializing_if = "ReduceLrOnPlateau::is_off")]
+    pub reduce_lr_on_plateau: ReduceLrOnPlateau,
+    #[serde(skip_serializing_if = "is_default_retention")]
+    pub checkpoints: Retention,
+}
+
+fn is_default_retention(retention: &Retention) -> bool {
+    *retention == Retention::default()
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// `model.fit(x_train, y_train, batch_size=32, epochs=5, shuffle=True)`.
@@ -46,6 +63,15 @@ pub struct TrainSection {
     /// Validate on the first N validation images only (quick runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_valid: Option<usize>,
+    /// Keras's `validation_split`: validate on the last fraction of the training images (taken
+    /// before shuffling, after `limit_train`), not on the test images; 0 (the tutorial): the
+    /// test images.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub validation_split: f64,
+    /// Start from another run's weights, `RUN` or `RUN:CHECKPOINT` (an epoch, best, last or
+    /// final); a run records the epoch it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
 }
 
 impl Default for TrainSection {
@@ -57,6 +83,8 @@ impl Default for TrainSection {
             shuffle: true,
             limit_train: None,
             limit_valid: None,
+            validation_split: 0.0,
+            init_from: None,
         }
     }
 }
@@ -230,6 +258,78 @@ pub struct RunSettings {
     /// (augment.enabled; `--augment` alone is `--augment true`)
     #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
     pub augment: Option<bool>,
+    /// Validate on the last F of the training images (taken before shuffling) instead of the
+    /// test images, as Keras's validation_split; 0: the test images (train.validation_split)
+    #[arg(long, value_name = "F")]
+    pub validation_split: Option<f64>,
+    /// Start from another run's weights: a run name or directory, optionally with
+    /// :EPOCH|best|last|final [default checkpoint: final when it finished, else last]; the
+    /// model's layer widths must agree (train.init_from)
+    #[arg(long, value_name = "RUN[:CHECKPOINT]")]
+    pub init_from: Option<String>,
+    /// Stop when the monitored value stops improving, as Keras's EarlyStopping
+    /// (early_stopping.enabled; `--early-stopping` alone is `--early-stopping true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub early_stopping: Option<bool>,
+    /// The value early stopping watches (early_stopping.monitor) [default: val_loss]
+    #[arg(long, value_name = "KEY")]
+    pub early_stopping_monitor: Option<Monitor>,
+    /// The smallest change that counts as an improvement (early_stopping.min_delta)
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub early_stopping_min_delta: Option<f64>,
+    /// Epochs without improvement before stopping (early_stopping.patience) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub early_stopping_patience: Option<usize>,
+    /// Whether the value should go down (min), up (max) or as its name says (auto)
+    /// (early_stopping.mode)
+    #[arg(long)]
+    pub early_stopping_mode: Option<Mode>,
+    /// A value the monitored one must beat within the patience (early_stopping.baseline)
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub early_stopping_baseline: Option<f64>,
+    /// The final model gets the weights of the best epoch (early_stopping.restore_best_weights)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub restore_best_weights: Option<bool>,
+    /// Epochs to train before early stopping starts watching (early_stopping.start_from_epoch)
+    #[arg(long, value_name = "N")]
+    pub early_stopping_start_from_epoch: Option<usize>,
+    /// Multiply the learning rate by a factor when the monitored value stops improving, as
+    /// Keras's ReduceLROnPlateau (reduce_lr_on_plateau.enabled; `--reduce-lr-on-plateau` alone
+    /// is `--reduce-lr-on-plateau true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub reduce_lr_on_plateau: Option<bool>,
+    /// The value ReduceLROnPlateau watches (reduce_lr_on_plateau.monitor) [default: val_loss]
+    #[arg(long, value_name = "KEY")]
+    pub reduce_lr_monitor: Option<Monitor>,
+    /// The factor the rate is multiplied by, below 1 (reduce_lr_on_plateau.factor)
+    /// [default: 0.1]
+    #[arg(long, value_name = "X")]
+    pub reduce_lr_factor: Option<f64>,
+    /// Epochs without improvement before the rate is reduced (reduce_lr_on_plateau.patience)
+    /// [default: 10]
+    #[arg(long, value_name = "N")]
+    pub reduce_lr_patience: Option<usize>,
+    /// min, max or auto, as for early stopping (reduce_lr_on_plateau.mode)
+    #[arg(long)]
+    pub reduce_lr_mode: Option<Mode>,
+    /// The smallest change that counts as an improvement (reduce_lr_on_plateau.min_delta)
+    /// [default: 0.0001]
+    #[arg(long, value_name = "X")]
+    pub reduce_lr_min_delta: Option<f64>,
+    /// Epochs after a reduction before waiting again (reduce_lr_on_plateau.cooldown)
+    #[arg(long, value_name = "N")]
+    pub reduce_lr_cooldown: Option<usize>,
+    /// The rate is never reduced below this (reduce_lr_on_plateau.min_lr)
+    #[arg(long, value_name = "X")]
+    pub min_lr: Option<f64>,
+    /// Keep the whole checkpoint of the last N epochs only (what --resume needs); older ones
+    /// are deleted as training goes (checkpoints.keep_last) [default: keep every epoch]
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// With --keep-last, also keep the model weights of the best epoch (highest
+    /// val_accuracy, what --checkpoint best loads) (checkpoints.keep_best) [default: true]
+    #[arg(long, value_name = "true|false")]
+    pub keep_best: Option<bool>,
 }
 
 /// A config that cannot be used. Each names the file or the key.
@@ -370,6 +470,26 @@ impl TrainConfig {
             device,
             kernels,
             augment,
+            validation_split,
+            init_from,
+            early_stopping,
+            early_stopping_monitor,
+            early_stopping_min_delta,
+            early_stopping_patience,
+            early_stopping_mode,
+            early_stopping_baseline,
+            restore_best_weights,
+            early_stopping_start_from_epoch,
+            reduce_lr_on_plateau,
+            reduce_lr_monitor,
+            reduce_lr_factor,
+            reduce_lr_patience,
+            reduce_lr_mode,
+            reduce_lr_min_delta,
+            reduce_lr_cooldown,
+            min_lr,
+            keep_last,
+            keep_best,
         } = settings;
         set(&mut self.train.epochs, epochs);
         set(&mut self.train.batch_size, batch_size);
@@ -387,6 +507,31 @@ impl TrainConfig {
         set(&mut self.run.device, device);
         set_some(&mut self.run.kernels, kernels);
         set(&mut self.augment.enabled, augment);
+        set(&mut self.train.validation_split, validation_split);
+        set_some(&mut self.train.init_from, init_from);
+        let stopping = &mut self.early_stopping;
+        set(&mut stopping.enabled, early_stopping);
+        set(&mut stopping.monitor, early_stopping_monitor);
+        set(&mut stopping.min_delta, early_stopping_min_delta);
+        set(&mut stopping.patience, early_stopping_patience);
+        set(&mut stopping.mode, early_stopping_mode);
+        set_some(&mut stopping.baseline, early_stopping_baseline);
+        set(&mut stopping.restore_best_weights, restore_best_weights);
+        set(
+            &mut stopping.start_from_epoch,
+            early_stopping_start_from_epoch,
+        );
+        let plateau = &mut self.reduce_lr_on_plateau;
+        set(&mut plateau.enabled, reduce_lr_on_plateau);
+        set(&mut plateau.monitor, reduce_lr_monitor);
+        set(&mut plateau.factor, reduce_lr_factor);
+        set(&mut plateau.patience, reduce_lr_patience);
+        set(&mut plateau.mode, reduce_lr_mode);
+        set(&mut plateau.min_delta, reduce_lr_min_delta);
+        set(&mut plateau.cooldown, reduce_lr_cooldown);
+        set(&mut plateau.min_lr, min_lr);
+        set_some(&mut self.checkpoints.keep_last, keep_last);
+        set(&mut self.checkpoints.keep_best, keep_best);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
@@ -397,6 +542,7 @@ impl TrainConfig {
         self.validate_train()?;
         self.validate_optimizer()?;
         self.validate_model_and_kernels()?;
+        self.validate_callbacks()?;
         if let Err(bad) = self.augment.validate() {
             return Err(ConfigError::Invalid {
                 key: bad.key,
@@ -429,6 +575,63 @@ impl TrainConfig {
         }
         if t.limit_valid == Some(0) {
             return Err(invalid("train.limit_valid", 0, "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The validation split, what to start from, and the callbacks' values.
+    fn validate_callbacks(&self) -> Result<(), ConfigError> {
+        let split = self.train.validation_split;
+        if !(split.is_finite() && (0.0..1.0).contains(&split)) {
+            return Err(invalid(
+                "train.validation_split",
+                split,
+                "must be at least 0 and below 1",
+            ));
+        }
+        if let Some(from) = &self.train.init_from
+            && from.trim().is_empty()
+        {
+            return Err(invalid("train.init_from", from, "must name a run"));
+        }
+        let s = &self.early_stopping;
+        if !s.min_delta.is_finite() || s.baseline.is_some_and(|b| !b.is_finite()) {
+            return Err(invalid(
+                "early_stopping.min_delta",
+                (s.min_delta, s.baseline),
+                "min_delta and baseline must be finite numbers",
+            ));
+        }
+        let p = &self.reduce_lr_on_plateau;
+        if !(p.factor.is_finite() && p.factor > 0.0 && p.factor < 1.0) {
+            // Keras: "ReduceLROnPlateau does not support a factor >= 1.0".
+            return Err(invalid(
+                "reduce_lr_on_plateau.factor",
+                p.factor,
+                "must be above 0 and below 1",
+            ));
+        }
+        if !(p.min_delta.is_finite() && p.min_lr.is_finite() && p.min_lr >= 0.0) {
+            return Err(invalid(
+                "reduce_lr_on_plateau.min_lr",
+                (p.min_delta, p.min_lr),
+                "min_delta must be a finite number and min_lr one of 0 or more",
+            ));
+        }
+        if p.enabled && self.optimizer.schedule != Schedule::Constant {
+            // Keras refuses too: a schedule's rate cannot be set from a callback.
+            return Err(invalid(
+                "reduce_lr_on_plateau.enabled",
+                true,
+                "needs the constant schedule: the cosine schedule sets the rate of every step",
+            ));
+        }
+        if self.checkpoints.keep_last == Some(0) {
+            return Err(invalid(
+                "checkpoints.keep_last",
+                0,
+                "must be at least 1: resuming needs the last checkpoint",
+            ));
         }
         Ok(())
     }
@@ -497,18 +700,56 @@ impl TrainConfig {
         }
     }
 
-    /// The training and validation images this config asks for (`limit_train`,
-    /// `limit_valid`).
-    pub fn splits(&self, mnist: Mnist) -> (MnistSplit, MnistSplit) {
+    /// The training and validation images this config asks for: the first `limit_train`
+    /// training images, less the last `validation_split` of them when it is set, as Keras's
+    /// `fit(validation_split=...)` takes them (before shuffling); else the test images. Then the
+    /// first `limit_valid` of the validation images.
+    pub fn splits(&self, mnist: Mnist) -> Result<(MnistSplit, MnistSplit), ConfigError> {
         let train = match self.train.limit_train {
             Some(n) => mnist.train.first(n),
             None => mnist.train,
         };
-        let valid = match self.train.limit_valid {
-            Some(n) => mnist.valid.first(n),
-            None => mnist.valid,
+        let (train, valid) = match self.validation_split_at(train.len())? {
+            Some(at) => train.split_at(at),
+            None => (train, mnist.valid),
         };
-        (train, valid)
+        let valid = match self.train.limit_valid {
+            Some(n) => valid.first(n),
+            None => valid,
+        };
+        Ok((train, valid))
+    }
+
+    /// Where Keras's `validation_split` cuts `images` training images (`floor(n × (1 - F))`),
+    /// `None` without a split; an error when either side would be empty, as in Keras.
+    pub fn validation_split_at(&self, images: usize) -> Result<Option<usize>, ConfigError> {
+        let split = self.train.validation_split;
+        if split == 0.0 {
+            return Ok(None);
+        }
+        let at = (images as f64 * (1.0 - split)).floor() as usize;
+        if at == 0 || at >= images {
+            return Err(ConfigError::Invalid {
+                key: "train.validation_split",
+                value: format!("{split} of {images} training images"),
+                reason: "leaves no image on one side; use more images or another fraction",
+            });
+        }
+        Ok(Some(at))
+    }
+
+    /// Whether validation is on the test images (no `validation_split`).
+    pub fn validates_on_test(&self) -> bool {
+        self.train.validation_split == 0.0
+    }
+
+    /// The test images, as `eval` scores them: the first `limit_valid` when the run validated
+    /// on them (so the two agree), else all of them.
+    pub fn test_images(&self, mnist: Mnist) -> MnistSplit {
+        match self.train.limit_valid {
+            Some(n) if self.validates_on_test() => mnist.valid.first(n),
+            _ => mnist.valid,
+        }
     }
 
     pub fn model(&self) -> MlpConfig {
@@ -674,6 +915,12 @@ mod tests {
                 run_name: Some("r1".into()),
                 limit_train: Some(100),
                 hidden: Some(vec![64, 32]),
+                validation_split: Some(0.1),
+                early_stopping: Some(true),
+                early_stopping_baseline: Some(0.2),
+                reduce_lr_on_plateau: Some(true),
+                keep_last: Some(2),
+                init_from: Some("a:3".into()),
                 ..Default::default()
             },
             data_dir: Some(PathBuf::from("/tmp/x")),
@@ -748,6 +995,36 @@ mod tests {
         );
         check(
             RunSettings {
+                validation_split: Some(1.0),
+                ..Default::default()
+            },
+            "train.validation_split: must be at least 0 and below 1 (got 1.0)",
+        );
+        check(
+            RunSettings {
+                reduce_lr_factor: Some(1.0),
+                ..Default::default()
+            },
+            "reduce_lr_on_plateau.factor: must be above 0 and below 1 (got 1.0)",
+        );
+        check(
+            RunSettings {
+                reduce_lr_on_plateau: Some(true),
+                schedule: Some(Schedule::Cosine),
+                ..Default::default()
+            },
+            "reduce_lr_on_plateau.enabled: needs the constant schedule: the cosine schedule sets \
+             the rate of every step (got true)",
+        );
+        check(
+            RunSettings {
+                keep_last: Some(0),
+                ..Default::default()
+            },
+            "checkpoints.keep_last: must be at least 1: resuming needs the last checkpoint (got 0)",
+        );
+        check(
+            RunSettings {
                 run_name: Some("../x".into()),
                 ..Default::default()
             },
@@ -779,6 +1056,26 @@ mod tests {
             ("device", "1"),
             ("kernels", "burn"),
             ("augment", "true"),
+            ("validation_split", "0.1"),
+            ("init_from", "other:best"),
+            ("early_stopping", "true"),
+            ("early_stopping_monitor", "val_accuracy"),
+            ("early_stopping_min_delta", "0.01"),
+            ("early_stopping_patience", "2"),
+            ("early_stopping_mode", "max"),
+            ("early_stopping_baseline", "0.5"),
+            ("restore_best_weights", "true"),
+            ("early_stopping_start_from_epoch", "1"),
+            ("reduce_lr_on_plateau", "true"),
+            ("reduce_lr_monitor", "loss"),
+            ("reduce_lr_factor", "0.5"),
+            ("reduce_lr_patience", "2"),
+            ("reduce_lr_mode", "min"),
+            ("reduce_lr_min_delta", "0.01"),
+            ("reduce_lr_cooldown", "1"),
+            ("min_lr", "0.00001"),
+            ("keep_last", "2"),
+            ("keep_best", "false"),
         ];
         let command = RunSettings::augment_args(Command::new("train"));
         let flags: Vec<_> = command

@@ -16,6 +16,7 @@
 pub mod augment;
 pub mod backend;
 pub mod batcher;
+pub mod callbacks;
 pub mod config;
 pub mod data;
 pub mod fault;

@@ -32,8 +32,9 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Fetch and verify MNIST (without training) and describe it.
     Data(DataArgs),
-    /// List the recorded runs, newest first: epochs, final metrics, best val_accuracy, status.
-    Runs(RunsArgs),
+    /// List the recorded runs, newest first: epochs, final metrics, best val_accuracy, what
+    /// they validated on, status; `runs prune` frees disk.
+    Runs(RunsCommandArgs),
     /// Show what one run recorded: its config, the per-epoch history and the checkpoints.
     Inspect(RunArgs),
     /// Keras's model.summary(): each layer, its output shape and parameter count.
@@ -117,6 +118,42 @@ struct RunsArgs {
     /// Where runs are recorded: <DIR>/runs/<name>/ [default: run.artifact_dir of the config]
     #[arg(long, value_name = "DIR")]
     artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct RunsCommandArgs {
+    #[command(subcommand)]
+    action: Option<RunsAction>,
+    #[command(flatten)]
+    runs: RunsArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsAction {
+    /// Free disk: delete the checkpoints each run's retention rule (checkpoints.keep_last,
+    /// keep_best in its config, or the flags here) does not keep. A live run is left alone;
+    /// the last checkpoint, which --resume needs, and model.bpk always stay.
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PruneArgs {
+    /// Runs to prune, names or directories [default: every run]
+    runs: Vec<String>,
+    #[command(flatten)]
+    dir: RunsArgs,
+    /// Keep the whole checkpoint of the last N epochs [default: the run's keep_last; a run
+    /// without one keeps everything]
+    #[arg(long, value_name = "N")]
+    keep_last: Option<usize>,
+    /// Also keep the best epoch's weights (highest val_accuracy) [default: the run's
+    /// keep_best, true unless set]
+    #[arg(long, value_name = "true|false")]
+    keep_best: Option<bool>,
+    /// Say what would be deleted, and delete nothing
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -298,8 +335,9 @@ struct TrainArgs {
           value_parser = clap::value_parser!(u8).range(0..=2))]
     verbose: Option<u8>,
     /// Continue an interrupted run (a name or a run directory) from its last complete
-    /// checkpoint, with its own config; the result equals an uninterrupted run's
-    #[arg(long, value_name = "RUN", conflicts_with_all = ["settings", "config", "mirror"])]
+    /// checkpoint, with its own config; the result equals an uninterrupted run's. With
+    /// --epochs N (the only setting it takes), carry a run, finished or not, on to N epochs
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["config", "mirror"])]
     resume: Option<String>,
 }
 
@@ -347,7 +385,10 @@ impl ConfigArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    refuse_settings_with_resume(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -358,14 +399,47 @@ fn main() -> ExitCode {
     }
 }
 
+/// A resumed run keeps its own config; of the settings, only `--epochs` may carry it on. A
+/// usage error (exit 2) naming the flag otherwise.
+fn refuse_settings_with_resume(matches: &clap::ArgMatches) {
+    let Some(("train", train)) = matches.subcommand() else {
+        return;
+    };
+    if !train.contains_id("resume") || train.get_one::<String>("resume").is_none() {
+        return;
+    }
+    let given = train
+        .get_many::<clap::Id>("settings")
+        .into_iter()
+        .flatten()
+        .find(|id| id.as_str() != "epochs");
+    if let Some(id) = given {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "the argument '--resume <RUN>' cannot be used with '--{}': a resumed run \
+                     keeps its own config, and only --epochs may carry it on (start a new run \
+                     from its weights with --init-from)",
+                    id.as_str().replace('_', "-")
+                ),
+            )
+            .exit();
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train(*args),
         Command::Data(args) => data(args),
-        Command::Runs(args) => {
-            out(&inspection::runs(&args.artifact_dir()?)?)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Runs(args) => match args.action {
+            None => {
+                out(&inspection::runs(&args.runs.artifact_dir()?)?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(RunsAction::Prune(args)) => prune(args),
+        },
         Command::Inspect(args) => {
             out(&inspection::inspect(&args.resolve()?)?)?;
             Ok(ExitCode::SUCCESS)
@@ -404,6 +478,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn prune(args: PruneArgs) -> Result<ExitCode> {
+    let artifact_dir = args.dir.artifact_dir()?;
+    let runs = if args.runs.is_empty() {
+        RunDir::list(&artifact_dir)?
+    } else {
+        args.runs
+            .iter()
+            .map(|run| RunDir::resolve(&artifact_dir, run))
+            .collect::<Result<_, _>>()?
+    };
+    let options = inspection::prune::PruneOptions {
+        keep_last: args.keep_last,
+        keep_best: args.keep_best,
+        dry_run: args.dry_run,
+    };
+    out(&inspection::prune::prune(&runs, options)?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
@@ -499,11 +592,22 @@ impl TrainArgs {
 fn train(args: TrainArgs) -> Result<ExitCode> {
     let dashboard = args.dashboard();
     if let Some(run) = &args.resume {
+        let epochs = args.settings.epochs;
         let runs = RunsArgs {
             artifact_dir: args.artifact_dir.clone(),
         };
         let run = RunDir::resolve(&runs.artifact_dir()?, run)?;
-        let outcome = training::resume(&run, args.config.data_dir, dashboard)?;
+        let resume = training::Resume {
+            data_dir: args.config.data_dir,
+            epochs,
+        };
+        let outcome = training::resume_with(
+            &run,
+            resume,
+            dashboard,
+            None,
+            mnist_mlp::run_dir::DEFAULT_STALE_AFTER,
+        )?;
         return report(outcome);
     }
     let config = args.config.resolve(Overrides {
@@ -531,6 +635,15 @@ fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
             last.accuracy,
             last.val_loss,
             last.val_accuracy
+        );
+    }
+    if let Some(epoch) = outcome.info.stopped_early {
+        println!(
+            "Stopped early after epoch {epoch}: {}",
+            match outcome.info.restored_epoch {
+                Some(best) => format!("the final model has the weights of epoch {best}"),
+                None => "the final model has the last epoch's weights".to_string(),
+            }
         );
     }
     if outcome.info.status == RunStatus::Interrupted {

@@ -211,6 +211,16 @@ pub struct RunInfo {
     pub data: String,
     pub train_images: usize,
     pub valid_images: usize,
+    /// What `val_*` was measured on (absent in runs recorded before the choice existed: the
+    /// test images).
+    #[serde(default)]
+    pub validated_on: ValidatedOn,
+    /// The epoch early stopping ended the run after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<usize>,
+    /// The epoch whose weights `model.bpk` holds when not the last (restore_best_weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_epoch: Option<usize>,
     pub mnist_mlp_version: String,
     /// The process that trains (or last trained) the run, to tell a live run from a killed one:
     /// `pid`, and (since runs recorded it) `host`, `pid_ns`, `uts_ns`, `boot_id`.
@@ -222,6 +232,36 @@ pub struct RunInfo {
     /// while it trains. Read from the file, never written into it.
     #[serde(skip)]
     pub heartbeat: Option<SystemTime>,
+}
+
+/// The images a run's `val_*` numbers, its best epoch and the rankings built on them come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidatedOn {
+    /// MNIST's 10,000 test images, as the tutorial's `validation_data`.
+    #[default]
+    Test,
+    /// The last part of the training images (`validation_split`).
+    Split,
+}
+
+impl ValidatedOn {
+    /// A few words for tables: `test` or `split`.
+    pub fn short(self) -> &'static str {
+        match self {
+            ValidatedOn::Test => "test",
+            ValidatedOn::Split => "split",
+        }
+    }
+}
+
+impl std::fmt::Display for ValidatedOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ValidatedOn::Test => "the test images",
+            ValidatedOn::Split => "the validation split of the training images",
+        })
+    }
 }
 
 impl RunInfo {
@@ -953,6 +993,9 @@ mod tests {
             data: "cache".into(),
             train_images: 10,
             valid_images: 10,
+            validated_on: ValidatedOn::Test,
+            stopped_early: None,
+            restored_epoch: None,
             mnist_mlp_version: "0".into(),
             owner,
             error: None,

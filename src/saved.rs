@@ -130,7 +130,9 @@ pub fn locate(run: &RunDir, which: Option<Weights>) -> Result<(PathBuf, usize), 
                     why: "the run did not finish; use --checkpoint last or an epoch".into(),
                 });
             }
-            return Ok((path, history.epochs()));
+            // restore_best_weights saves an earlier epoch's weights as the final model.
+            let restored = run.read_info().ok().and_then(|info| info.restored_epoch);
+            return Ok((path, restored.unwrap_or(history.epochs())));
         }
         Weights::Last => *with_model.last().ok_or_else(|| LoadError::NoCheckpoint {
             run: run.path().to_path_buf(),

@@ -558,11 +558,11 @@ fn configs() {
     let file_cases: [(&str, &str); 8] = [
         (
             "[train]\nepochs = 5\nbatchsize = 32\n",
-            "train.batchsize: unknown key `batchsize`, expected one of `epochs`, `batch_size`, `seed`, `shuffle`, `limit_train`, `limit_valid` (line 3)",
+            "train.batchsize: unknown key `batchsize`, expected one of `epochs`, `batch_size`, `seed`, `shuffle`, `limit_train`, `limit_valid`, `validation_split`, `init_from` (line 3)",
         ),
         (
             "[trian]\nepochs = 5\n",
-            "trian: unknown key `trian`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment` (line 1)",
+            "trian: unknown key `trian`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints` (line 1)",
         ),
         (
             "[train]\nepochs = \"five\"\n",
@@ -672,7 +672,7 @@ fn config_files_that_cannot_be_read() {
     assert_fails(
         &output,
         2,
-        "error: config/train.toml: epochs: unknown key `epochs`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment` (line 1)\n",
+        "error: config/train.toml: epochs: unknown key `epochs`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints` (line 1)\n",
     );
     std::fs::remove_dir_all(home.path().join("config")).unwrap();
     assert_eq!(snapshot(home.path()), before);

@@ -57,7 +57,7 @@ fn runs_lists_the_run_with_its_numbers() {
     let h = history();
     let last = h.last().unwrap();
     let (best_epoch, best) = h.best_epoch().unwrap();
-    // run, date, time, epochs, backend, 4 metrics, best, best epoch, status
+    // run, date, time, epochs, backend, 4 metrics, best, best epoch, val on, status
     assert_eq!(cells[0], "tiny");
     assert_eq!(cells[3], "2/2");
     assert_eq!(cells[4], "ndarray");
@@ -67,7 +67,8 @@ fn runs_lists_the_run_with_its_numbers() {
     assert_eq!(cells[8], format!("{:.4}", last.val_accuracy));
     assert_eq!(cells[9], format!("{best:.4}"));
     assert_eq!(cells[10], best_epoch.to_string());
-    assert_eq!(cells[11], "finished");
+    assert_eq!(cells[11], "test");
+    assert_eq!(cells[12], "finished");
 
     // An empty artifact directory has no runs, and says where it looked.
     let empty = tempfile::tempdir().unwrap();

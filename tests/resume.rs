@@ -239,11 +239,12 @@ fn an_exported_mnist_mirror_does_not_block_resume() {
         ),
     );
 
-    // The flag itself, and any setting of a new run, still conflict.
+    // The flag itself, and any setting of a new run but --epochs, still conflict.
     for flag in [
         ["--mirror", "http://127.0.0.1:9/mnist/"],
-        ["--epochs", "9"],
+        ["--seed", "9"],
         ["--device", "0"],
+        ["--validation-split", "0.1"],
     ] {
         let output = resume(home(), "whole", "none").args(flag).output().unwrap();
         assert_eq!(output.status.code(), Some(2));

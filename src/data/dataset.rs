@@ -92,6 +92,17 @@ impl MnistSplit {
         self
     }
 
+    /// Splits after the first `at` images (all in the first part when `at >= len()`): Keras's
+    /// `validation_split` keeps the first part for training and validates on the rest.
+    pub fn split_at(mut self, at: usize) -> (Self, Self) {
+        let at = at.min(self.len());
+        let rest = Self {
+            pixels: self.pixels.split_off(at * PIXELS),
+            labels: self.labels.split_off(at),
+        };
+        (self, rest)
+    }
+
     /// How many images of each digit.
     pub fn label_counts(&self) -> [usize; 10] {
         let mut counts = [0; 10];
@@ -226,6 +237,9 @@ mod tests {
         let split = MnistSplit::new(pixels, vec![4, 5, 6]).unwrap();
         assert_eq!(split.label_counts()[5], 1);
         assert_eq!(split.pixel_range(), Some((0, 200)));
+        let (head, tail) = split.clone().split_at(1);
+        assert_eq!((head.labels(), tail.labels()), (&[4][..], &[5, 6][..]));
+        assert!(tail.image(0).iter().all(|&p| p == 100));
         let dataset = MnistDataset::new(Arc::new(split.clone().first(2)));
         assert_eq!(dataset.len(), 2);
         let item = dataset.get(1).unwrap();

@@ -95,9 +95,15 @@ pub fn evaluate(
     let device = on.device(&config)?;
     let saved = saved::load(run, which, &device)?;
     let mnist = Mnist::load(&config.sources(false))?;
-    let (_, valid) = config.splits(mnist);
+    // The test images, whatever the run validated on.
+    let valid = config.test_images(mnist);
     let history = super::report::recorded_history(run, &info)?;
-    let recorded = saved.epoch.checked_sub(1).and_then(|i| history.get(i));
+    // The recorded val_* numbers are the test images' only when the run validated on them.
+    let recorded = saved
+        .epoch
+        .checked_sub(1)
+        .and_then(|i| history.get(i))
+        .filter(|_| config.validates_on_test());
 
     let started = std::time::Instant::now();
     let scored = score(&saved.model, &valid, &device)?;

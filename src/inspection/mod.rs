@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod onnx;
 pub mod predict;
+pub mod prune;
 pub mod report;
 pub mod show;
 

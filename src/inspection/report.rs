@@ -74,6 +74,7 @@ pub fn runs(artifact_dir: &Path) -> Result<String, InspectError> {
         ("val_accuracy", Align::Right),
         ("best val_acc", Align::Right),
         ("best epoch", Align::Right),
+        ("val on", Align::Left),
         ("status", Align::Left),
     ]);
     for summary in found {
@@ -81,7 +82,7 @@ pub fn runs(artifact_dir: &Path) -> Result<String, InspectError> {
             Ok((info, history)) => run_row(&summary.run, info, history),
             Err(e) => {
                 let mut cells = vec![summary.run.name()];
-                cells.resize(10, "?".to_string());
+                cells.resize(11, "?".to_string());
                 cells.push(format!("unreadable: {e}"));
                 cells
             }
@@ -111,6 +112,7 @@ fn run_row(run: &RunDir, info: &RunInfo, history: &History) -> Vec<String> {
         metric(|m| m.val_accuracy),
         best.map_or("-".to_string(), |(_, v)| format!("{v:.4}")),
         best.map_or("-".to_string(), |(e, _)| e.to_string()),
+        info.validated_on.short().to_string(),
         info.effective_status().to_string(),
     ]
 }
@@ -177,6 +179,23 @@ fn facts(run: &RunDir, info: &RunInfo) -> String {
         thousands(info.train_images),
         thousands(info.valid_images)
     );
+    let _ = writeln!(
+        out,
+        "  val_*:    measured on {}; best = highest val_accuracy there",
+        info.validated_on
+    );
+    if let Some(epoch) = info.stopped_early {
+        let _ = writeln!(
+            out,
+            "  stopped:  early, after epoch {epoch} (EarlyStopping)"
+        );
+    }
+    if let Some(epoch) = info.restored_epoch {
+        let _ = writeln!(
+            out,
+            "  final:    the weights of epoch {epoch} (restore_best_weights)"
+        );
+    }
     if let Some(error) = &info.error {
         let _ = writeln!(out, "  error:    {error}");
     }
@@ -256,7 +275,7 @@ fn checkpoint_table(run: &RunDir, history: &History) -> Result<String, InspectEr
 }
 
 /// `2679336` → `2.6 MiB`.
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
     let b = bytes as f64;
     if b >= KIB * KIB {

@@ -346,6 +346,7 @@ pub fn status(sweep: &Sweep) -> Result<String, SweepError> {
             plan.join(" → ")
         ));
     }
+    out.push_str(&ranked_on(&rows));
     out.push('\n');
     let mut columns = vec![("trial", Align::Left)];
     let varied: Vec<&str> = r
@@ -383,6 +384,23 @@ pub fn status(sweep: &Sweep) -> Result<String, SweepError> {
     }
     out.push_str(&table.render(0));
     Ok(out)
+}
+
+/// What the ranking (and halving) compared: the images the trials' val_accuracy was measured
+/// on (`train.validation_split`), as far as their runs say.
+fn ranked_on(rows: &[(&Trial, TrialState)]) -> String {
+    let on: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|(_, state)| state.info.as_ref())
+        .map(|info| info.validated_on.to_string())
+        .collect();
+    match on.len() {
+        0 => String::new(),
+        _ => format!(
+            "; ranked by val_accuracy on {}",
+            on.into_iter().collect::<Vec<_>>().join(" and ")
+        ),
+    }
 }
 
 /// A setting's value as the table shows it: `[128, 128]` as `128,128`.

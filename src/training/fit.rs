@@ -12,6 +12,7 @@ use super::history::{HistoryLogger, Recorder, lock};
 use super::interrupt::{self, CtrlC, is_user_kill, panic_message};
 use super::loader::MnistLoader;
 use super::terminal::{CtrlCInDashboard, Terminal};
+use super::watch::{self, PlateauLr, Watch};
 use super::{TrainError, TrainOutcome, now_rfc3339};
 use crate::backend::Backend;
 use crate::config::TrainConfig;
@@ -19,6 +20,7 @@ use crate::data::{MnistDataset, MnistSplit};
 use crate::fsutil::write_atomic;
 use crate::model::Mlp;
 use crate::run_dir::{CheckpointPart, History, RunDir, RunInfo, RunStatus};
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -28,6 +30,8 @@ use std::sync::{Arc, Mutex};
 /// A run about to train: new (`after` 0) or resumed after epoch `after`.
 pub(super) struct Plan {
     pub config: TrainConfig,
+    /// The model before training: drawn from the seed, or another run's weights.
+    pub model: Mlp,
     pub run: RunDir,
     pub info: RunInfo,
     pub history: History,
@@ -65,10 +69,14 @@ pub(super) fn fit(
     device: &Device,
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
-    let recorder =
-        Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone()).shared();
-    let model = initial_model(&plan.config, device)?;
-    let lr_scheduler = plan.config.lr_scheduler(train_split.len())?;
+    let recorder = Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone())
+        .retaining(
+            plan.config.checkpoints.clone(),
+            plan.config.early_stopping.clone(),
+        )
+        .shared();
+    let model = plan.model.clone();
+    let (lr_scheduler, watch) = scheduler_and_watch(&plan, &recorder, train_split.len())?;
     let tracker = Arc::new(SaveTracker::new(plan.after, {
         let recorder = recorder.clone();
         move |epoch| lock(&recorder).checkpoint_complete(epoch)
@@ -78,7 +86,7 @@ pub(super) fn fit(
         Dashboard::Tui => Terminal::open(),
         _ => None,
     };
-    let training = supervised_training(
+    let mut training = supervised_training(
         &plan,
         (train_split, valid_split),
         device,
@@ -87,6 +95,9 @@ pub(super) fn fit(
         terminal.as_ref(),
         dashboard,
     );
+    if let Some(watch) = &watch {
+        training = training.early_stopping(watch.clone());
+    }
     let learner = Learner::new(
         model,
         plan.config.optimizer().init(plan.config.kernels()),
@@ -104,20 +115,57 @@ pub(super) fn fit(
     if let Some(terminal) = &terminal {
         terminal.restore();
     }
-    settle(&plan, &recorder, &tracker, launched)
+    let stopped = watch.as_ref().and_then(Watch::stopped);
+    settle(&plan, &recorder, &tracker, launched, stopped)
+}
+
+/// The learning-rate scheduler, and the watch that runs Keras's EarlyStopping and
+/// ReduceLROnPlateau after each epoch when either is on. With ReduceLROnPlateau the rate is
+/// the one its rule gives after the epochs already recorded (a resumed run's).
+fn scheduler_and_watch(
+    plan: &Plan,
+    recorder: &Arc<Mutex<Recorder>>,
+    train_images: usize,
+) -> Result<(ModuleLrScheduler, Option<Watch>), TrainError> {
+    let config = &plan.config;
+    let plateau = &config.reduce_lr_on_plateau;
+    let (scheduler, plateau) = if plateau.enabled {
+        let initial = config.optimizer.learning_rate;
+        let rates = plateau.rates(initial, watch::series(&plan.history, plateau.monitor));
+        let rate = PlateauLr::new(rates.last().copied().unwrap_or(initial));
+        (
+            ModuleLrScheduler::new(rate.clone()),
+            Some((plateau.clone(), initial, rate)),
+        )
+    } else {
+        (config.lr_scheduler(train_images)?, None)
+    };
+    let watching = config.early_stopping.enabled || plateau.is_some();
+    let watch =
+        watching.then(|| Watch::new(recorder.clone(), config.early_stopping.clone(), plateau));
+    Ok((scheduler, watch))
 }
 
 /// The model before training, on the autodiff device of `device` so that its parameters are
-/// tracked. A resumed run replaces them with the checkpoint's when Burn restores it.
+/// tracked: `init` (another run's weights, loaded on the CPU) when given, else drawn from the
+/// seed. A resumed run replaces them with the checkpoint's when Burn restores it.
 ///
 /// The weights are drawn on the CPU whatever the backend: one seed then gives one initial
 /// model on every backend (wgpu draws its random numbers its own way), so that runs on
 /// different backends can be compared number for number.
-fn initial_model(config: &TrainConfig, device: &Device) -> Result<Mlp, TrainError> {
+pub(super) fn initial_model(
+    config: &TrainConfig,
+    init: Option<Mlp>,
+    device: &Device,
+) -> Result<Mlp, TrainError> {
     let cpu = Backend::Ndarray.device(0)?;
     cpu.seed(config.train.seed);
     device.seed(config.train.seed);
-    let model = config.model().init(&cpu).with_kernels(config.kernels());
+    let model = match init {
+        Some(model) => model,
+        None => config.model().init(&cpu),
+    }
+    .with_kernels(config.kernels());
     // Burn draws a parameter's values when they are first read; moved before that, they
     // would be drawn on `device`.
     for layer in &model.layers {
@@ -223,6 +271,7 @@ fn settle(
     recorder: &Arc<Mutex<Recorder>>,
     tracker: &SaveTracker,
     launched: Launched,
+    stopped_early: Option<usize>,
 ) -> Result<TrainOutcome, TrainError> {
     let (config, run) = (&plan.config, &plan.run);
     // Burn has joined its checkpoint threads: every save is done or failed.
@@ -231,10 +280,14 @@ fn settle(
         recorder.fail(message);
     }
     let complete = trim_to_complete_epochs(&mut recorder, tracker.complete());
-    let finished = complete == config.train.epochs;
+    let stopped_early = stopped_early.filter(|&epoch| epoch == complete);
+    let finished = complete == config.train.epochs || stopped_early.is_some();
+    recorder.info.stopped_early = stopped_early;
     if recorder.error.is_none() && finished {
         save_final_model(&mut recorder, run, launched.model);
+        restore_best_weights(&mut recorder, config);
     }
+    recorder.retain(!finished);
 
     recorder.info.ended = Some(now_rfc3339());
     // Stopped early with no fault: Ctrl-C, or the dashboard's own stop keys (which Burn's TUI
@@ -294,6 +347,33 @@ fn trim_to_complete_epochs(recorder: &mut Recorder, checkpoints: usize) -> usize
         }
     }
     complete
+}
+
+/// Keras's `restore_best_weights`: `model.bpk` becomes the best epoch's weights (its
+/// checkpoint, kept for this by the retention rule) when that is not the last epoch.
+fn restore_best_weights(recorder: &mut Recorder, config: &TrainConfig) {
+    let stopping = &config.early_stopping;
+    if !(stopping.enabled && stopping.restore_best_weights) {
+        return;
+    }
+    let Some(best) = watch::early_stop(stopping, &recorder.history).best else {
+        return;
+    };
+    if best == recorder.history.epochs() {
+        return;
+    }
+    let run = recorder.run.clone();
+    let from = run.checkpoint_path(CheckpointPart::Model, best);
+    let copied = std::fs::read(&from)
+        .map_err(|e| format!("{}: cannot read: {e}", from.display()))
+        .and_then(|bytes| write_atomic(&run.model_path(), &bytes).map_err(|e| e.to_string()));
+    match copied {
+        Ok(()) => {
+            log::info!("restored the weights of the best epoch, {best}");
+            recorder.info.restored_epoch = Some(best);
+        }
+        Err(e) => recorder.fail(e),
+    }
 }
 
 /// `model.bpk`, written whole or not at all; a failure fails the run.

@@ -9,8 +9,10 @@ mod history;
 mod interrupt;
 mod keras_bar;
 mod loader;
+pub mod retention;
 mod step;
 mod terminal;
+pub mod watch;
 
 pub use checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};
 pub use dashboard::{Dashboard, EpochLines};
@@ -22,8 +24,10 @@ use crate::backend::BackendError;
 use crate::config::TrainConfig;
 use crate::data::Mnist;
 use crate::data::dataset::DataError;
-use crate::run_dir::{History, Owner, RunDir, RunDirError, RunInfo, RunStatus};
-use crate::saved::{self, LoadError};
+use crate::model::Mlp;
+use crate::optim::Schedule;
+use crate::run_dir::{History, Owner, RunDir, RunDirError, RunInfo, RunStatus, ValidatedOn};
+use crate::saved::{self, LoadError, Weights};
 use burn::tensor::Device;
 use burn::train::Interrupter;
 use fit::{Plan, fit};
@@ -57,6 +61,38 @@ pub enum TrainError {
         found: usize,
         found_valid: usize,
     },
+    #[error(
+        "{}: its cosine schedule's rate at every step depends on the run's length, so its {done} \
+         epochs are not those of a {epochs}-epoch run; start a new run from its weights with \
+         --init-from instead",
+        run.display()
+    )]
+    CosineLength {
+        run: PathBuf,
+        done: usize,
+        epochs: usize,
+    },
+    #[error("{}: has trained {done} epochs already; --epochs {epochs} would not add any", run.display())]
+    FewerEpochs {
+        run: PathBuf,
+        done: usize,
+        epochs: usize,
+    },
+    #[error(
+        "{}: early stopping ended it after epoch {epoch}; start a new run from its weights with \
+         --init-from instead",
+        run.display()
+    )]
+    StoppedEarly { run: PathBuf, epoch: usize },
+    #[error(
+        "train.init_from: {from} is a {found} model, but this run's is {wanted}; the layer \
+         widths (--hidden) must agree"
+    )]
+    InitShape {
+        from: String,
+        found: String,
+        wanted: String,
+    },
     #[error("{}", failed(run, message))]
     Failed { run: PathBuf, message: String },
     #[error(transparent)]
@@ -86,7 +122,11 @@ impl TrainError {
             TrainError::Config(e) => e.is_bad_input(),
             TrainError::StillRunning { .. }
             | TrainError::AlreadyFinished { .. }
-            | TrainError::DataChanged { .. } => true,
+            | TrainError::DataChanged { .. }
+            | TrainError::CosineLength { .. }
+            | TrainError::FewerEpochs { .. }
+            | TrainError::StoppedEarly { .. }
+            | TrainError::InitShape { .. } => true,
             TrainError::Failed { .. } | TrainError::Write(_) => false,
         }
     }
@@ -144,7 +184,10 @@ fn train_on_until(
     stop_after: Option<usize>,
 ) -> Result<TrainOutcome, TrainError> {
     let origin = mnist.origin.to_string();
-    let (train_split, valid_split) = config.splits(mnist);
+    let (train_split, valid_split) = config.splits(mnist)?;
+    // Another run's weights are found and checked before this run's directory exists.
+    let (config, init) = &init_from(config)?;
+    let model = fit::initial_model(config, init.clone(), device)?;
 
     let device_name = config.run.backend.describe_device(config.run.device);
 
@@ -170,6 +213,9 @@ fn train_on_until(
         data: origin,
         train_images: train_split.len(),
         valid_images: valid_split.len(),
+        validated_on: validated_on(config),
+        stopped_early: None,
+        restored_epoch: None,
         mnist_mlp_version: env!("CARGO_PKG_VERSION").to_string(),
         owner: Owner::me(),
         error: None,
@@ -181,6 +227,7 @@ fn train_on_until(
     fit(
         Plan {
             config: config.clone(),
+            model,
             run,
             info,
             history: History::default(),
@@ -228,6 +275,40 @@ pub fn resume_until(
     stop_after: Option<usize>,
     stale_after: std::time::Duration,
 ) -> Result<TrainOutcome, TrainError> {
+    resume_with(
+        run,
+        Resume {
+            data_dir,
+            epochs: None,
+        },
+        dashboard,
+        stop_after,
+        stale_after,
+    )
+}
+
+/// What `train --resume` may change of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Where MNIST is read from (the run's config names it otherwise).
+    pub data_dir: Option<PathBuf>,
+    /// Carry the run on to this many epochs (Keras's `fit(initial_epoch=...)`); a finished run
+    /// goes on from its last epoch.
+    pub epochs: Option<usize>,
+}
+
+/// [`resume_until`], with `--epochs`: the run's config and `run.json` plan that many epochs,
+/// and training goes on to them from the last complete checkpoint. At the constant rate (and
+/// with ReduceLROnPlateau, replayed from the history) that equals a run planned for that many
+/// epochs from the start; a cosine schedule, whose every step depends on the length, is
+/// refused.
+pub fn resume_with(
+    run: &RunDir,
+    resume: Resume,
+    dashboard: Dashboard,
+    stop_after: Option<usize>,
+    stale_after: std::time::Duration,
+) -> Result<TrainOutcome, TrainError> {
     let mut info = run.read_info()?;
     if info.is_live_within(stale_after) {
         return Err(TrainError::StillRunning {
@@ -236,10 +317,19 @@ pub fn resume_until(
         });
     }
     let mut config = run.read_config()?;
-    if data_dir.is_some() {
-        config.data.dir = data_dir;
+    if resume.data_dir.is_some() {
+        config.data.dir = resume.data_dir;
     }
     let mut history = saved::read_history_or_empty(run)?;
+    if let Some(epoch) = info.stopped_early {
+        return Err(TrainError::StoppedEarly {
+            run: run.path().to_path_buf(),
+            epoch,
+        });
+    }
+    if let Some(epochs) = resume.epochs {
+        longer(run, &mut config, &mut info, history.epochs(), epochs)?;
+    }
     if info.status == RunStatus::Finished && history.epochs() >= config.train.epochs {
         return Err(TrainError::AlreadyFinished {
             run: run.path().to_path_buf(),
@@ -254,7 +344,14 @@ pub fn resume_until(
     // Everything that can fail before training is checked before the run is touched.
     let mnist = Mnist::load(&config.sources(true))?;
     let origin = mnist.origin.to_string();
-    let (train_split, valid_split) = config.splits(mnist);
+    let (train_split, valid_split) = config.splits(mnist)?;
+    // Starting over, a run started from another's weights starts from them again.
+    let init = if after == 0 {
+        init_from(&config)?.1
+    } else {
+        None
+    };
+    let model = fit::initial_model(&config, init, &device)?;
     if (train_split.len(), valid_split.len()) != (info.train_images, info.valid_images) {
         return Err(TrainError::DataChanged {
             run: run.path().to_path_buf(),
@@ -273,10 +370,15 @@ pub fn resume_until(
     info.error = None;
     info.owner = Owner::me();
     info.data = origin;
+    info.restored_epoch = None;
     // Ctrl-C stops this training from here on (see `interrupt`).
     let interrupter = Interrupter::new();
     let ctrl_c = CtrlC::watch(interrupter.clone());
     run.remove_after(after)?;
+    if resume.epochs.is_some() {
+        let device_name = config.run.backend.describe_device(config.run.device);
+        run.write_config_on(&config, &device_name)?;
+    }
     run.write_model_config(&config.model())?;
     run.write_history(&history)?;
     run.write_info(&info)?;
@@ -284,6 +386,7 @@ pub fn resume_until(
     fit(
         Plan {
             config,
+            model,
             run: run.clone(),
             info,
             history,
@@ -298,6 +401,90 @@ pub fn resume_until(
         &device,
         dashboard,
     )
+}
+
+/// Plans `epochs` epochs for a run that has trained `done`: refused for a cosine schedule and
+/// for no more epochs than it has.
+fn longer(
+    run: &RunDir,
+    config: &mut TrainConfig,
+    info: &mut RunInfo,
+    done: usize,
+    epochs: usize,
+) -> Result<(), TrainError> {
+    if epochs == config.train.epochs {
+        return Ok(());
+    }
+    let path = run.path().to_path_buf();
+    if config.optimizer.schedule != Schedule::Constant {
+        return Err(TrainError::CosineLength {
+            run: path,
+            done,
+            epochs,
+        });
+    }
+    if epochs <= done {
+        return Err(TrainError::FewerEpochs {
+            run: path,
+            done,
+            epochs,
+        });
+    }
+    config.train.epochs = epochs;
+    config.validate()?;
+    info.epochs_planned = epochs;
+    Ok(())
+}
+
+fn validated_on(config: &TrainConfig) -> ValidatedOn {
+    if config.validates_on_test() {
+        ValidatedOn::Test
+    } else {
+        ValidatedOn::Split
+    }
+}
+
+/// `train.init_from`'s weights, loaded on the CPU and checked against the config's model,
+/// and the config with `init_from` naming the epoch they are from (`RUN:EPOCH` or
+/// `RUN:final`), so that the run's record says exactly what it started from.
+fn init_from(config: &TrainConfig) -> Result<(TrainConfig, Option<Mlp>), TrainError> {
+    let Some(from) = &config.train.init_from else {
+        return Ok((config.clone(), None));
+    };
+    let (name, which) = match from.rsplit_once(':') {
+        Some((name, which)) => match which.parse::<Weights>() {
+            Ok(which) => (name, Some(which)),
+            Err(_) => {
+                return Err(TrainError::Config(crate::config::ConfigError::Invalid {
+                    key: "train.init_from",
+                    value: format!("{from:?}"),
+                    reason: "the part after the last ':' must be an epoch (1, 2, …), best, last \
+                             or final",
+                }));
+            }
+        },
+        None => (from.as_str(), None),
+    };
+    let source = RunDir::resolve(&config.run.artifact_dir, name)?;
+    let found = source.read_model_config()?;
+    let wanted = config.model();
+    if found.hidden != wanted.hidden {
+        return Err(TrainError::InitShape {
+            from: from.clone(),
+            found: found.describe(),
+            wanted: wanted.describe(),
+        });
+    }
+    let cpu = crate::backend::Backend::Ndarray.device(0)?;
+    let saved = saved::load(&source, which, &cpu)?;
+    let final_model = saved.path == source.model_path();
+    let mut config = config.clone();
+    config.train.init_from = Some(if final_model {
+        format!("{name}:final")
+    } else {
+        format!("{name}:{}", saved.epoch)
+    });
+    Ok((config, Some(saved.model)))
 }
 
 fn create_run_dir(config: &TrainConfig) -> Result<RunDir, RunDirError> {
