@@ -8,7 +8,7 @@ use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default
 use crate::data::{Mnist, MnistSplit};
 use crate::kernels::Kernels;
 use crate::model::MlpConfig;
-use crate::optim::{KerasRmsPropConfig, Schedule};
+use crate::optim::{KerasOptimizerConfig, KerasRmsPropConfig, OptimizerName, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -61,7 +61,7 @@ impl Default for TrainSection {
     }
 }
 
-/// Keras's default `RMSprop()`.
+/// Keras's default `RMSprop()`, or another Keras optimizer (`name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerSection {
@@ -72,6 +72,29 @@ pub struct OptimizerSection {
     /// schedules existed.
     #[serde(skip_serializing_if = "Schedule::is_constant")]
     pub schedule: Schedule,
+    // The other optimizers (#38). Each saved only when set, so the tutorial's saved config is
+    // as it was before they existed; an unset key is Keras's default.
+    /// rmsprop (the tutorial's), adam, adamw or sgd.
+    #[serde(skip_serializing_if = "OptimizerName::is_rmsprop")]
+    pub name: OptimizerName,
+    /// Adam's and AdamW's (Keras: 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    /// Adam's and AdamW's (Keras: 0.999).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    /// Adam's and AdamW's AMSGrad variant (Keras: false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amsgrad: Option<bool>,
+    /// SGD's (Keras: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// SGD's Nesterov momentum (Keras: false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    /// Any optimizer's decoupled weight decay (Keras: none; AdamW 0.004).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
 }
 
 impl Default for OptimizerSection {
@@ -83,6 +106,13 @@ impl Default for OptimizerSection {
             rho: keras.rho,
             epsilon: keras.epsilon,
             schedule: Schedule::Constant,
+            name: OptimizerName::Rmsprop,
+            beta_1: None,
+            beta_2: None,
+            amsgrad: None,
+            momentum: None,
+            nesterov: None,
+            weight_decay: None,
         }
     }
 }
@@ -92,14 +122,23 @@ impl Default for OptimizerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
     pub hidden: Vec<usize>,
+    /// Keras's `Dropout(rate)` after each hidden layer, in training only (#38); saved only
+    /// when on, so the tutorial's saved config is as it was.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f64,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
             hidden: MlpConfig::tutorial().hidden,
+            dropout: 0.0,
         }
     }
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// Where MNIST comes from (see [`crate::data::source`]).
@@ -192,7 +231,8 @@ pub struct RunSettings {
     /// Validate on the first N validation images only (train.limit_valid)
     #[arg(long, value_name = "N")]
     pub limit_valid: Option<usize>,
-    /// RMSprop learning rate (optimizer.learning_rate)
+    /// The optimizer's learning rate, 0.001 unless set, whichever the optimizer (Keras's SGD
+    /// defaults to 0.01) (optimizer.learning_rate)
     #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f64>,
     /// RMSprop's decay of the squared-gradient average (optimizer.rho)
@@ -225,6 +265,35 @@ pub struct RunSettings {
     /// burn]
     #[arg(long)]
     pub kernels: Option<Kernels>,
+    /// The optimizer: rmsprop (the tutorial's), adam, adamw or sgd, as Keras computes them
+    /// (optimizer.name)
+    #[arg(long)]
+    pub optimizer: Option<OptimizerName>,
+    /// Adam's and AdamW's decay of the gradient average [Keras: 0.9] (optimizer.beta_1)
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta_1: Option<f64>,
+    /// Adam's and AdamW's decay of the squared-gradient average [Keras: 0.999]
+    /// (optimizer.beta_2)
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta_2: Option<f64>,
+    /// Adam's and AdamW's AMSGrad variant (optimizer.amsgrad; `--amsgrad` alone is
+    /// `--amsgrad true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub amsgrad: Option<bool>,
+    /// SGD's momentum, in [0, 1] [Keras: 0] (optimizer.momentum)
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    /// SGD's Nesterov momentum (optimizer.nesterov; `--nesterov` alone is `--nesterov true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub nesterov: Option<bool>,
+    /// Decoupled weight decay, w -= w·wd·lr before each step, for any optimizer [Keras: none;
+    /// AdamW 0.004] (optimizer.weight_decay)
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Keras's Dropout(rate) after each hidden layer, in training only; 0 is none, the
+    /// tutorial's (model.dropout)
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
     /// Augment the training images (rotation, shift, zoom, shear, stroke thickness, elastic
     /// distortion) with the config's [augment] ranges: the preset unless the file sets them
     /// (augment.enabled; `--augment` alone is `--augment true`)
@@ -337,6 +406,8 @@ impl TrainConfig {
         config.apply(overrides);
         config.validate()?;
         config.run.kernels = Some(config.kernels());
+        // Recorded, as the kernels are: AdamW's decay is Keras's default unless set.
+        config.optimizer.weight_decay = config.optimizer().weight_decay;
         Ok(config)
     }
 
@@ -375,6 +446,14 @@ impl TrainConfig {
             device,
             kernels,
             augment,
+            optimizer,
+            beta_1,
+            beta_2,
+            amsgrad,
+            momentum,
+            nesterov,
+            weight_decay,
+            dropout,
         } = settings;
         set(&mut self.train.epochs, epochs);
         set(&mut self.train.batch_size, batch_size);
@@ -392,6 +471,14 @@ impl TrainConfig {
         set(&mut self.run.device, device);
         set_some(&mut self.run.kernels, kernels);
         set(&mut self.augment.enabled, augment);
+        set(&mut self.optimizer.name, optimizer);
+        set_some(&mut self.optimizer.beta_1, beta_1);
+        set_some(&mut self.optimizer.beta_2, beta_2);
+        set_some(&mut self.optimizer.amsgrad, amsgrad);
+        set_some(&mut self.optimizer.momentum, momentum);
+        set_some(&mut self.optimizer.nesterov, nesterov);
+        set_some(&mut self.optimizer.weight_decay, weight_decay);
+        set(&mut self.model.dropout, dropout);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
@@ -401,6 +488,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_train()?;
         self.validate_optimizer()?;
+        self.validate_other_optimizers()?;
         self.validate_model_and_kernels()?;
         if let Err(bad) = self.augment.validate() {
             return Err(ConfigError::Invalid {
@@ -467,6 +555,57 @@ impl TrainConfig {
                 o.learning_rate,
                 "must be at most 1 with schedule = \"cosine\"",
             ));
+        }
+        Ok(())
+    }
+
+    /// The keys of Adam, AdamW and SGD, weight decay and dropout (#38): each in Keras's range,
+    /// and set only for the optimizer that reads it, so that a key never goes unread.
+    fn validate_other_optimizers(&self) -> Result<(), ConfigError> {
+        let o = &self.optimizer;
+        let defaults = OptimizerSection::default();
+        let adam = matches!(o.name, OptimizerName::Adam | OptimizerName::Adamw);
+        let sgd = o.name == OptimizerName::Sgd;
+        let unread: [(&'static str, bool, bool); 7] = [
+            ("optimizer.rho", o.rho != defaults.rho, o.name.is_rmsprop()),
+            ("optimizer.epsilon", o.epsilon != defaults.epsilon, !sgd),
+            ("optimizer.beta_1", o.beta_1.is_some(), adam),
+            ("optimizer.beta_2", o.beta_2.is_some(), adam),
+            ("optimizer.amsgrad", o.amsgrad.is_some(), adam),
+            ("optimizer.momentum", o.momentum.is_some(), sgd),
+            ("optimizer.nesterov", o.nesterov.is_some(), sgd),
+        ];
+        if let Some((key, _, _)) = unread.iter().find(|(_, set, read)| *set && !read) {
+            return Err(ConfigError::Invalid {
+                key,
+                value: format!("optimizer.name = \"{}\"", o.name),
+                reason: "is not a setting of this optimizer",
+            });
+        }
+        for (key, beta) in [
+            ("optimizer.beta_1", o.beta_1),
+            ("optimizer.beta_2", o.beta_2),
+        ] {
+            if let Some(beta) = beta.filter(|b| !(b.is_finite() && (0.0..1.0).contains(b))) {
+                return Err(invalid(key, beta, "must be in [0, 1)"));
+            }
+        }
+        if let Some(m) = o
+            .momentum
+            .filter(|m| !(m.is_finite() && (0.0..=1.0).contains(m)))
+        {
+            return Err(invalid("optimizer.momentum", m, "must be in [0, 1]"));
+        }
+        if let Some(wd) = o.weight_decay.filter(|wd| !(wd.is_finite() && *wd >= 0.0)) {
+            return Err(invalid(
+                "optimizer.weight_decay",
+                wd,
+                "must be a finite number of 0 or more",
+            ));
+        }
+        let rate = self.model.dropout;
+        if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
+            return Err(invalid("model.dropout", rate, "must be in [0, 1)"));
         }
         Ok(())
     }
@@ -547,10 +686,21 @@ impl TrainConfig {
             })
     }
 
-    pub fn optimizer(&self) -> KerasRmsPropConfig {
-        KerasRmsPropConfig::new()
-            .with_rho(self.optimizer.rho)
-            .with_epsilon(self.optimizer.epsilon)
+    /// The optimizer the config names, with Keras's defaults for what it leaves unset.
+    pub fn optimizer(&self) -> KerasOptimizerConfig {
+        let o = &self.optimizer;
+        let keras = KerasOptimizerConfig::default();
+        KerasOptimizerConfig {
+            name: o.name,
+            rho: o.rho,
+            epsilon: o.epsilon,
+            beta_1: o.beta_1.unwrap_or(keras.beta_1),
+            beta_2: o.beta_2.unwrap_or(keras.beta_2),
+            amsgrad: o.amsgrad.unwrap_or(keras.amsgrad),
+            momentum: o.momentum.unwrap_or(keras.momentum),
+            nesterov: o.nesterov.unwrap_or(keras.nesterov),
+            weight_decay: o.weight_decay.or(o.name.default_weight_decay()),
+        }
     }
 }
 

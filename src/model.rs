@@ -11,7 +11,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// The model's shape. Saved as JSON beside each model file so that what is loaded is exactly
 /// what was trained.
@@ -74,6 +74,7 @@ impl MlpConfig {
         Mlp {
             layers,
             activation: Relu::new(),
+            dropout: 0.0,
             kernels: if kernels::supported(device) {
                 Kernels::Fused
             } else {
@@ -95,6 +96,10 @@ pub struct Mlp {
     /// The dense layers in order; weights are `[inputs, outputs]`.
     pub layers: Vec<Linear>,
     activation: Relu,
+    /// Keras's `Dropout(rate)` after each hidden layer, in training only; not saved (a saved
+    /// model predicts without it, as Keras's does).
+    #[module(skip)]
+    dropout: f64,
     /// How the layers and the loss are computed; not a parameter, so not saved.
     #[module(skip)]
     kernels: Kernels,
@@ -112,8 +117,31 @@ impl Mlp {
         self.kernels
     }
 
-    /// Logits `[batch, 10]` for images `[batch, 784]`.
+    /// The same model with Keras's `Dropout(rate)` after each hidden layer while training
+    /// (rate in `[0, 1)`; 0: none, the tutorial's).
+    pub fn with_dropout(mut self, rate: f64) -> Self {
+        self.dropout = rate;
+        self
+    }
+
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    /// Logits `[batch, 10]` for images `[batch, 784]`: inference, every unit kept (Keras's
+    /// `training=False`).
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        self.forward_with(images, None)
+    }
+
+    /// Logits as a training step computes them (Keras's `training=True`): with dropout, each
+    /// hidden layer's output through a mask drawn from `dropout_key` (see [`dropout_mask`]).
+    /// Without a key, or at rate 0, the same as [`Self::forward`].
+    pub fn forward_training(&self, images: Tensor<2>, dropout_key: Option<u64>) -> Tensor<2> {
+        self.forward_with(images, dropout_key.filter(|_| self.dropout > 0.0))
+    }
+
+    fn forward_with(&self, images: Tensor<2>, dropout_key: Option<u64>) -> Tensor<2> {
         let fused = self.kernels.fused_on(&images.device());
         let last = self.layers.len().saturating_sub(1);
         let mut x = images;
@@ -126,6 +154,13 @@ impl Mlp {
                     if relu { self.activation.forward(z) } else { z }
                 }
             };
+            if let Some(key) = dropout_key.filter(|_| relu) {
+                // After the fused layer too: a product with a constant, in Burn's operations.
+                let [rows, cols] = x.dims();
+                let mask = dropout_mask(key, i, [rows, cols], self.dropout);
+                let mask = Tensor::from_data(TensorData::new(mask, [rows, cols]), &x.device());
+                x = x * mask;
+            }
         }
         x
     }
@@ -188,6 +223,28 @@ impl Mlp {
         let _ = writeln!(out, "{}", rule('_'));
         out
     }
+}
+
+/// Keras's inverted dropout as a mask to multiply by: each of `rows × cols` values is 0 with
+/// probability `rate` and `1 / (1 − rate)` (computed in f64, rounded once to f32) otherwise, so
+/// `x·mask` is TensorFlow's `x·scale·keep` bit for bit and keeps the expected sum. Drawn from
+/// `key` and the layer's index alone, so the same batch of the same epoch gets the same masks
+/// on every backend and after a resume.
+pub fn dropout_mask(key: u64, layer: usize, [rows, cols]: [usize; 2], rate: f64) -> Vec<f32> {
+    use rand::{RngExt, SeedableRng};
+    let scale = (1.0 / (1.0 - rate)) as f32;
+    let stream = key ^ (layer as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(stream);
+    // Kept where a uniform draw in [0, 1) is at least the rate, as TensorFlow's `>= rate`.
+    (0..rows * cols)
+        .map(|_| {
+            if rng.random::<f64>() >= rate {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// `669706` → `669,706`.
