@@ -399,6 +399,36 @@ mod tests {
         }
     }
 
+    /// Keras's `weight_decay` on RMSprop: the weight shrinks by `w·wd·lr` before the step, on
+    /// both paths (the fused update after Burn's decay), and without it nothing changes.
+    #[test]
+    fn rmsprop_takes_kerass_weight_decay_before_its_step() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let (w0, g) = ([1.0f32, -2.0, 0.5], [0.1f32, -0.2, 0.0]);
+        let (lr, rho, eps, wd) = (0.01f64, 0.9, 1e-7, 0.2);
+        for kernels in Kernels::ALL {
+            let decayed = KerasRmsPropConfig::new()
+                .with_weight_decay(Some(wd))
+                .optimizer(kernels);
+            let (w, _) = decayed.step(
+                lr,
+                Tensor::<1>::from_data(w0, &device),
+                Tensor::<1>::from_data(g, &device),
+                None,
+            );
+            for (i, (got, (&w, &g))) in floats(w).iter().zip(w0.iter().zip(&g)).enumerate() {
+                let (w, g) = (f64::from(w), f64::from(g));
+                let w = w - w * wd * lr;
+                let v = (1.0 - rho) * g * g;
+                let want = w - lr * g / (v + eps).sqrt();
+                assert!(
+                    (f64::from(*got) - want).abs() < 3e-7,
+                    "{kernels} w[{i}]: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     /// A weight whose gradient stays 0 decays its velocity by rho a step; below the smallest
     /// normal f32 it becomes exactly 0 on both paths, as in TensorFlow, rather than stick at a
     /// subnormal as plain f32 arithmetic does (4·2⁻¹⁴⁹ × 0.9 rounds back to 4·2⁻¹⁴⁹).

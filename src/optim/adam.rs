@@ -155,3 +155,157 @@ impl Optimizer for KerasAdam {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use burn::optim::Optimizer;
+
+    fn floats(tensor: Tensor<1>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Keras's Adam in f64 from the f32 inputs: `(w, m, v, v̂)` after one step at `t`.
+    #[allow(clippy::too_many_arguments)]
+    fn keras_step(
+        (w, m, v, hat): (f64, f64, f64, f64),
+        g: f32,
+        t: i32,
+        lr: f64,
+        (b1, b2, eps): (f64, f64, f64),
+        amsgrad: bool,
+        wd: Option<f64>,
+    ) -> (f64, f64, f64, f64) {
+        let g = f64::from(g);
+        let w = w - w * wd.unwrap_or(0.0) * lr;
+        // Keras casts the betas to f32 before the powers: 1 − 0.999f32 is 1.3e-5 off 0.001, and
+        // the f64 formula's alpha would be that much off Keras's.
+        let (p1, p2) = (f64::from(b1 as f32), f64::from(b2 as f32));
+        let alpha = lr * (1.0 - p2.powi(t)).sqrt() / (1.0 - p1.powi(t));
+        let m = m + (g - m) * (1.0 - b1);
+        let v = v + (g * g - v) * (1.0 - b2);
+        let hat = hat.max(v);
+        let used = if amsgrad { hat } else { v };
+        (w - m * alpha / (used.sqrt() + eps), m, v, hat)
+    }
+
+    /// Four steps of Adam, Adam with AMSGrad and AdamW (with its default decay and a larger
+    /// one, at a learning rate where the decay shows) against Keras's formulas in f64. The
+    /// gradients span 1e-6 to 1: at 1e-6 epsilon outside the square root (Keras) and inside
+    /// it differ a hundred-fold, and a falling gradient makes AMSGrad's v̂ differ from v.
+    #[test]
+    fn four_steps_match_the_keras_formulas_by_hand() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let w0 = [1.0f32, -2.0, 0.5, 0.25, -0.75];
+        let grads = [
+            [1e-6f32, -2e-4, 0.5, 3e-5, 1.0],
+            [3e-6f32, 1e-4, -0.4, 2e-5, 0.01],
+            [-1e-6f32, 5e-4, 0.1, 0.0, 1e-3],
+            [2e-6f32, -1e-4, 0.3, -1e-5, 1e-4],
+        ];
+        let (b1, b2, eps) = (0.9, 0.999, 1e-7);
+        for (amsgrad, wd, lr) in [
+            (false, None, 0.001),
+            (true, None, 0.001),
+            (false, Some(0.004), 0.05),
+            (true, Some(0.1), 0.05),
+        ] {
+            let optim = KerasAdam::new(b1, b2, eps, amsgrad, wd);
+            let mut w = Tensor::<1>::from_data(w0, &device);
+            let mut state = None;
+            let mut want: Vec<_> = w0.iter().map(|&w| (f64::from(w), 0.0, 0.0, 0.0)).collect();
+            for (t, g) in grads.iter().enumerate() {
+                let t = t as i32 + 1;
+                (w, state) = optim.step(lr, w, Tensor::<1>::from_data(*g, &device), state);
+                for (want, &g) in want.iter_mut().zip(g) {
+                    *want = keras_step(*want, g, t, lr, (b1, b2, eps), amsgrad, wd);
+                }
+                let s = state.as_ref().unwrap();
+                assert_eq!(s.time, t as usize);
+                assert_eq!(s.velocity_hat.is_some(), amsgrad);
+                let (got_w, got_m, got_v) = (
+                    floats(w.clone()),
+                    floats(s.momentum.clone()),
+                    floats(s.velocity.clone()),
+                );
+                let case = format!("amsgrad {amsgrad}, wd {wd:?}, step {t}");
+                for (i, &(w, m, v, hat)) in want.iter().enumerate() {
+                    // The rounding of w in f32 (~1e-7 a step) is the limit; a step moves a
+                    // weight by about lr, and epsilon's place would move it by 1% to 99% of it.
+                    let close = |got: f32, want: f64, tol: f64| {
+                        (f64::from(got) - want).abs() <= tol * want.abs().max(1e-30)
+                    };
+                    assert!(
+                        (f64::from(got_w[i]) - w).abs() <= 5e-7 * w.abs().max(1.0),
+                        "{case} w[{i}]: {} vs {w}",
+                        got_w[i]
+                    );
+                    assert!(close(got_m[i], m, 1e-6), "{case} m[{i}]: {} vs {m}", got_m[i]);
+                    assert!(close(got_v[i], v, 1e-6), "{case} v[{i}]: {} vs {v}", got_v[i]);
+                    if let Some(got_hat) = s.velocity_hat.clone().map(floats) {
+                        assert!(close(got_hat[i], hat, 1e-6), "{case} v̂[{i}]");
+                    }
+                }
+            }
+        }
+        // The first averages are (1 − beta)·g with 1 − beta rounded once to f32, as Keras's.
+        let optim = KerasAdam::new(b1, b2, eps, false, None);
+        let g = Tensor::<1>::from_data([1.0f32], &device);
+        let (_, state) = optim.step(0.001, Tensor::<1>::from_data([0.0f32], &device), g, None);
+        let state = state.unwrap();
+        assert_eq!(floats(state.momentum), [0.1f32]);
+        assert_eq!(floats(state.velocity), [0.001f32]);
+    }
+
+    /// The first step of Adam moves every weight with a gradient well above epsilon by the
+    /// learning rate, whatever the gradient's size (the bias correction's point), and AdamW
+    /// first shrinks the weight by `w·wd·lr`.
+    #[test]
+    fn the_first_step_moves_by_the_learning_rate() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let lr = 0.01;
+        for (wd, shrink) in [(None, 1.0), (Some(0.5), 1.0 - 0.5 * lr)] {
+            let optim = KerasAdam::new(0.9, 0.999, 1e-7, false, wd);
+            let w = Tensor::<1>::from_data([1.0f32, 1.0, 1.0], &device);
+            let g = Tensor::<1>::from_data([0.5f32, -3.0, 400.0], &device);
+            let (w, _) = optim.step(lr, w, g, None);
+            let got = floats(w);
+            for (got, sign) in got.iter().zip([1.0, -1.0, 1.0]) {
+                let want = shrink - sign * lr;
+                assert!((f64::from(*got) - want).abs() < 2e-6, "{wd:?}: {got} vs {want}");
+            }
+        }
+    }
+
+    /// The state a checkpoint holds reads back whole, step count included, so that a resumed
+    /// Adam takes the bias correction of the step it is at.
+    #[test]
+    fn the_state_reads_back_with_its_step_count() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        for amsgrad in [false, true] {
+            let optim = KerasAdam::new(0.9, 0.999, 1e-7, amsgrad, None);
+            let mut w = Tensor::<1>::from_data([1.0f32, 2.0], &device);
+            let mut state = None;
+            for _ in 0..3 {
+                let g = Tensor::<1>::from_data([0.1f32, -0.2], &device);
+                (w, state) = optim.step(0.001, w, g, state);
+            }
+            let state = state.unwrap();
+            let mut sink = StateSink::default();
+            state.state_flatten("p", &mut sink);
+            let mut source = StateSource::new(sink.scalars.into_iter().collect());
+            for (name, data) in sink.tensors {
+                source.insert_tensor(name, data);
+            }
+            let back = KerasAdamState::<1>::state_unflatten("p", &mut source, &device).unwrap();
+            assert_eq!(back.time, 3);
+            assert_eq!(floats(back.momentum), floats(state.momentum));
+            assert_eq!(floats(back.velocity), floats(state.velocity));
+            assert_eq!(
+                back.velocity_hat.map(floats),
+                state.velocity_hat.map(floats)
+            );
+        }
+    }
+}

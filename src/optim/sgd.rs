@@ -88,3 +88,71 @@ impl Optimizer for KerasSgd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use burn::optim::Optimizer;
+
+    fn floats(tensor: Tensor<1>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Four steps of plain SGD, SGD with momentum, with Nesterov momentum, and with weight
+    /// decay, against Keras's formulas in f64. Nesterov's weights differ from plain momentum's
+    /// by about `momentum·m` a step, far above the f32 rounding allowed here.
+    #[test]
+    fn four_steps_match_the_keras_formulas_by_hand() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let w0 = [1.0f32, -2.0, 0.5, 0.25];
+        let grads = [
+            [0.5f32, -1.0, 2.0, 0.0],
+            [0.25f32, 1.0, -3.0, 0.1],
+            [-0.5f32, 0.5, 1.0, 0.2],
+            [0.1f32, -0.1, 0.0, -0.3],
+        ];
+        let lr = 0.01;
+        for (momentum, nesterov, wd) in [
+            (0.0, false, None),
+            (0.9, false, None),
+            (0.9, true, None),
+            (0.5, true, Some(0.1)),
+            (0.0, false, Some(0.3)),
+        ] {
+            let optim = KerasSgd::new(momentum, nesterov, wd);
+            let mut w = Tensor::<1>::from_data(w0, &device);
+            let mut state = None;
+            let mut want: Vec<(f64, f64)> = w0.iter().map(|&w| (f64::from(w), 0.0)).collect();
+            for (t, g) in grads.iter().enumerate() {
+                (w, state) = optim.step(lr, w, Tensor::<1>::from_data(*g, &device), state);
+                for ((w, m), &g) in want.iter_mut().zip(g) {
+                    let g = f64::from(g);
+                    *w -= *w * wd.unwrap_or(0.0) * lr;
+                    if momentum == 0.0 {
+                        *w -= g * lr;
+                    } else {
+                        *m = *m * momentum - g * lr;
+                        *w += if nesterov { *m * momentum - g * lr } else { *m };
+                    }
+                }
+                let case = format!("momentum {momentum}, nesterov {nesterov}, wd {wd:?}, step {t}");
+                assert_eq!(state.is_some(), momentum != 0.0, "{case}");
+                let got = floats(w.clone());
+                for (i, (&(w, m), got)) in want.iter().zip(&got).enumerate() {
+                    assert!(
+                        (f64::from(*got) - w).abs() <= 3e-7 * w.abs().max(1.0),
+                        "{case} w[{i}]: {got} vs {w}"
+                    );
+                    if let Some(s) = &state {
+                        let got_m = floats(s.momentum.clone())[i];
+                        assert!(
+                            (f64::from(got_m) - m).abs() <= 1e-6 * m.abs() + 1e-12,
+                            "{case} m[{i}]: {got_m} vs {m}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

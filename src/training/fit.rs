@@ -151,8 +151,8 @@ fn burn_ops_note(config: &TrainConfig, device: &Device) -> Option<String> {
     }
     (!parts.is_empty()).then(|| {
         format!(
-            "note: {} on Burn's tensor operations (the fused kernels compute the tutorial's \
-             model: its layers, loss and RMSprop); the layers stay fused",
+            "note: {} go through Burn's tensor operations (the fused kernels are the \
+             tutorial's model: its layers, loss and RMSprop); the layers stay fused",
             parts.join(" and ")
         )
     })
