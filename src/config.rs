@@ -867,6 +867,122 @@ mod tests {
         );
     }
 
+    /// The optimizers' keys: Keras's defaults where unset (AdamW's decay 0.004, recorded in
+    /// the saved config), each value in Keras's range, and a key the named optimizer does not
+    /// read refused rather than ignored.
+    #[test]
+    fn the_optimizer_keys_take_kerass_defaults_and_are_checked() {
+        let resolve = |settings: RunSettings| {
+            let overrides = Overrides {
+                settings,
+                ..Default::default()
+            };
+            let mut config = TrainConfig::default();
+            config.apply(&overrides);
+            config.validate().map(|()| {
+                // As `resolve` records it.
+                config.optimizer.weight_decay = config.optimizer().weight_decay;
+                config
+            })
+        };
+        let adamw = resolve(RunSettings {
+            optimizer: Some(OptimizerName::Adamw),
+            ..Default::default()
+        })
+        .unwrap();
+        let optimizer = adamw.optimizer();
+        assert_eq!(
+            (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon),
+            (0.9, 0.999, 1e-7)
+        );
+        assert_eq!(optimizer.weight_decay, Some(0.004));
+        assert!(
+            adamw
+                .to_toml()
+                .contains("name = \"adamw\"\nweight_decay = 0.004\n")
+        );
+        let tutorial = TrainConfig::default();
+        assert_eq!(tutorial.optimizer().weight_decay, None);
+        assert_eq!(tutorial.optimizer().momentum, 0.0);
+        // The tutorial's saved config has none of the new keys.
+        let saved = tutorial.to_toml();
+        for key in ["name", "beta_1", "momentum", "weight_decay", "dropout"] {
+            assert!(!saved.contains(key), "{key} in {saved}");
+        }
+        let sgd = resolve(RunSettings {
+            optimizer: Some(OptimizerName::Sgd),
+            momentum: Some(0.9),
+            nesterov: Some(true),
+            dropout: Some(0.2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(TrainConfig::from_toml(&sgd.to_toml()).unwrap(), sgd);
+        assert!((sgd.optimizer().momentum, sgd.optimizer().nesterov) == (0.9, true));
+
+        let check = |settings: RunSettings, expected: &str| {
+            assert_eq!(resolve(settings).unwrap_err().to_string(), expected);
+        };
+        check(
+            RunSettings {
+                momentum: Some(0.9),
+                ..Default::default()
+            },
+            "optimizer.momentum: is not a setting of this optimizer (got optimizer.name = \"rmsprop\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Adam),
+                rho: Some(0.8),
+                ..Default::default()
+            },
+            "optimizer.rho: is not a setting of this optimizer (got optimizer.name = \"adam\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Sgd),
+                beta_1: Some(0.8),
+                ..Default::default()
+            },
+            "optimizer.beta_1: is not a setting of this optimizer (got optimizer.name = \"sgd\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Adam),
+                beta_2: Some(1.0),
+                ..Default::default()
+            },
+            "optimizer.beta_2: must be in [0, 1) (got 1.0)",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Sgd),
+                momentum: Some(1.5),
+                ..Default::default()
+            },
+            "optimizer.momentum: must be in [0, 1] (got 1.5)",
+        );
+        check(
+            RunSettings {
+                weight_decay: Some(-0.1),
+                ..Default::default()
+            },
+            "optimizer.weight_decay: must be a finite number of 0 or more (got -0.1)",
+        );
+        for rate in [1.0, -0.1, f64::NAN] {
+            check(
+                RunSettings {
+                    dropout: Some(rate),
+                    ..Default::default()
+                },
+                &format!("model.dropout: must be in [0, 1) (got {rate:?})"),
+            );
+        }
+        let err = TrainConfig::from_toml("[optimizer]\nname = \"adagrad\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("optimizer.name"));
+        assert!(err.message.starts_with("unknown value `adagrad`"), "{err}");
+    }
+
     /// Every flag of `train`'s settings, given on the command line, changes the config: a flag
     /// that parses but is not applied fails here (and one without a sample value below fails
     /// too, so a new flag cannot skip this test).
@@ -890,6 +1006,14 @@ mod tests {
             ("device", "1"),
             ("kernels", "burn"),
             ("augment", "true"),
+            ("optimizer", "adam"),
+            ("beta_1", "0.8"),
+            ("beta_2", "0.99"),
+            ("amsgrad", "true"),
+            ("momentum", "0.9"),
+            ("nesterov", "true"),
+            ("weight_decay", "0.01"),
+            ("dropout", "0.2"),
         ];
         let command = RunSettings::augment_args(Command::new("train"));
         let flags: Vec<_> = command

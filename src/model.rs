@@ -401,6 +401,108 @@ mod tests {
         }
     }
 
+    /// Keras's inverted dropout: about `rate` of the units zeroed, the rest scaled by
+    /// `1 / (1 − rate)` exactly; the same key gives the same mask, another key or layer
+    /// another. The fraction is checked to five binomial standard deviations.
+    #[test]
+    fn dropout_masks_zero_about_rate_and_scale_the_rest() {
+        let shape = [64, 512];
+        let n = (shape[0] * shape[1]) as f64;
+        for rate in [0.1, 0.2, 0.5, 0.8] {
+            for key in [0u64, 42, u64::MAX] {
+                let mask = dropout_mask(key, 0, shape, rate);
+                let scale = (1.0 / (1.0 - rate)) as f32;
+                assert!(mask.iter().all(|&m| m == 0.0 || m == scale), "{rate}");
+                let zeros = mask.iter().filter(|&&m| m == 0.0).count() as f64;
+                let sd = (n * rate * (1.0 - rate)).sqrt();
+                assert!(
+                    (zeros - n * rate).abs() < 5.0 * sd,
+                    "rate {rate}, key {key}: {zeros} of {n} zeroed"
+                );
+                assert_eq!(mask, dropout_mask(key, 0, shape, rate));
+                assert_ne!(mask, dropout_mask(key, 1, shape, rate));
+                assert_ne!(mask, dropout_mask(key ^ 1, 0, shape, rate));
+            }
+        }
+        assert!(dropout_mask(7, 0, shape, 0.0).iter().all(|&m| m == 1.0));
+    }
+
+    /// Dropout is the identity at inference (and in a training pass without a key), and in
+    /// training it multiplies each hidden layer's ReLU output by its mask: the logits equal
+    /// the layers computed by hand in f64 with the masks, on both kernels.
+    #[test]
+    fn dropout_is_identity_at_eval_and_masks_each_hidden_layer_in_training() {
+        let device = device();
+        device.seed(5);
+        let config = MlpConfig {
+            inputs: 6,
+            hidden: vec![16, 8],
+            classes: 3,
+        };
+        let model = config.init(&device).map(&mut BiasesOf(0.01));
+        let pixels: Vec<f32> = (0..4 * 6).map(|i| ((i * 7) % 11) as f32 / 10.0).collect();
+        let images = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(pixels.clone(), [4, 6]),
+            &device,
+        );
+        let (rate, key) = (0.5, 1234u64);
+        let floats = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        for kernels in Kernels::ALL {
+            let plain = model.clone().with_kernels(kernels);
+            let dropped = plain.clone().with_dropout(rate);
+            let eval = floats(plain.forward(images.clone()));
+            assert_eq!(floats(dropped.forward(images.clone())), eval, "{kernels}");
+            assert_eq!(
+                floats(dropped.forward_training(images.clone(), None)),
+                eval,
+                "{kernels}"
+            );
+            assert_eq!(
+                floats(plain.forward_training(images.clone(), Some(key))),
+                eval,
+                "{kernels}: rate 0"
+            );
+            let trained = floats(dropped.forward_training(images.clone(), Some(key)));
+            assert_ne!(trained, eval, "{kernels}");
+            // By hand, in f64.
+            let mut x: Vec<Vec<f64>> = pixels
+                .chunks(6)
+                .map(|r| r.iter().map(|&p| p.into()).collect())
+                .collect();
+            let last = dropped.layers.len() - 1;
+            for (l, layer) in dropped.layers.iter().enumerate() {
+                let [k, n] = layer.weight.val().dims();
+                let w = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+                let b = bias_of(layer);
+                let mask = (l < last).then(|| dropout_mask(key, l, [4, n], rate));
+                x = x
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| {
+                        (0..n)
+                            .map(|j| {
+                                let z = f64::from(b[j])
+                                    + (0..k)
+                                        .map(|p| row[p] * f64::from(w[p * n + j]))
+                                        .sum::<f64>();
+                                match &mask {
+                                    Some(mask) => z.max(0.0) * f64::from(mask[r * n + j]),
+                                    None => z,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
+            for (i, (got, want)) in trained.iter().zip(x.concat()).enumerate() {
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-5,
+                    "{kernels} [{i}]: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     fn bias_of(layer: &Linear) -> Vec<f32> {
         let bias = layer
             .bias

@@ -241,8 +241,16 @@ mod tests {
                         "{case} w[{i}]: {} vs {w}",
                         got_w[i]
                     );
-                    assert!(close(got_m[i], m, 1e-6), "{case} m[{i}]: {} vs {m}", got_m[i]);
-                    assert!(close(got_v[i], v, 1e-6), "{case} v[{i}]: {} vs {v}", got_v[i]);
+                    assert!(
+                        close(got_m[i], m, 1e-6),
+                        "{case} m[{i}]: {} vs {m}",
+                        got_m[i]
+                    );
+                    assert!(
+                        close(got_v[i], v, 1e-6),
+                        "{case} v[{i}]: {} vs {v}",
+                        got_v[i]
+                    );
                     if let Some(got_hat) = s.velocity_hat.clone().map(floats) {
                         assert!(close(got_hat[i], hat, 1e-6), "{case} v̂[{i}]");
                     }
@@ -273,7 +281,10 @@ mod tests {
             let got = floats(w);
             for (got, sign) in got.iter().zip([1.0, -1.0, 1.0]) {
                 let want = shrink - sign * lr;
-                assert!((f64::from(*got) - want).abs() < 2e-6, "{wd:?}: {got} vs {want}");
+                assert!(
+                    (f64::from(*got) - want).abs() < 2e-6,
+                    "{wd:?}: {got} vs {want}"
+                );
             }
         }
     }

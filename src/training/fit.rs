@@ -151,7 +151,7 @@ fn burn_ops_note(config: &TrainConfig, device: &Device) -> Option<String> {
     }
     (!parts.is_empty()).then(|| {
         format!(
-            "note: {} go through Burn's tensor operations (the fused kernels are the \
+            "note: Burn's tensor operations compute {} (the fused kernels are the \
              tutorial's model: its layers, loss and RMSprop); the layers stay fused",
             parts.join(" and ")
         )
