@@ -16,6 +16,10 @@ pub struct MnistBatch {
     pub one_hot: Tensor<2>,
     /// `[batch]` class indices, what the accuracy metric compares predictions with.
     pub targets: Tensor<1, Int>,
+    /// What the model's dropout masks for this batch are drawn from: set by the training
+    /// loader from `(seed, epoch, batch)`, so that a resumed run draws the masks an
+    /// uninterrupted one does. `None` (every other batch): no dropout.
+    pub dropout_key: Option<u64>,
 }
 
 /// Burn's [`Batcher`] for MNIST: flatten, normalize, one-hot. The one dataset adapter: the
@@ -111,6 +115,7 @@ impl MnistBatch {
             images: Tensor::from_data(TensorData::new(images, [n, PIXELS]), device),
             one_hot: Tensor::from_data(TensorData::new(one_hot, [n, CLASSES]), device),
             targets: Tensor::from_data(TensorData::new(targets, [n]), device),
+            dropout_key: None,
         }
     }
 }

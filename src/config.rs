@@ -9,7 +9,7 @@ use crate::data::source::{DEFAULT_MIRRORS, DEFAULT_NPM_PACKAGE, Sources, default
 use crate::data::{Mnist, MnistSplit};
 use crate::kernels::Kernels;
 use crate::model::MlpConfig;
-use crate::optim::{KerasRmsPropConfig, Schedule};
+use crate::optim::{KerasOptimizerConfig, KerasRmsPropConfig, OptimizerName, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ impl Default for TrainSection {
     }
 }
 
-/// Keras's default `RMSprop()`.
+/// Keras's default `RMSprop()`, or another Keras optimizer (`name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerSection {
@@ -100,6 +100,29 @@ pub struct OptimizerSection {
     /// schedules existed.
     #[serde(skip_serializing_if = "Schedule::is_constant")]
     pub schedule: Schedule,
+    // The other optimizers (#38). Each saved only when set, so the tutorial's saved config is
+    // as it was before they existed; an unset key is Keras's default.
+    /// rmsprop (the tutorial's), adam, adamw or sgd.
+    #[serde(skip_serializing_if = "OptimizerName::is_rmsprop")]
+    pub name: OptimizerName,
+    /// Adam's and AdamW's (Keras: 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    /// Adam's and AdamW's (Keras: 0.999).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    /// Adam's and AdamW's AMSGrad variant (Keras: false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amsgrad: Option<bool>,
+    /// SGD's (Keras: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// SGD's Nesterov momentum (Keras: false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    /// Any optimizer's decoupled weight decay (Keras: none; AdamW 0.004).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
 }
 
 impl Default for OptimizerSection {
@@ -111,6 +134,13 @@ impl Default for OptimizerSection {
             rho: keras.rho,
             epsilon: keras.epsilon,
             schedule: Schedule::Constant,
+            name: OptimizerName::Rmsprop,
+            beta_1: None,
+            beta_2: None,
+            amsgrad: None,
+            momentum: None,
+            nesterov: None,
+            weight_decay: None,
         }
     }
 }
@@ -120,12 +150,17 @@ impl Default for OptimizerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSection {
     pub hidden: Vec<usize>,
+    /// Keras's `Dropout(rate)` after each hidden layer, in training only (#38); saved only
+    /// when on, so the tutorial's saved config is as it was.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropout: f64,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
         Self {
             hidden: MlpConfig::tutorial().hidden,
+            dropout: 0.0,
         }
     }
 }
@@ -220,7 +255,8 @@ pub struct RunSettings {
     /// Validate on the first N validation images only (train.limit_valid)
     #[arg(long, value_name = "N")]
     pub limit_valid: Option<usize>,
-    /// RMSprop learning rate (optimizer.learning_rate)
+    /// The optimizer's learning rate, 0.001 unless set, whichever the optimizer (Keras's SGD
+    /// defaults to 0.01) (optimizer.learning_rate)
     #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f64>,
     /// RMSprop's decay of the squared-gradient average (optimizer.rho)
@@ -253,6 +289,35 @@ pub struct RunSettings {
     /// burn]
     #[arg(long)]
     pub kernels: Option<Kernels>,
+    /// The optimizer: rmsprop (the tutorial's), adam, adamw or sgd, as Keras computes them
+    /// (optimizer.name)
+    #[arg(long)]
+    pub optimizer: Option<OptimizerName>,
+    /// Adam's and AdamW's decay of the gradient average [Keras: 0.9] (optimizer.beta_1)
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta_1: Option<f64>,
+    /// Adam's and AdamW's decay of the squared-gradient average [Keras: 0.999]
+    /// (optimizer.beta_2)
+    #[arg(long, allow_negative_numbers = true)]
+    pub beta_2: Option<f64>,
+    /// Adam's and AdamW's AMSGrad variant (optimizer.amsgrad; `--amsgrad` alone is
+    /// `--amsgrad true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub amsgrad: Option<bool>,
+    /// SGD's momentum, in [0, 1] [Keras: 0] (optimizer.momentum)
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f64>,
+    /// SGD's Nesterov momentum (optimizer.nesterov; `--nesterov` alone is `--nesterov true`)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    pub nesterov: Option<bool>,
+    /// Decoupled weight decay, w -= w·wd·lr before each step, for any optimizer [Keras: none;
+    /// AdamW 0.004] (optimizer.weight_decay)
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Keras's Dropout(rate) after each hidden layer, in training only; 0 is none, the
+    /// tutorial's (model.dropout)
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
     /// Augment the training images (rotation, shift, zoom, shear, stroke thickness, elastic
     /// distortion) with the config's [augment] ranges: the preset unless the file sets them
     /// (augment.enabled; `--augment` alone is `--augment true`)
@@ -432,6 +497,8 @@ impl TrainConfig {
         config.apply(overrides);
         config.validate()?;
         config.run.kernels = Some(config.kernels());
+        // Recorded, as the kernels are: AdamW's decay is Keras's default unless set.
+        config.optimizer.weight_decay = config.optimizer().weight_decay;
         Ok(config)
     }
 
@@ -490,6 +557,14 @@ impl TrainConfig {
             min_lr,
             keep_last,
             keep_best,
+            optimizer,
+            beta_1,
+            beta_2,
+            amsgrad,
+            momentum,
+            nesterov,
+            weight_decay,
+            dropout,
         } = settings;
         set(&mut self.train.epochs, epochs);
         set(&mut self.train.batch_size, batch_size);
@@ -532,6 +607,14 @@ impl TrainConfig {
         set(&mut plateau.min_lr, min_lr);
         set_some(&mut self.checkpoints.keep_last, keep_last);
         set(&mut self.checkpoints.keep_best, keep_best);
+        set(&mut self.optimizer.name, optimizer);
+        set_some(&mut self.optimizer.beta_1, beta_1);
+        set_some(&mut self.optimizer.beta_2, beta_2);
+        set_some(&mut self.optimizer.amsgrad, amsgrad);
+        set_some(&mut self.optimizer.momentum, momentum);
+        set_some(&mut self.optimizer.nesterov, nesterov);
+        set_some(&mut self.optimizer.weight_decay, weight_decay);
+        set(&mut self.model.dropout, dropout);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
@@ -541,6 +624,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_train()?;
         self.validate_optimizer()?;
+        self.validate_other_optimizers()?;
         self.validate_model_and_kernels()?;
         self.validate_callbacks()?;
         if let Err(bad) = self.augment.validate() {
@@ -665,6 +749,57 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The keys of Adam, AdamW and SGD, weight decay and dropout (#38): each in Keras's range,
+    /// and set only for the optimizer that reads it, so that a key never goes unread.
+    fn validate_other_optimizers(&self) -> Result<(), ConfigError> {
+        let o = &self.optimizer;
+        let defaults = OptimizerSection::default();
+        let adam = matches!(o.name, OptimizerName::Adam | OptimizerName::Adamw);
+        let sgd = o.name == OptimizerName::Sgd;
+        let unread: [(&'static str, bool, bool); 7] = [
+            ("optimizer.rho", o.rho != defaults.rho, o.name.is_rmsprop()),
+            ("optimizer.epsilon", o.epsilon != defaults.epsilon, !sgd),
+            ("optimizer.beta_1", o.beta_1.is_some(), adam),
+            ("optimizer.beta_2", o.beta_2.is_some(), adam),
+            ("optimizer.amsgrad", o.amsgrad.is_some(), adam),
+            ("optimizer.momentum", o.momentum.is_some(), sgd),
+            ("optimizer.nesterov", o.nesterov.is_some(), sgd),
+        ];
+        if let Some((key, _, _)) = unread.iter().find(|(_, set, read)| *set && !read) {
+            return Err(ConfigError::Invalid {
+                key,
+                value: format!("optimizer.name = \"{}\"", o.name),
+                reason: "is not a setting of this optimizer",
+            });
+        }
+        for (key, beta) in [
+            ("optimizer.beta_1", o.beta_1),
+            ("optimizer.beta_2", o.beta_2),
+        ] {
+            if let Some(beta) = beta.filter(|b| !(b.is_finite() && (0.0..1.0).contains(b))) {
+                return Err(invalid(key, beta, "must be in [0, 1)"));
+            }
+        }
+        if let Some(m) = o
+            .momentum
+            .filter(|m| !(m.is_finite() && (0.0..=1.0).contains(m)))
+        {
+            return Err(invalid("optimizer.momentum", m, "must be in [0, 1]"));
+        }
+        if let Some(wd) = o.weight_decay.filter(|wd| !(wd.is_finite() && *wd >= 0.0)) {
+            return Err(invalid(
+                "optimizer.weight_decay",
+                wd,
+                "must be a finite number of 0 or more",
+            ));
+        }
+        let rate = self.model.dropout;
+        if !(rate.is_finite() && (0.0..1.0).contains(&rate)) {
+            return Err(invalid("model.dropout", rate, "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
     fn validate_model_and_kernels(&self) -> Result<(), ConfigError> {
         if self.model.hidden.contains(&0) {
             return Err(invalid(
@@ -779,10 +914,21 @@ impl TrainConfig {
             })
     }
 
-    pub fn optimizer(&self) -> KerasRmsPropConfig {
-        KerasRmsPropConfig::new()
-            .with_rho(self.optimizer.rho)
-            .with_epsilon(self.optimizer.epsilon)
+    /// The optimizer the config names, with Keras's defaults for what it leaves unset.
+    pub fn optimizer(&self) -> KerasOptimizerConfig {
+        let o = &self.optimizer;
+        let keras = KerasOptimizerConfig::default();
+        KerasOptimizerConfig {
+            name: o.name,
+            rho: o.rho,
+            epsilon: o.epsilon,
+            beta_1: o.beta_1.unwrap_or(keras.beta_1),
+            beta_2: o.beta_2.unwrap_or(keras.beta_2),
+            amsgrad: o.amsgrad.unwrap_or(keras.amsgrad),
+            momentum: o.momentum.unwrap_or(keras.momentum),
+            nesterov: o.nesterov.unwrap_or(keras.nesterov),
+            weight_decay: o.weight_decay.or(o.name.default_weight_decay()),
+        }
     }
 }
 
@@ -1033,6 +1179,122 @@ mod tests {
         );
     }
 
+    /// The optimizers' keys: Keras's defaults where unset (AdamW's decay 0.004, recorded in
+    /// the saved config), each value in Keras's range, and a key the named optimizer does not
+    /// read refused rather than ignored.
+    #[test]
+    fn the_optimizer_keys_take_kerass_defaults_and_are_checked() {
+        let resolve = |settings: RunSettings| {
+            let overrides = Overrides {
+                settings,
+                ..Default::default()
+            };
+            let mut config = TrainConfig::default();
+            config.apply(&overrides);
+            config.validate().map(|()| {
+                // As `resolve` records it.
+                config.optimizer.weight_decay = config.optimizer().weight_decay;
+                config
+            })
+        };
+        let adamw = resolve(RunSettings {
+            optimizer: Some(OptimizerName::Adamw),
+            ..Default::default()
+        })
+        .unwrap();
+        let optimizer = adamw.optimizer();
+        assert_eq!(
+            (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon),
+            (0.9, 0.999, 1e-7)
+        );
+        assert_eq!(optimizer.weight_decay, Some(0.004));
+        assert!(
+            adamw
+                .to_toml()
+                .contains("name = \"adamw\"\nweight_decay = 0.004\n")
+        );
+        let tutorial = TrainConfig::default();
+        assert_eq!(tutorial.optimizer().weight_decay, None);
+        assert_eq!(tutorial.optimizer().momentum, 0.0);
+        // The tutorial's saved config has none of the new keys.
+        let saved = tutorial.to_toml();
+        for key in ["name", "beta_1", "momentum", "weight_decay", "dropout"] {
+            assert!(!saved.contains(key), "{key} in {saved}");
+        }
+        let sgd = resolve(RunSettings {
+            optimizer: Some(OptimizerName::Sgd),
+            momentum: Some(0.9),
+            nesterov: Some(true),
+            dropout: Some(0.2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(TrainConfig::from_toml(&sgd.to_toml()).unwrap(), sgd);
+        assert!((sgd.optimizer().momentum, sgd.optimizer().nesterov) == (0.9, true));
+
+        let check = |settings: RunSettings, expected: &str| {
+            assert_eq!(resolve(settings).unwrap_err().to_string(), expected);
+        };
+        check(
+            RunSettings {
+                momentum: Some(0.9),
+                ..Default::default()
+            },
+            "optimizer.momentum: is not a setting of this optimizer (got optimizer.name = \"rmsprop\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Adam),
+                rho: Some(0.8),
+                ..Default::default()
+            },
+            "optimizer.rho: is not a setting of this optimizer (got optimizer.name = \"adam\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Sgd),
+                beta_1: Some(0.8),
+                ..Default::default()
+            },
+            "optimizer.beta_1: is not a setting of this optimizer (got optimizer.name = \"sgd\")",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Adam),
+                beta_2: Some(1.0),
+                ..Default::default()
+            },
+            "optimizer.beta_2: must be in [0, 1) (got 1.0)",
+        );
+        check(
+            RunSettings {
+                optimizer: Some(OptimizerName::Sgd),
+                momentum: Some(1.5),
+                ..Default::default()
+            },
+            "optimizer.momentum: must be in [0, 1] (got 1.5)",
+        );
+        check(
+            RunSettings {
+                weight_decay: Some(-0.1),
+                ..Default::default()
+            },
+            "optimizer.weight_decay: must be a finite number of 0 or more (got -0.1)",
+        );
+        for rate in [1.0, -0.1, f64::NAN] {
+            check(
+                RunSettings {
+                    dropout: Some(rate),
+                    ..Default::default()
+                },
+                &format!("model.dropout: must be in [0, 1) (got {rate:?})"),
+            );
+        }
+        let err = TrainConfig::from_toml("[optimizer]\nname = \"adagrad\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("optimizer.name"));
+        assert!(err.message.starts_with("unknown value `adagrad`"), "{err}");
+    }
+
     /// Every flag of `train`'s settings, given on the command line, changes the config: a flag
     /// that parses but is not applied fails here (and one without a sample value below fails
     /// too, so a new flag cannot skip this test).
@@ -1076,6 +1338,14 @@ mod tests {
             ("min_lr", "0.00001"),
             ("keep_last", "2"),
             ("keep_best", "false"),
+            ("optimizer", "adam"),
+            ("beta_1", "0.8"),
+            ("beta_2", "0.99"),
+            ("amsgrad", "true"),
+            ("momentum", "0.9"),
+            ("nesterov", "true"),
+            ("weight_decay", "0.01"),
+            ("dropout", "0.2"),
         ];
         let command = RunSettings::augment_args(Command::new("train"));
         let flags: Vec<_> = command

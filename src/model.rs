@@ -11,7 +11,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// The model's shape. Saved as JSON beside each model file so that what is loaded is exactly
 /// what was trained.
@@ -74,6 +74,7 @@ impl MlpConfig {
         Mlp {
             layers,
             activation: Relu::new(),
+            dropout: 0.0,
             kernels: if kernels::supported(device) {
                 Kernels::Fused
             } else {
@@ -95,6 +96,10 @@ pub struct Mlp {
     /// The dense layers in order; weights are `[inputs, outputs]`.
     pub layers: Vec<Linear>,
     activation: Relu,
+    /// Keras's `Dropout(rate)` after each hidden layer, in training only; not saved (a saved
+    /// model predicts without it, as Keras's does).
+    #[module(skip)]
+    dropout: f64,
     /// How the layers and the loss are computed; not a parameter, so not saved.
     #[module(skip)]
     kernels: Kernels,
@@ -112,8 +117,31 @@ impl Mlp {
         self.kernels
     }
 
-    /// Logits `[batch, 10]` for images `[batch, 784]`.
+    /// The same model with Keras's `Dropout(rate)` after each hidden layer while training
+    /// (rate in `[0, 1)`; 0: none, the tutorial's).
+    pub fn with_dropout(mut self, rate: f64) -> Self {
+        self.dropout = rate;
+        self
+    }
+
+    pub fn dropout(&self) -> f64 {
+        self.dropout
+    }
+
+    /// Logits `[batch, 10]` for images `[batch, 784]`: inference, every unit kept (Keras's
+    /// `training=False`).
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        self.forward_with(images, None)
+    }
+
+    /// Logits as a training step computes them (Keras's `training=True`): with dropout, each
+    /// hidden layer's output through a mask drawn from `dropout_key` (see [`dropout_mask`]).
+    /// Without a key, or at rate 0, the same as [`Self::forward`].
+    pub fn forward_training(&self, images: Tensor<2>, dropout_key: Option<u64>) -> Tensor<2> {
+        self.forward_with(images, dropout_key.filter(|_| self.dropout > 0.0))
+    }
+
+    fn forward_with(&self, images: Tensor<2>, dropout_key: Option<u64>) -> Tensor<2> {
         let fused = self.kernels.fused_on(&images.device());
         let last = self.layers.len().saturating_sub(1);
         let mut x = images;
@@ -126,6 +154,13 @@ impl Mlp {
                     if relu { self.activation.forward(z) } else { z }
                 }
             };
+            if let Some(key) = dropout_key.filter(|_| relu) {
+                // After the fused layer too: a product with a constant, in Burn's operations.
+                let [rows, cols] = x.dims();
+                let mask = dropout_mask(key, i, [rows, cols], self.dropout);
+                let mask = Tensor::from_data(TensorData::new(mask, [rows, cols]), &x.device());
+                x = x * mask;
+            }
         }
         x
     }
@@ -188,6 +223,28 @@ impl Mlp {
         let _ = writeln!(out, "{}", rule('_'));
         out
     }
+}
+
+/// Keras's inverted dropout as a mask to multiply by: each of `rows × cols` values is 0 with
+/// probability `rate` and `1 / (1 − rate)` (computed in f64, rounded once to f32) otherwise, so
+/// `x·mask` is TensorFlow's `x·scale·keep` bit for bit and keeps the expected sum. Drawn from
+/// `key` and the layer's index alone, so the same batch of the same epoch gets the same masks
+/// on every backend and after a resume.
+pub fn dropout_mask(key: u64, layer: usize, [rows, cols]: [usize; 2], rate: f64) -> Vec<f32> {
+    use rand::{RngExt, SeedableRng};
+    let scale = (1.0 / (1.0 - rate)) as f32;
+    let stream = key ^ (layer as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(stream);
+    // Kept where a uniform draw in [0, 1) is at least the rate, as TensorFlow's `>= rate`.
+    (0..rows * cols)
+        .map(|_| {
+            if rng.random::<f64>() >= rate {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// `669706` → `669,706`.
@@ -340,6 +397,108 @@ mod tests {
                         "{kernels} [{i}, {j}]: {at} vs {want}"
                     );
                 }
+            }
+        }
+    }
+
+    /// Keras's inverted dropout: about `rate` of the units zeroed, the rest scaled by
+    /// `1 / (1 − rate)` exactly; the same key gives the same mask, another key or layer
+    /// another. The fraction is checked to five binomial standard deviations.
+    #[test]
+    fn dropout_masks_zero_about_rate_and_scale_the_rest() {
+        let shape = [64, 512];
+        let n = (shape[0] * shape[1]) as f64;
+        for rate in [0.1, 0.2, 0.5, 0.8] {
+            for key in [0u64, 42, u64::MAX] {
+                let mask = dropout_mask(key, 0, shape, rate);
+                let scale = (1.0 / (1.0 - rate)) as f32;
+                assert!(mask.iter().all(|&m| m == 0.0 || m == scale), "{rate}");
+                let zeros = mask.iter().filter(|&&m| m == 0.0).count() as f64;
+                let sd = (n * rate * (1.0 - rate)).sqrt();
+                assert!(
+                    (zeros - n * rate).abs() < 5.0 * sd,
+                    "rate {rate}, key {key}: {zeros} of {n} zeroed"
+                );
+                assert_eq!(mask, dropout_mask(key, 0, shape, rate));
+                assert_ne!(mask, dropout_mask(key, 1, shape, rate));
+                assert_ne!(mask, dropout_mask(key ^ 1, 0, shape, rate));
+            }
+        }
+        assert!(dropout_mask(7, 0, shape, 0.0).iter().all(|&m| m == 1.0));
+    }
+
+    /// Dropout is the identity at inference (and in a training pass without a key), and in
+    /// training it multiplies each hidden layer's ReLU output by its mask: the logits equal
+    /// the layers computed by hand in f64 with the masks, on both kernels.
+    #[test]
+    fn dropout_is_identity_at_eval_and_masks_each_hidden_layer_in_training() {
+        let device = device();
+        device.seed(5);
+        let config = MlpConfig {
+            inputs: 6,
+            hidden: vec![16, 8],
+            classes: 3,
+        };
+        let model = config.init(&device).map(&mut BiasesOf(0.01));
+        let pixels: Vec<f32> = (0..4 * 6).map(|i| ((i * 7) % 11) as f32 / 10.0).collect();
+        let images = Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(pixels.clone(), [4, 6]),
+            &device,
+        );
+        let (rate, key) = (0.5, 1234u64);
+        let floats = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        for kernels in Kernels::ALL {
+            let plain = model.clone().with_kernels(kernels);
+            let dropped = plain.clone().with_dropout(rate);
+            let eval = floats(plain.forward(images.clone()));
+            assert_eq!(floats(dropped.forward(images.clone())), eval, "{kernels}");
+            assert_eq!(
+                floats(dropped.forward_training(images.clone(), None)),
+                eval,
+                "{kernels}"
+            );
+            assert_eq!(
+                floats(plain.forward_training(images.clone(), Some(key))),
+                eval,
+                "{kernels}: rate 0"
+            );
+            let trained = floats(dropped.forward_training(images.clone(), Some(key)));
+            assert_ne!(trained, eval, "{kernels}");
+            // By hand, in f64.
+            let mut x: Vec<Vec<f64>> = pixels
+                .chunks(6)
+                .map(|r| r.iter().map(|&p| p.into()).collect())
+                .collect();
+            let last = dropped.layers.len() - 1;
+            for (l, layer) in dropped.layers.iter().enumerate() {
+                let [k, n] = layer.weight.val().dims();
+                let w = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+                let b = bias_of(layer);
+                let mask = (l < last).then(|| dropout_mask(key, l, [4, n], rate));
+                x = x
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| {
+                        (0..n)
+                            .map(|j| {
+                                let z = f64::from(b[j])
+                                    + (0..k)
+                                        .map(|p| row[p] * f64::from(w[p * n + j]))
+                                        .sum::<f64>();
+                                match &mask {
+                                    Some(mask) => z.max(0.0) * f64::from(mask[r * n + j]),
+                                    None => z,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
+            for (i, (got, want)) in trained.iter().zip(x.concat()).enumerate() {
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-5,
+                    "{kernels} [{i}]: {got} vs {want}"
+                );
             }
         }
     }

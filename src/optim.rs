@@ -11,6 +11,16 @@
 //!
 //! Burn's `RmsProp` adds epsilon outside the square root (and defaults to momentum 0.9), so it
 //! cannot give the same numbers; this is the Keras update as a Burn [`Optimizer`].
+//!
+//! The other optimizers a config can name, [`KerasAdam`] (Adam, AdamW) and [`KerasSgd`], are
+//! Keras's too, each in its own file; [`OptimizerName`] chooses, [`KerasOptimizerConfig`] builds.
+//! Any of them takes Keras's `weight_decay` (decoupled: `w ← w − w·wd·lr` before the step).
+
+mod adam;
+mod sgd;
+
+pub use adam::{KerasAdam, KerasAdamState};
+pub use sgd::{KerasSgd, KerasSgdState};
 
 use crate::kernels::{self, Kernels};
 use burn::config::Config;
@@ -53,6 +63,147 @@ impl Schedule {
     }
 }
 
+/// Which Keras optimizer a run trains with (`optimizer.name`, `--optimizer`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// `RMSprop()`, the tutorial's.
+    #[default]
+    Rmsprop,
+    /// `Adam()`.
+    Adam,
+    /// `AdamW()`: Adam with weight decay 0.004 by default.
+    Adamw,
+    /// `SGD()`, with momentum and Nesterov momentum when set.
+    Sgd,
+}
+
+impl OptimizerName {
+    pub fn is_rmsprop(&self) -> bool {
+        *self == OptimizerName::Rmsprop
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerName::Rmsprop => "rmsprop",
+            OptimizerName::Adam => "adam",
+            OptimizerName::Adamw => "adamw",
+            OptimizerName::Sgd => "sgd",
+        }
+    }
+
+    /// Keras's default `weight_decay` for this optimizer: 0.004 for AdamW, none otherwise.
+    pub fn default_weight_decay(self) -> Option<f64> {
+        (self == OptimizerName::Adamw).then_some(0.004)
+    }
+}
+
+impl std::fmt::Display for OptimizerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every optimizer's settings, Keras's defaults unless set; [`Self::init`] builds the one
+/// `name` says, the other keys unused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KerasOptimizerConfig {
+    pub name: OptimizerName,
+    /// RMSprop's.
+    pub rho: f64,
+    /// RMSprop's (inside the square root), Adam's and AdamW's (outside it).
+    pub epsilon: f64,
+    /// Adam's and AdamW's.
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub amsgrad: bool,
+    /// SGD's.
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Any optimizer's; `None`: no decay step (AdamW's 0.004 is filled in by
+    /// [`OptimizerName::default_weight_decay`] where the config is read).
+    pub weight_decay: Option<f64>,
+}
+
+impl Default for KerasOptimizerConfig {
+    /// Keras's defaults: `RMSprop()`, and `Adam()`'s and `SGD()`'s keys.
+    fn default() -> Self {
+        let rmsprop = KerasRmsPropConfig::new();
+        Self {
+            name: OptimizerName::Rmsprop,
+            rho: rmsprop.rho,
+            epsilon: rmsprop.epsilon,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            amsgrad: false,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: None,
+        }
+    }
+}
+
+impl KerasOptimizerConfig {
+    /// The optimizer for a whole module, as Burn's `Learner` takes it. Only RMSprop's update
+    /// has a fused kernel; the others run on Burn's tensor operations whatever `kernels` is
+    /// (the model's layers still take `kernels`).
+    pub fn init(&self, kernels: Kernels) -> ModuleOptimizer {
+        match self.name {
+            OptimizerName::Rmsprop => KerasRmsPropConfig::new()
+                .with_rho(self.rho)
+                .with_epsilon(self.epsilon)
+                .with_weight_decay(self.weight_decay)
+                .init(kernels),
+            OptimizerName::Adam | OptimizerName::Adamw => ModuleOptimizer::from(self.adam()),
+            OptimizerName::Sgd => ModuleOptimizer::from(self.sgd()),
+        }
+    }
+
+    /// Adam (AdamW with a weight decay) with these settings.
+    pub fn adam(&self) -> KerasAdam {
+        KerasAdam::new(
+            self.beta_1,
+            self.beta_2,
+            self.epsilon,
+            self.amsgrad,
+            self.weight_decay,
+        )
+    }
+
+    /// SGD with these settings.
+    pub fn sgd(&self) -> KerasSgd {
+        KerasSgd::new(self.momentum, self.nesterov, self.weight_decay)
+    }
+
+    /// Whether the update runs in the fused kernels with `kernels` on `device`: RMSprop's
+    /// only.
+    pub fn fused_on(&self, kernels: Kernels, device: &Device) -> bool {
+        self.name.is_rmsprop() && kernels.fused_on(device)
+    }
+}
+
+/// Keras's `_apply_weight_decay`, before the optimizer's step: `w ← w − w·wd·lr` in f32.
+fn decay_weight<const D: usize>(
+    tensor: Tensor<D>,
+    lr: LearningRate,
+    weight_decay: Option<f32>,
+) -> Tensor<D> {
+    match weight_decay {
+        Some(wd) => {
+            let decay = tensor.clone().mul_scalar(wd).mul_scalar(lr as f32);
+            tensor.sub(decay)
+        }
+        None => tensor,
+    }
+}
+
+/// 0 where `|x|` is below the smallest normal f32, as TensorFlow's CPU kernels flush subnormal
+/// results (see [`KerasRmsProp`]).
+fn flush_subnormal<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    let tiny = tensor.clone().abs().lower_elem(f32::MIN_POSITIVE);
+    tensor.mask_fill(tiny, 0.0)
+}
+
 /// Keras's RMSprop settings (its defaults).
 #[derive(Config, Debug, PartialEq)]
 pub struct KerasRmsPropConfig {
@@ -62,6 +213,8 @@ pub struct KerasRmsPropConfig {
     /// Added to the running average inside the square root.
     #[config(default = 1e-7)]
     pub epsilon: f64,
+    /// Keras's `weight_decay` (None: no decay step, Keras's default).
+    pub weight_decay: Option<f64>,
 }
 
 impl KerasRmsPropConfig {
@@ -80,6 +233,7 @@ impl KerasRmsPropConfig {
             // 0.1, where `1.0 - 0.9f32` would give 0.100000024.
             keep: (1.0 - self.rho) as f32,
             epsilon: self.epsilon as f32,
+            weight_decay: self.weight_decay.map(|wd| wd as f32),
             kernels,
         }
     }
@@ -92,6 +246,7 @@ pub struct KerasRmsProp {
     /// `1 − rho`.
     keep: f32,
     epsilon: f32,
+    weight_decay: Option<f32>,
     kernels: Kernels,
 }
 
@@ -122,6 +277,7 @@ impl Optimizer for KerasRmsProp {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let tensor = decay_weight(tensor, lr, self.weight_decay);
         if self.kernels.fused_on(&tensor.device()) {
             let velocity = state.map(|s| s.velocity);
             let (tensor, velocity) = kernels::rmsprop(
@@ -240,6 +396,36 @@ mod tests {
             let g = Tensor::<1>::from_data([1.0f32], &device);
             let (_, state) = optim.step(lr, Tensor::<1>::from_data([0.0f32], &device), g, None);
             assert_eq!(floats(state.unwrap().velocity), [0.1f32], "{kernels}");
+        }
+    }
+
+    /// Keras's `weight_decay` on RMSprop: the weight shrinks by `w·wd·lr` before the step, on
+    /// both paths (the fused update after Burn's decay), and without it nothing changes.
+    #[test]
+    fn rmsprop_takes_kerass_weight_decay_before_its_step() {
+        let device = Backend::Ndarray.device(0).unwrap();
+        let (w0, g) = ([1.0f32, -2.0, 0.5], [0.1f32, -0.2, 0.0]);
+        let (lr, rho, eps, wd) = (0.01f64, 0.9, 1e-7, 0.2);
+        for kernels in Kernels::ALL {
+            let decayed = KerasRmsPropConfig::new()
+                .with_weight_decay(Some(wd))
+                .optimizer(kernels);
+            let (w, _) = decayed.step(
+                lr,
+                Tensor::<1>::from_data(w0, &device),
+                Tensor::<1>::from_data(g, &device),
+                None,
+            );
+            for (i, (got, (&w, &g))) in floats(w).iter().zip(w0.iter().zip(&g)).enumerate() {
+                let (w, g) = (f64::from(w), f64::from(g));
+                let w = w - w * wd * lr;
+                let v = (1.0 - rho) * g * g;
+                let want = w - lr * g / (v + eps).sqrt();
+                assert!(
+                    (f64::from(*got) - want).abs() < 3e-7,
+                    "{kernels} w[{i}]: {got} vs {want}"
+                );
+            }
         }
     }
 

@@ -296,3 +296,32 @@ fn a_run_on_the_cosine_schedule_resumes_on_its_schedule() {
     let (constant, cosine) = (history("whole"), history("whole-cosine"));
     assert_ne!(constant.val_loss, cosine.val_loss);
 }
+
+/// A run with Adam and dropout resumes exactly: Adam's averages and step count come back from
+/// the checkpoint (the bias correction depends on the step), and the dropout masks are drawn
+/// from (seed, epoch, batch), not from a generator that a restart would reset. Adam also
+/// trains: the loss falls every epoch.
+#[test]
+fn a_run_with_adam_and_dropout_resumes_as_the_uninterrupted_run() {
+    let adam = ["--optimizer", "adam", "--dropout", "0.2"];
+    run_ok(train(home(), "whole-adam", "none").args(adam));
+    let done = stop_after_first_epoch("cut-adam", libc::SIGKILL, &adam);
+    let seconds = read_info(&run_of(home(), "cut-adam"))
+        .unwrap()
+        .epoch_seconds;
+    run_ok(&mut resume(home(), "cut-adam", "none"));
+    assert_same_as("whole-adam", "cut-adam", done, &seconds);
+    let history = run_of(home(), "whole-adam").read_history().unwrap();
+    assert!(
+        history.loss.windows(2).all(|w| w[1] < w[0]),
+        "{:?}",
+        history.loss
+    );
+    assert!(
+        history.val_accuracy[EPOCHS - 1] > 0.8,
+        "{:?}",
+        history.val_accuracy
+    );
+    let rmsprop = run_of(home(), "whole").read_history().unwrap();
+    assert_ne!(history.loss, rmsprop.loss);
+}

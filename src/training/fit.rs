@@ -98,6 +98,9 @@ pub(super) fn fit(
     if let Some(watch) = &watch {
         training = training.early_stopping(watch.clone());
     }
+    if let Some(note) = burn_ops_note(&plan.config, device) {
+        eprintln!("{note}");
+    }
     let learner = Learner::new(
         model,
         plan.config.optimizer().init(plan.config.kernels()),
@@ -165,13 +168,40 @@ pub(super) fn initial_model(
         Some(model) => model,
         None => config.model().init(&cpu),
     }
-    .with_kernels(config.kernels());
+    .with_kernels(config.kernels())
+    .with_dropout(config.model.dropout);
     // Burn draws a parameter's values when they are first read; moved before that, they
     // would be drawn on `device`.
     for layer in &model.layers {
         let _ = layer.weight.val();
     }
     Ok(model.to_device(&device.clone().autodiff()).train())
+}
+
+/// What of a fused run goes through Burn's tensor operations instead (the fused kernels are
+/// the tutorial's model: dense layers, the loss and RMSprop's update), said on stderr at the
+/// start; `None` when nothing does or the run is not fused.
+fn burn_ops_note(config: &TrainConfig, device: &Device) -> Option<String> {
+    if !config.kernels().fused_on(device) {
+        return None;
+    }
+    let optimizer = config.optimizer();
+    let mut parts = Vec::new();
+    if !optimizer.fused_on(config.kernels(), device) {
+        parts.push(format!("{}'s update", optimizer.name));
+    } else if optimizer.weight_decay.is_some() {
+        parts.push("the weight decay before RMSprop's fused update".to_string());
+    }
+    if config.model.dropout > 0.0 {
+        parts.push("the dropout after each fused layer".to_string());
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "note: Burn's tensor operations compute {} (the fused kernels are the \
+             tutorial's model: its layers, loss and RMSprop); the layers stay fused",
+            parts.join(" and ")
+        )
+    })
 }
 
 /// Burn's `SupervisedTraining` for this plan: the loaders, the metrics, the run's checkpointers
@@ -197,6 +227,9 @@ fn supervised_training(
     .augmented(&config.augment, config.train.seed);
     if config.train.shuffle {
         train_loader = train_loader.shuffled(config.train.seed);
+    }
+    if config.model.dropout > 0.0 {
+        train_loader = train_loader.dropout_keyed(config.train.seed);
     }
     let valid_loader = MnistLoader::new(
         MnistDataset::new(Arc::new(valid_split)),

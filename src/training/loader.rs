@@ -15,9 +15,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Dataset, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct MnistLoader {
     shuffle: Option<u64>,
     /// The augmentation and its seed, for training loaders that augment.
     augment: Option<(Augment, u64)>,
+    /// The seed batches' dropout keys come from, for training loaders.
+    dropout: Option<u64>,
     /// Epochs started so far; shared by the copies Burn makes with `to_device`.
     epochs_started: Arc<AtomicUsize>,
     device: Device,
@@ -47,6 +49,7 @@ impl MnistLoader {
             batch_size,
             shuffle: None,
             augment: None,
+            dropout: None,
             epochs_started: Arc::new(AtomicUsize::new(0)),
             device,
         }
@@ -63,6 +66,23 @@ impl MnistLoader {
     pub fn augmented(mut self, augment: &Augment, seed: u64) -> Self {
         self.augment = augment.enabled.then(|| (augment.clone(), seed));
         self
+    }
+
+    /// Gives every batch a dropout key drawn from `(seed, epoch, batch)` (see
+    /// [`MnistBatch::dropout_key`]).
+    pub fn dropout_keyed(mut self, seed: u64) -> Self {
+        self.dropout = Some(seed);
+        self
+    }
+
+    /// The dropout key of batch `batch` (0-based) of epoch `epoch` (0-based).
+    fn dropout_key(seed: u64, epoch: usize, batch: usize) -> u64 {
+        // Distinct from the shuffling's stream: a different odd multiplier and the batch mixed in.
+        let mut rng = StdRng::seed_from_u64(
+            seed ^ (epoch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+                ^ (batch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        rng.next_u64()
     }
 
     /// The next `iter()` is epoch `done + 1` (for a run resumed after `done` epochs).
@@ -91,6 +111,7 @@ impl DataLoader<MnistBatch> for MnistLoader {
             order: self.order(epoch),
             position: 0,
             epoch,
+            batches: 0,
         })
     }
 
@@ -119,12 +140,28 @@ struct MnistIter<'a> {
     order: Vec<usize>,
     position: usize,
     epoch: usize,
+    /// Batches made so far this epoch.
+    batches: usize,
 }
 
 impl Iterator for MnistIter<'_> {
     type Item = Result<MnistBatch, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.next_batch()?;
+        let key = (self.loader.dropout)
+            .map(|seed| MnistLoader::dropout_key(seed, self.epoch, self.batches));
+        self.batches += 1;
+        Some(batch.map(|batch| MnistBatch {
+            dropout_key: key,
+            ..batch
+        }))
+    }
+}
+
+impl MnistIter<'_> {
+    /// The next batch as the batcher makes it.
+    fn next_batch(&mut self) -> Option<Result<MnistBatch, DatasetError>> {
         let end = (self.position + self.loader.batch_size).min(self.order.len());
         let indices = self
             .order

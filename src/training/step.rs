@@ -2,6 +2,7 @@
 
 use crate::batcher::MnistBatch;
 use crate::model::Mlp;
+use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 impl Mlp {
@@ -12,8 +13,24 @@ impl Mlp {
     /// 10,000 at 32 holds only 16).
     pub fn forward_classification(&self, batch: MnistBatch) -> ClassificationOutput {
         let logits = self.forward(batch.images);
-        let losses = self.loss(logits.clone(), batch.one_hot);
-        ClassificationOutput::new(losses, logits, batch.targets)
+        self.classification(logits, batch.one_hot, batch.targets)
+    }
+
+    /// The same through the training forward pass: with the model's dropout, masks drawn
+    /// from the batch's key.
+    fn forward_training_classification(&self, batch: MnistBatch) -> ClassificationOutput {
+        let logits = self.forward_training(batch.images, batch.dropout_key);
+        self.classification(logits, batch.one_hot, batch.targets)
+    }
+
+    fn classification(
+        &self,
+        logits: Tensor<2>,
+        one_hot: Tensor<2>,
+        targets: Tensor<1, Int>,
+    ) -> ClassificationOutput {
+        let losses = self.loss(logits.clone(), one_hot);
+        ClassificationOutput::new(losses, logits, targets)
     }
 }
 
@@ -22,7 +39,7 @@ impl TrainStep for Mlp {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
-        let output = self.forward_classification(batch);
+        let output = self.forward_training_classification(batch);
         // Keras minimises the batch mean of the loss.
         let grads = output.loss.clone().mean().backward();
         TrainOutput::new(self, grads, output)
