@@ -981,7 +981,11 @@ fn key_in_help(help: &str) -> Option<String> {
         let end = rest.find([')', ';'])?;
         let key = &rest[..end];
         let (section, leaf) = key.split_once('.')?;
-        let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        let word = |w: &str| {
+            w.starts_with(|c: char| c.is_ascii_lowercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
         (word(section) && word(leaf)).then(|| key.to_string())
     })
 }
@@ -1295,58 +1299,61 @@ mod tests {
         assert!(err.message.starts_with("unknown value `adagrad`"), "{err}");
     }
 
+    /// A value for every flag of `train`'s settings, other than its default.
+    const SETTING_SAMPLES: &[(&str, &str)] = &[
+        ("epochs", "7"),
+        ("batch_size", "64"),
+        ("seed", "1"),
+        ("shuffle", "false"),
+        ("limit_train", "100"),
+        ("limit_valid", "100"),
+        ("learning_rate", "0.01"),
+        ("rho", "0.8"),
+        ("epsilon", "1e-6"),
+        ("schedule", "cosine"),
+        ("hidden", "64,32"),
+        ("run_name", "other"),
+        ("backend", "flex"),
+        ("device", "1"),
+        ("kernels", "burn"),
+        ("augment", "true"),
+        ("validation_split", "0.1"),
+        ("init_from", "other:best"),
+        ("early_stopping", "true"),
+        ("early_stopping_monitor", "val_accuracy"),
+        ("early_stopping_min_delta", "0.01"),
+        ("early_stopping_patience", "2"),
+        ("early_stopping_mode", "max"),
+        ("early_stopping_baseline", "0.5"),
+        ("restore_best_weights", "true"),
+        ("early_stopping_start_from_epoch", "1"),
+        ("reduce_lr_on_plateau", "true"),
+        ("reduce_lr_monitor", "loss"),
+        ("reduce_lr_factor", "0.5"),
+        ("reduce_lr_patience", "2"),
+        ("reduce_lr_mode", "min"),
+        ("reduce_lr_min_delta", "0.01"),
+        ("reduce_lr_cooldown", "1"),
+        ("min_lr", "0.00001"),
+        ("keep_last", "2"),
+        ("keep_best", "false"),
+        ("optimizer", "adam"),
+        ("beta_1", "0.8"),
+        ("beta_2", "0.99"),
+        ("amsgrad", "true"),
+        ("momentum", "0.9"),
+        ("nesterov", "true"),
+        ("weight_decay", "0.01"),
+        ("dropout", "0.2"),
+    ];
+
     /// Every flag of `train`'s settings, given on the command line, changes the config: a flag
     /// that parses but is not applied fails here (and one without a sample value below fails
     /// too, so a new flag cannot skip this test).
     #[test]
     fn every_settings_flag_reaches_the_config() {
         use clap::{Args, Command, FromArgMatches};
-        let samples = [
-            ("epochs", "7"),
-            ("batch_size", "64"),
-            ("seed", "1"),
-            ("shuffle", "false"),
-            ("limit_train", "100"),
-            ("limit_valid", "100"),
-            ("learning_rate", "0.01"),
-            ("rho", "0.8"),
-            ("epsilon", "1e-6"),
-            ("schedule", "cosine"),
-            ("hidden", "64,32"),
-            ("run_name", "other"),
-            ("backend", "flex"),
-            ("device", "1"),
-            ("kernels", "burn"),
-            ("augment", "true"),
-            ("validation_split", "0.1"),
-            ("init_from", "other:best"),
-            ("early_stopping", "true"),
-            ("early_stopping_monitor", "val_accuracy"),
-            ("early_stopping_min_delta", "0.01"),
-            ("early_stopping_patience", "2"),
-            ("early_stopping_mode", "max"),
-            ("early_stopping_baseline", "0.5"),
-            ("restore_best_weights", "true"),
-            ("early_stopping_start_from_epoch", "1"),
-            ("reduce_lr_on_plateau", "true"),
-            ("reduce_lr_monitor", "loss"),
-            ("reduce_lr_factor", "0.5"),
-            ("reduce_lr_patience", "2"),
-            ("reduce_lr_mode", "min"),
-            ("reduce_lr_min_delta", "0.01"),
-            ("reduce_lr_cooldown", "1"),
-            ("min_lr", "0.00001"),
-            ("keep_last", "2"),
-            ("keep_best", "false"),
-            ("optimizer", "adam"),
-            ("beta_1", "0.8"),
-            ("beta_2", "0.99"),
-            ("amsgrad", "true"),
-            ("momentum", "0.9"),
-            ("nesterov", "true"),
-            ("weight_decay", "0.01"),
-            ("dropout", "0.2"),
-        ];
+        let samples = SETTING_SAMPLES;
         let command = RunSettings::augment_args(Command::new("train"));
         let flags: Vec<_> = command
             .get_arguments()
@@ -1379,24 +1386,7 @@ mod tests {
     #[test]
     fn every_train_flag_names_the_config_key_it_sets() {
         use clap::{Args, Command, FromArgMatches};
-        let samples = [
-            ("epochs", "7"),
-            ("batch_size", "64"),
-            ("seed", "1"),
-            ("shuffle", "false"),
-            ("limit_train", "100"),
-            ("limit_valid", "100"),
-            ("learning_rate", "0.01"),
-            ("rho", "0.8"),
-            ("epsilon", "1e-6"),
-            ("schedule", "cosine"),
-            ("hidden", "64,32"),
-            ("run_name", "other"),
-            ("backend", "flex"),
-            ("device", "1"),
-            ("kernels", "burn"),
-            ("augment", "true"),
-        ];
+        let samples = SETTING_SAMPLES;
         let command = RunSettings::augment_args(Command::new("train"));
         let keys = setting_keys();
         for arg in command.get_arguments() {
@@ -1416,21 +1406,26 @@ mod tests {
                 .clone()
                 .try_get_matches_from(["train", &format!("--{long}"), value])
                 .unwrap();
-            let mut config = TrainConfig::default();
-            config.apply(&Overrides {
-                settings: RunSettings::from_arg_matches(&matches).unwrap(),
-                ..Default::default()
-            });
             let at = |config: &TrainConfig| {
                 let table: toml::Table = toml::from_str(&config.to_toml()).unwrap();
                 let (section, leaf) = key.split_once('.').unwrap();
                 table.get(section).and_then(|s| s.get(leaf)).cloned()
             };
-            assert_ne!(
-                at(&config),
-                at(&TrainConfig::default()),
-                "--{long} {value} does not set {key}"
-            );
+            // A section that is off is not saved, so a key of it shows only once it is on.
+            let mut sections_on = TrainConfig::default();
+            sections_on.early_stopping.enabled = true;
+            sections_on.reduce_lr_on_plateau.enabled = true;
+            let sets_key = [TrainConfig::default(), sections_on]
+                .into_iter()
+                .any(|base| {
+                    let mut config = base.clone();
+                    config.apply(&Overrides {
+                        settings: RunSettings::from_arg_matches(&matches).unwrap(),
+                        ..Default::default()
+                    });
+                    at(&config) != at(&base)
+                });
+            assert!(sets_key, "--{long} {value} does not set {key}");
         }
         assert_eq!(keys.len(), command.get_arguments().count());
     }
