@@ -309,33 +309,7 @@ pub fn resume_with(
     stop_after: Option<usize>,
     stale_after: std::time::Duration,
 ) -> Result<TrainOutcome, TrainError> {
-    let mut info = run.read_info()?;
-    if info.is_live_within(stale_after) {
-        return Err(TrainError::StillRunning {
-            run: run.path().to_path_buf(),
-            pid: info.owner.pid,
-        });
-    }
-    let mut config = run.read_config()?;
-    if resume.data_dir.is_some() {
-        config.data.dir = resume.data_dir;
-    }
-    let mut history = saved::read_history_or_empty(run)?;
-    if let Some(epoch) = info.stopped_early {
-        return Err(TrainError::StoppedEarly {
-            run: run.path().to_path_buf(),
-            epoch,
-        });
-    }
-    if let Some(epochs) = resume.epochs {
-        longer(run, &mut config, &mut info, history.epochs(), epochs)?;
-    }
-    if info.status == RunStatus::Finished && history.epochs() >= config.train.epochs {
-        return Err(TrainError::AlreadyFinished {
-            run: run.path().to_path_buf(),
-            epochs: history.epochs(),
-        });
-    }
+    let (config, mut info, mut history) = resumable(run, &resume, stale_after)?;
     let device = config.run.backend.device(config.run.device)?;
     let after = run.last_complete_checkpoint(history.epochs())?.unwrap_or(0);
     if after > 0 {
@@ -352,15 +326,7 @@ pub fn resume_with(
         None
     };
     let model = fit::initial_model(&config, init, &device)?;
-    if (train_split.len(), valid_split.len()) != (info.train_images, info.valid_images) {
-        return Err(TrainError::DataChanged {
-            run: run.path().to_path_buf(),
-            recorded: info.train_images,
-            recorded_valid: info.valid_images,
-            found: train_split.len(),
-            found_valid: valid_split.len(),
-        });
-    }
+    check_same_data(run, &info, &train_split, &valid_split)?;
 
     history.truncate(after);
     info.epoch_seconds.truncate(after);
@@ -401,6 +367,62 @@ pub fn resume_with(
         &device,
         dashboard,
     )
+}
+
+/// The run's config, `run.json` and history, once it is known to be resumable as `resume`
+/// asks: not live, not stopped early, and with epochs left (after `--epochs`).
+fn resumable(
+    run: &RunDir,
+    resume: &Resume,
+    stale_after: std::time::Duration,
+) -> Result<(TrainConfig, RunInfo, History), TrainError> {
+    let mut info = run.read_info()?;
+    if info.is_live_within(stale_after) {
+        return Err(TrainError::StillRunning {
+            run: run.path().to_path_buf(),
+            pid: info.owner.pid,
+        });
+    }
+    let mut config = run.read_config()?;
+    if resume.data_dir.is_some() {
+        config.data.dir.clone_from(&resume.data_dir);
+    }
+    let history = saved::read_history_or_empty(run)?;
+    if let Some(epoch) = info.stopped_early {
+        return Err(TrainError::StoppedEarly {
+            run: run.path().to_path_buf(),
+            epoch,
+        });
+    }
+    if let Some(epochs) = resume.epochs {
+        longer(run, &mut config, &mut info, history.epochs(), epochs)?;
+    }
+    if info.status == RunStatus::Finished && history.epochs() >= config.train.epochs {
+        return Err(TrainError::AlreadyFinished {
+            run: run.path().to_path_buf(),
+            epochs: history.epochs(),
+        });
+    }
+    Ok((config, info, history))
+}
+
+/// The data found now gives the split sizes the run was trained with.
+fn check_same_data(
+    run: &RunDir,
+    info: &RunInfo,
+    train: &crate::data::MnistSplit,
+    valid: &crate::data::MnistSplit,
+) -> Result<(), TrainError> {
+    if (train.len(), valid.len()) != (info.train_images, info.valid_images) {
+        return Err(TrainError::DataChanged {
+            run: run.path().to_path_buf(),
+            recorded: info.train_images,
+            recorded_valid: info.valid_images,
+            found: train.len(),
+            found_valid: valid.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Plans `epochs` epochs for a run that has trained `done`: refused for a cosine schedule and
