@@ -95,6 +95,10 @@ unsafe fn gemm_into(
     // SAFETY: `a` and `b` are checked above to hold m×k and k×n elements, `out` is the
     // caller's; gemm reads `out` only when `accumulate` (read_dst) and writes each of its
     // m×n elements exactly once otherwise.
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::level() == super::Simd::Avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+        return unsafe { gemm_fma(m, n, k, a, b, out, accumulate) };
+    }
     unsafe {
         gemm::gemm(
             m,
@@ -120,6 +124,63 @@ unsafe fn gemm_into(
     }
 }
 
+/// [`gemm_into`] through gemm's AVX2/FMA kernels, the ones it picks on a CPU without AVX-512:
+/// gemm 0.19 chooses its kernels by CPU alone, with no setting to cap them, so at the `avx2`
+/// level on an AVX-512 CPU this calls the same generic driver with the same kernels and
+/// arguments as `gemm::gemm` does on an AVX2 CPU (its transpose to a column-major destination
+/// included; every stride here is positive, so none of its sign flips applies). A test checks
+/// the same call with the AVX-512 kernels against `gemm::gemm` bit for bit.
+///
+/// # Safety
+/// As [`gemm_into`], whose checks it relies on; the CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+unsafe fn gemm_fma(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &Operand<'_>,
+    b: &Operand<'_>,
+    out: *mut f32,
+    accumulate: bool,
+) {
+    // SAFETY: the caller's.
+    unsafe { gemm_with!(V3, fma, 8, m, n, k, a, b, out, accumulate) }
+}
+
+/// gemm's generic driver with the kernels of module `$kernels` (of `$lanes` f32 lanes, for the
+/// `$simd` instruction set), as `gemm::gemm` calls it.
+#[cfg(target_arch = "x86_64")]
+macro_rules! gemm_with {
+    ($simd:ident, $kernels:ident, $lanes:literal, $m:expr, $n:expr, $k:expr, $a:expr, $b:expr,
+     $out:expr, $accumulate:expr) => {{
+        use gemm_common::simd::{$simd, MixedSimd};
+        use gemm_f32::microkernel::$kernels::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
+        const N: usize = $lanes;
+        let (a, b): (&Operand<'_>, &Operand<'_>) = ($a, $b);
+        let Some(simd) = <$simd as MixedSimd<f32, f32, f32, f32>>::try_new() else {
+            unreachable!("called only where the CPU has the instructions")
+        };
+        let (m, n) = ($m, $n);
+        let (dst_cs, dst_rs) = (1isize, n as isize);
+        let (lhs, lhs_cs, lhs_rs) = (a.values.as_ptr(), a.col_stride as isize, a.row_stride as isize);
+        let (rhs, rhs_cs, rhs_rs) = (b.values.as_ptr(), b.col_stride as isize, b.row_stride as isize);
+        // gemm::gemm: "we want to transpose if the destination is column-oriented".
+        let (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) =
+            if dst_cs.abs() < dst_rs.abs() {
+                (n, m, dst_rs, dst_cs, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs)
+            } else {
+                (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs)
+            };
+        gemm_common::gemm::gemm_basic_generic::<_, f32, N, { MR_DIV_N * N }, NR, MR_DIV_N, H_M, H_N>(
+            simd, m, n, $k, $out, dst_cs, dst_rs, $accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs,
+            rhs_rs, 1.0, 1.0, false, false, false, |a, b, c| a * b + c, &UKR, &H_UKR, false,
+            gemm::Parallelism::Rayon(0),
+        )
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use gemm_with;
+
 /// `out += a · b`.
 fn matmul_add(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
     assert_eq!(out.len(), m * n);
@@ -137,30 +198,15 @@ fn product(m: usize, n: usize, k: usize, a: Operand<'_>, b: Operand<'_>) -> Vec<
     out
 }
 
-/// Whether the AVX2 loops run: the CPU has AVX2, FMA and POPCNT, and `MNIST_MLP_NO_SIMD` is not
-/// set to `1`. Decided once per process.
+/// Whether the AVX2 loops run: the SIMD level ([`super::simd::level`]) is AVX2 or above.
 pub(super) fn simd() -> bool {
-    static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SIMD.get_or_init(|| {
-        if std::env::var_os("MNIST_MLP_NO_SIMD").is_some_and(|v| v == "1") {
-            return false;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("popcnt")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
+    super::simd::level() >= super::Simd::Avx2
 }
 
-/// Whether the AVX-512 loops run: [`simd`], and the CPU has AVX-512F. Decided once per process.
+/// Whether the AVX-512 loops run: the SIMD level is AVX-512.
 #[cfg(target_arch = "x86_64")]
 pub(super) fn avx512() -> bool {
-    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX512.get_or_init(|| simd() && std::arch::is_x86_feature_detected!("avx512f"))
+    super::simd::level() == super::Simd::Avx512
 }
 
 /// `relu(x·w + b)` or `x·w + b`, and `x`'s non-zeros when the product took them (the backward
@@ -1421,6 +1467,93 @@ mod tests {
             (32, 63, 512),
         ] {
             assert!(transposed_for_product(&vec![0.0; k * n], m, k, n).is_none());
+        }
+    }
+
+    /// `gemm_with!` calls gemm's driver as `gemm::gemm` does: with the kernels gemm picks on this
+    /// CPU (AVX-512 where it has it, else AVX2), the same products bit for bit, in both layouts
+    /// and with accumulation. (So `gemm_fma` is what `gemm::gemm` runs on a CPU without AVX-512.)
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn gemm_with_calls_gemm_as_gemm_does() {
+        use super::{Operand, gemm_with};
+        for (m, k, n) in [
+            (32, 784, 512),
+            (32, 512, 10),
+            (7, 33, 65),
+            (128, 512, 512),
+            (1, 5, 1),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 / 13.0 - 3.7)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 7919) % 1009) as f32 / 997.0 - 0.5)
+                .collect();
+            for (transposed, accumulate) in [(false, false), (true, true)] {
+                let b_op = || {
+                    if transposed {
+                        Operand::transposed(&b, k)
+                    } else {
+                        Operand::rows(&b, n)
+                    }
+                };
+                // `b` read as n × k transposed, for the transposed case: same values, k × n.
+                let init: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.01).collect();
+                let (mut want, mut got) = (init.clone(), init);
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        want.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        accumulate,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr(),
+                        b_op().col_stride as isize,
+                        b_op().row_stride as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(0),
+                    );
+                    if std::arch::is_x86_feature_detected!("avx512f") {
+                        gemm_with!(
+                            V4,
+                            avx512f,
+                            16,
+                            m,
+                            n,
+                            k,
+                            &Operand::rows(&a, k),
+                            &b_op(),
+                            got.as_mut_ptr(),
+                            accumulate
+                        );
+                    } else {
+                        gemm_with!(
+                            V3,
+                            fma,
+                            8,
+                            m,
+                            n,
+                            k,
+                            &Operand::rows(&a, k),
+                            &b_op(),
+                            got.as_mut_ptr(),
+                            accumulate
+                        );
+                    }
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&want), bits(&got), "{m} × {k} × {n}, {transposed}");
+            }
         }
     }
 
