@@ -118,48 +118,70 @@ pub(in crate::kernels) fn dense_backward(
     (dx, tensor(dw, &[k, n]), tensor(db, &[n]))
 }
 
-/// `w` (`k × n`, row-major) transposed, `n × k` row-major, for `g · wᵀ` with `g` `m × n`: where
-/// the CPU has AVX-512 and the product is not small (else `None`). gemm wants the weight's
-/// columns contiguous; handed `w` as it is, it first packs it with a strided gather that took
-/// five times as long as the product itself (285 µs against 50 µs for 32 × 512 × 512 on a Zen
-/// 5). Transposed here in 16 × 16 tiles (37 µs), gemm multiplies in the same order and gives
-/// the same gradient bit for bit (packing only copies). Not below 16 rows or 64 columns: for
-/// some small products gemm takes other kernels for the two layouts, whose sums round
-/// differently (of 3,468 shapes from 8 × 32 × 32 up, all those with 8 rows and 32 inputs), and
-/// the packing it saves there is small anyway.
+/// `w` (`k × n`, row-major) transposed, `n × k` row-major, for `g · wᵀ` with `g` `m × n`, where
+/// the product is not small (else `None`). gemm wants the weight's columns contiguous; handed
+/// `w` as it is, it first packs it with a strided gather that took five times as long as the
+/// product itself (285 µs against 50 µs for 32 × 512 × 512 on a Zen 5). Transposed here in
+/// 16 × 16 tiles (37 µs in AVX-512 registers), gemm multiplies in the same order and gives the
+/// same gradient bit for bit (packing only copies; tested at every SIMD level). Not below 16 rows
+/// or 64 columns: for some small products gemm takes other kernels for the two layouts, whose
+/// sums round differently (of 3,468 shapes from 8 × 32 × 32 up, all those with 8 rows and 32
+/// inputs), and the packing it saves there is small anyway.
 pub(super) fn transposed_for_product(w: &[f32], m: usize, k: usize, n: usize) -> Option<Vec<f32>> {
     if m < 16 || k.min(n) < 64 {
         return None;
     }
-    transposed(w, k, n)
+    Some(transposed(w, k, n))
 }
 
-/// `w` (`k × n`, row-major) transposed, `n × k` row-major, where the CPU has AVX-512.
-pub(super) fn transposed(w: &[f32], k: usize, n: usize) -> Option<Vec<f32>> {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        assert_eq!(w.len(), k * n, "transpose: w is not k × n");
-        let mut out = vec![0.0f32; n * k];
-        let (k_tiles, n_tiles) = (k - k % TILE, n - n % TILE);
-        // A strip of columns at a time, down the rows: each tile's 16 source lines are read
-        // once, and its 16 destination rows are written in order. Across the rows first, the
-        // source rows 2 KB apart fell into the same few L1 sets and the transpose took 3×.
-        for c in (0..n_tiles).step_by(TILE) {
-            for r in (0..k_tiles).step_by(TILE) {
-                // SAFETY: the CPU has AVX-512F (`avx512`).
-                unsafe { transpose_tile(&w[r * n + c..], n, &mut out[c * k + r..], k) };
-            }
+/// The side of the transpose's square tiles: one AVX-512 register.
+pub(super) const TILE: usize = 16;
+
+/// `w` (`k × n`, row-major) transposed, `n × k` row-major: in AVX-512 registers where the level
+/// allows, else one element at a time, tile by tile.
+pub(super) fn transposed(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    by_level!(
+        avx512: transposed_by_tiles(w, k, n, |src, s, dst, d| transpose_tile(src, s, dst, d)),
+        avx2: transposed_by_tiles(w, k, n, transpose_tile_plain),
+        plain: transposed_by_tiles(w, k, n, transpose_tile_plain),
+    )
+}
+
+/// [`transposed`] with `tile` transposing each whole [`TILE`] × [`TILE`] block (the source's
+/// rows, then the destination's, a stride apart), the edges one element at a time.
+fn transposed_by_tiles(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    tile: impl Fn(&[f32], usize, &mut [f32], usize),
+) -> Vec<f32> {
+    assert_eq!(w.len(), k * n, "transpose: w is not k × n");
+    let mut out = vec![0.0f32; n * k];
+    let (k_tiles, n_tiles) = (k - k % TILE, n - n % TILE);
+    // A strip of columns at a time, down the rows: each tile's 16 source lines are read once,
+    // and its 16 destination rows are written in order. Across the rows first, the source rows
+    // 2 KB apart fell into the same few L1 sets and the transpose took 3×.
+    for c in (0..n_tiles).step_by(TILE) {
+        for r in (0..k_tiles).step_by(TILE) {
+            tile(&w[r * n + c..], n, &mut out[c * k + r..], k);
         }
-        // The edges past the last whole tile, if any, one element at a time.
-        for r in 0..k {
-            let first = if r < k_tiles { n_tiles } else { 0 };
-            for c in first..n {
-                out[c * k + r] = w[r * n + c];
-            }
-        }
-        return Some(out);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (w, k, n);
-    None
+    // The edges past the last whole tile, if any, one element at a time.
+    for r in 0..k {
+        let first = if r < k_tiles { n_tiles } else { 0 };
+        for c in first..n {
+            out[c * k + r] = w[r * n + c];
+        }
+    }
+    out
+}
+
+/// One [`TILE`] × [`TILE`] block transposed, element by element.
+fn transpose_tile_plain(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    for i in 0..TILE {
+        let row = &src[i * src_stride..i * src_stride + TILE];
+        for (j, &x) in row.iter().enumerate() {
+            dst[j * dst_stride + i] = x;
+        }
+    }
 }

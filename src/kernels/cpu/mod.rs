@@ -4,10 +4,13 @@
 //! vectorises (AVX-512 or AVX2/FMA on x86-64, whichever the CPU has, through its `x86-v4`
 //! feature; NEON on ARM) and splits the work over rayon's threads.
 //!
-//! The sparse path and the other hand-vectorised loops here are written for AVX2. Where it is
-//! missing, or `MNIST_MLP_NO_SIMD=1` is set (read once; how CI runs the fallback on an AVX2
-//! machine), every product goes to gemm and the remaining loops run as plain Rust: skipping
-//! zeros one scalar at a time is not known to beat gemm's vector kernels (on Apple Silicon, say).
+//! The sparse path and the other hand-vectorised loops here are written for AVX2 and AVX-512,
+//! chosen by the SIMD level ([`crate::kernels::Simd`], `MNIST_MLP_SIMD`) in one place,
+//! `by_level!`. At `none` every product goes to gemm and the remaining loops run as plain Rust:
+//! skipping zeros one scalar at a time is not known to beat gemm's vector kernels (on Apple
+//! Silicon, say). Where to find what: `matmul.rs` (the gemm wrapper), `dense.rs` (the layer and
+//! the transposed weight), `sparse.rs` (the products of mostly-zero inputs), `softmax.rs`,
+//! `rmsprop.rs`, and the intrinsics by level in `x86_avx2.rs` and `x86_avx512.rs`.
 
 // burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
 #![allow(deprecated)]
@@ -30,6 +33,34 @@ fn values(tensor: &NdArrayTensor) -> Cow<'_, [f32]> {
         Some(slice) => Cow::Borrowed(slice),
         None => Cow::Owned(view.iter().copied().collect()),
     }
+}
+
+/// The one place where the SIMD level picks code: the `avx512` arm, the `avx2` arm or the `plain`
+/// one, by [`crate::kernels::simd::level`]. The x86 arms run in `unsafe` (they call
+/// `#[target_feature]` functions): sound, since the level is never above what the CPU has
+/// (`Simd::on_this_cpu`). Elsewhere than x86-64 only the plain arm is compiled.
+macro_rules! by_level {
+    (avx512: $avx512:expr, avx2: $avx2:expr, plain: $plain:expr $(,)?) => {
+        match crate::kernels::simd::level() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F, AVX2, FMA and POPCNT at this level.
+            crate::kernels::Simd::Avx512 => {
+                #[allow(unused_unsafe)]
+                unsafe {
+                    $avx512
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2, FMA and POPCNT at this level.
+            crate::kernels::Simd::Avx2 => {
+                #[allow(unused_unsafe)]
+                unsafe {
+                    $avx2
+                }
+            }
+            _ => $plain,
+        }
+    };
 }
 
 mod dense;

@@ -197,32 +197,20 @@ impl RmsProp {
 
     /// `w` updated in place.
     pub(super) fn in_place(self, w: &mut [f32], v: &mut [f32], g: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (`avx512`).
-            return unsafe { self.in_place_avx512(w, v, g) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if simd() {
-            // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.in_place_avx2(w, v, g) };
-        }
-        self.in_place_generic(w, v, g)
+        by_level!(
+            avx512: self.in_place_avx512(w, v, g),
+            avx2: self.in_place_avx2(w, v, g),
+            plain: self.in_place_generic(w, v, g),
+        )
     }
 
     /// The new weights written over the gradient `g`.
     pub(super) fn over_gradient(self, g: &mut [f32], w: &[f32], v: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (`avx512`).
-            return unsafe { self.over_gradient_avx512(g, w, v) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if simd() {
-            // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.over_gradient_avx2(g, w, v) };
-        }
-        self.over_gradient_generic(g, w, v)
+        by_level!(
+            avx512: self.over_gradient_avx512(g, w, v),
+            avx2: self.over_gradient_avx2(g, w, v),
+            plain: self.over_gradient_generic(g, w, v),
+        )
     }
 
     /// The new weights written to `out`, one per element of `w`.
@@ -233,17 +221,11 @@ impl RmsProp {
         v: &mut [f32],
         g: &[f32],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (`avx512`).
-            return unsafe { self.into_new_avx512(out, w, v, g) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if simd() {
-            // SAFETY: the CPU has AVX2 (`simd`).
-            return unsafe { self.into_new_avx2(out, w, v, g) };
-        }
-        self.into_new_generic(out, w, v, g)
+        by_level!(
+            avx512: self.into_new_avx512(out, w, v, g),
+            avx2: self.into_new_avx2(out, w, v, g),
+            plain: self.into_new_generic(out, w, v, g),
+        )
     }
 }
 

@@ -203,12 +203,11 @@ pub(super) fn compact(
     values: &mut [MaybeUninit<f32>],
     at: usize,
 ) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: the CPU has AVX2 and POPCNT (`simd`).
-        return unsafe { compact_avx2(row, cols, values, at) };
-    }
-    compact_each(row, 0, cols, values, at)
+    by_level!(
+        avx512: compact_avx2(row, cols, values, at),
+        avx2: compact_avx2(row, cols, values, at),
+        plain: compact_each(row, 0, cols, values, at),
+    )
 }
 
 /// [`compact`] one element at a time, for `row` starting at column `first`.
@@ -302,23 +301,18 @@ pub(super) fn combine(
     init: Option<&[f32]>,
     relu: bool,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if out.len() == WIDE_BLOCK && avx512() {
-        // SAFETY: the CPU has AVX-512F (`avx512`).
-        return unsafe { combine_avx512::<{ WIDE_BLOCK / 16 }>(out, terms, init, relu) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let Ok(out) = <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out)
-        && simd()
-    {
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F (`avx512`).
-            return unsafe { combine_avx512::<{ SPARSE_BLOCK / 16 }>(out, terms, init, relu) };
-        }
-        // SAFETY: the CPU has AVX2 and FMA (`simd`).
-        return unsafe { combine_avx2(out, terms, init, relu) };
-    }
-    combine_each(out, terms, init, relu);
+    by_level!(
+        avx512: match out.len() {
+            WIDE_BLOCK => combine_avx512::<{ WIDE_BLOCK / 16 }>(out, terms, init, relu),
+            SPARSE_BLOCK => combine_avx512::<{ SPARSE_BLOCK / 16 }>(out, terms, init, relu),
+            _ => combine_each(out, terms, init, relu),
+        },
+        avx2: match <&mut [MaybeUninit<f32>; SPARSE_BLOCK]>::try_from(&mut *out) {
+            Ok(block) => combine_avx2(block, terms, init, relu),
+            Err(_) => combine_each(out, terms, init, relu),
+        },
+        plain: combine_each(out, terms, init, relu),
+    )
 }
 
 /// [`combine`] one column at a time, at most a block wide.

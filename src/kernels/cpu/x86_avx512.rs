@@ -6,10 +6,6 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// The side of [`transpose_tile`]'s square: one AVX-512 register.
-#[cfg(target_arch = "x86_64")]
-pub(super) const TILE: usize = 16;
-
 /// The 16 × 16 block at the start of `src` (rows `src_stride` apart) transposed into `dst`
 /// (rows `dst_stride` apart), in registers: pairs of rows interleaved, then pairs of pairs,
 /// then 128-bit lanes exchanged twice.
