@@ -4,7 +4,8 @@
 # not run it.
 #
 #   scripts/bench.sh [--batch 32] [--epochs 5] [--python PY] [--anchors DIR]
-#                    [--only mnist-mlp|pytorch|keras] [--output FILE] [-- TRAIN-ARGS...]
+#                    [--only mnist-mlp|pytorch|keras[,...]] [--simd avx512|avx2|none]
+#                    [--threads N] [--output FILE] [-- TRAIN-ARGS...]
 #
 # PY is a Python with torch and tensorflow-cpu (default: python3). Set one up once, outside the
 # repository (nothing here installs anything):
@@ -16,7 +17,9 @@
 #
 # DIR holds the reference scripts keras_mlp.py and torch_mlp.py (default ../shared/anchors, see
 # its README). A system that fails (its packages missing, say) is reported and left out of the
-# table. Peak RSS comes from /usr/bin/time -v. TRAIN-ARGS go to `mnist-mlp train` only (e.g.
+# table. Peak RSS and CPU time over wall (user + system over elapsed, the whole process) come
+# from /usr/bin/time -v. --simd sets MNIST_MLP_SIMD and --threads passes `--threads N` to
+# mnist-mlp only; --only takes a comma-separated list (e.g. `--only mnist-mlp,pytorch`). TRAIN-ARGS go to `mnist-mlp train` only (e.g.
 # `-- --backend flex`). The table, headed by the date, machine, commit and load average, is
 # printed and, with --output, also written to FILE, ready for BENCHMARKS.md.
 #
@@ -25,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-batch=32 epochs=5 python=python3 anchors=../shared/anchors only="" output="" extra=()
+batch=32 epochs=5 python=python3 anchors=../shared/anchors only="" output="" simd="" threads="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch) batch=$2; shift 2 ;;
@@ -34,6 +37,8 @@ while [ $# -gt 0 ]; do
     --anchors) anchors=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --output) output=$2; shift 2 ;;
+    --simd) simd=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -46,7 +51,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/mnist-mlp
 
 run() { # name, then the command
   local name=$1; shift
-  if [ -n "$only" ] && [ "$only" != "$name" ]; then return; fi
+  if [ -n "$only" ] && [[ ",$only," != *",$name,"* ]]; then return; fi
   echo "== $name: $*" >&2
   if /usr/bin/time -v -o "$out/$name.time" "$@" >"$out/$name.log" 2>&1; then
     echo ok >"$out/$name.status"
@@ -56,8 +61,10 @@ run() { # name, then the command
 }
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-run mnist-mlp "$bin" train --batch-size "$batch" --epochs "$epochs" --dashboard none \
-  --artifact-dir "$out/artifacts" --run-name bench "${extra[@]}"
+ours=(train --batch-size "$batch" --epochs "$epochs" --dashboard none
+  --artifact-dir "$out/artifacts" --run-name bench)
+[ -n "$threads" ] && ours+=(--threads "$threads")
+run mnist-mlp env ${simd:+MNIST_MLP_SIMD=$simd} "$bin" "${ours[@]}" "${extra[@]}"
 run pytorch "$python" "$anchors/torch_mlp.py" --opt keras --batch "$batch" --epochs "$epochs"
 run keras "$python" "$anchors/keras_mlp.py" --batch "$batch" --epochs "$epochs"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
