@@ -23,6 +23,8 @@ pub(super) const SPARSE_BLOCK: usize = 64;
 /// The block the AVX-512 loop takes where it fits: eight registers of sums, as the AVX2 loop's.
 /// Four (one block) would leave it waiting on each multiply-add's latency: every term adds into
 /// the same sums, so only as many multiply-adds run at once as there are registers of sums.
+// Only the AVX-512 loop takes it, so elsewhere than x86-64 nothing does.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) const WIDE_BLOCK: usize = 2 * SPARSE_BLOCK;
 
 /// The column blocks `(start, width)` of an `n`-column sparse product: [`WIDE_BLOCK`]s while
