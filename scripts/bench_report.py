@@ -21,6 +21,23 @@ def peak_rss_mb(name):
     return int(m.group(1)) / 1024 if m else None
 
 
+def cpu_over_wall(name):
+    """User + system time over elapsed time, from `/usr/bin/time -v`."""
+    try:
+        text = open(os.path.join(out, f"{name}.time")).read()
+    except OSError:
+        return None
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    if not (user and system and wall):
+        return None
+    seconds = 0.0
+    for part in wall.group(1).split(":"):
+        seconds = seconds * 60 + float(part)
+    return (float(user.group(1)) + float(system.group(1))) / seconds if seconds else None
+
+
 def status(name):
     try:
         return open(os.path.join(out, f"{name}.status")).read().strip()
@@ -38,6 +55,8 @@ def ours():
         val_loss=hist["val_loss"][-1], val_accuracy=hist["val_accuracy"][-1],
         label=f"mnist-mlp {info['mnist_mlp_version']} ({info['backend']}"
         + (f", {info['kernels']} kernels" if "kernels" in info else "")
+        + (f", SIMD {info['simd']}" if "simd" in info else "")
+        + (f", {info['threads']} threads" if "threads" in info else "")
         + f", {info['device']})",
     )
 
@@ -74,16 +93,18 @@ for name, read in (("mnist-mlp", ours), ("pytorch", anchor), ("keras", anchor)):
         print(f"{name}: no results ({e})", file=sys.stderr)
         continue
     results[name]["rss"] = peak_rss_mb(name)
+    results[name]["cpu"] = cpu_over_wall(name)
 
 torch_median = statistics.median(results["pytorch"]["secs"]) if "pytorch" in results else None
 print(f"batch {batch}, {epochs} epochs, epoch = train + validation, seconds")
 print()
-print("| system | epoch times (s) | median (s) | vs PyTorch | loss | accuracy | val_loss | val_accuracy | peak RSS |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| system | epoch times (s) | median (s) | vs PyTorch | loss | accuracy | val_loss | val_accuracy | peak RSS | CPU/wall |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for name, r in results.items():
     median = statistics.median(r["secs"])
     ratio = f"{median / torch_median:.2f}×" if torch_median else "—"
     rss = f"{r['rss']:.0f} MB" if r["rss"] is not None else "—"
     times = " ".join(f"{s:.2f}" for s in r["secs"])
     print(f"| {r['label']} | {times} | {median:.2f} | {ratio} | {r['loss']:.4f} | {r['accuracy']:.4f} "
-          f"| {r['val_loss']:.4f} | {r['val_accuracy']:.4f} | {rss} |")
+          f"| {r['val_loss']:.4f} | {r['val_accuracy']:.4f} | {rss} | "
+          + (f"{r['cpu']:.2f} |" if r["cpu"] is not None else "— |"))

@@ -204,6 +204,11 @@ pub struct RunSection {
     /// config always names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernels: Option<Kernels>,
+    /// Threads of the fused kernels' pool; default: `RAYON_NUM_THREADS`, else the CPUs this
+    /// process may use (`kernels::threads::default_threads`). A run's `run.json` records the
+    /// count it trained with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl Default for RunSection {
@@ -214,6 +219,7 @@ impl Default for RunSection {
             backend: Backend::preferred(),
             device: 0,
             kernels: None,
+            threads: None,
         }
     }
 }
@@ -318,6 +324,10 @@ pub struct RunSettings {
     /// tutorial's (model.dropout)
     #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub dropout: Option<f64>,
+    /// Threads the fused kernels split their work over (run.threads) [default:
+    /// RAYON_NUM_THREADS, else the CPUs this process may use, container quotas included]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Augment the training images (rotation, shift, zoom, shear, stroke thickness, elastic
     /// distortion) with the config's [augment] ranges: the preset unless the file sets them
     /// (augment.enabled; `--augment` alone is `--augment true`)
@@ -536,6 +546,7 @@ impl TrainConfig {
             backend,
             device,
             kernels,
+            threads,
             augment,
             validation_split,
             init_from,
@@ -581,6 +592,7 @@ impl TrainConfig {
         set(&mut self.run.backend, backend);
         set(&mut self.run.device, device);
         set_some(&mut self.run.kernels, kernels);
+        set_some(&mut self.run.threads, threads);
         set(&mut self.augment.enabled, augment);
         set(&mut self.train.validation_split, validation_split);
         set_some(&mut self.train.init_from, init_from);
@@ -815,6 +827,11 @@ impl TrainConfig {
                 reason: "the fused kernels run on the ndarray backend only; use burn",
             });
         }
+        if let Some(threads) = self.run.threads
+            && !(1..=crate::kernels::MAX_THREADS).contains(&threads)
+        {
+            return Err(invalid("run.threads", threads, "must be from 1 to 1024"));
+        }
         Ok(())
     }
 
@@ -896,6 +913,13 @@ impl TrainConfig {
         self.run
             .kernels
             .unwrap_or_else(|| Kernels::default_on(self.run.backend))
+    }
+
+    /// The threads the fused kernels' pool gets: `run.threads`, else the default.
+    pub fn threads(&self) -> usize {
+        self.run
+            .threads
+            .unwrap_or_else(crate::kernels::default_threads)
     }
 
     /// The learning-rate scheduler of a run over `train_images` images a epoch.
@@ -1143,6 +1167,15 @@ mod tests {
             },
             "model.hidden: every layer needs at least 1 unit (got [64, 0])",
         );
+        for threads in [0, 1025] {
+            check(
+                RunSettings {
+                    threads: Some(threads),
+                    ..Default::default()
+                },
+                &format!("run.threads: must be from 1 to 1024 (got {threads})"),
+            );
+        }
         check(
             RunSettings {
                 validation_split: Some(1.0),
@@ -1316,6 +1349,7 @@ mod tests {
         ("backend", "flex"),
         ("device", "1"),
         ("kernels", "burn"),
+        ("threads", "3"),
         ("augment", "true"),
         ("validation_split", "0.1"),
         ("init_from", "other:best"),

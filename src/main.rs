@@ -430,6 +430,8 @@ fn refuse_settings_with_resume(matches: &clap::ArgMatches) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // MNIST_MLP_SIMD naming a level this CPU lacks (or none at all) stops every command here.
+    mnist_mlp::kernels::simd()?;
     match cli.command {
         Command::Train(args) => train(*args),
         Command::Data(args) => data(args),
@@ -627,14 +629,19 @@ fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
         None => {}
     }
     if let Some(last) = outcome.history.last() {
+        let info = &outcome.info;
+        let threads = info.threads.map(|n| format!("{n} threads"));
+        let simd = info.simd.map(|s| format!("SIMD {s}"));
+        let on: Vec<String> = threads.into_iter().chain(simd).collect();
         println!(
-            "Trained {}/{} epochs: loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4}",
-            outcome.info.epochs_done,
-            outcome.info.epochs_planned,
+            "Trained {}/{} epochs: loss {:.4} - accuracy {:.4} - val_loss {:.4} - val_accuracy {:.4} ({})",
+            info.epochs_done,
+            info.epochs_planned,
             last.loss,
             last.accuracy,
             last.val_loss,
-            last.val_accuracy
+            last.val_accuracy,
+            on.join(", ")
         );
     }
     if let Some(epoch) = outcome.info.stopped_early {

@@ -206,6 +206,14 @@ pub struct RunInfo {
     /// `fused` or `burn` (absent in runs recorded before the choice existed: fused on ndarray).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels: Option<Kernels>,
+    /// Threads of the pool the training ran on (`run.threads`; absent in runs recorded before
+    /// the setting existed). The last start's, for a resumed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The fused kernels' SIMD level, `avx512`, `avx2` or `none` (`MNIST_MLP_SIMD`); absent
+    /// with Burn's kernels and in runs recorded before the setting existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simd: Option<crate::kernels::Simd>,
     pub device: String,
     /// Where MNIST came from.
     pub data: String,
@@ -989,6 +997,8 @@ mod tests {
             epoch_seconds: vec![1.0],
             backend: "ndarray".into(),
             kernels: None,
+            threads: None,
+            simd: None,
             device: "CPU".into(),
             data: "cache".into(),
             train_images: 10,

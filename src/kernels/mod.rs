@@ -26,9 +26,12 @@
 
 mod autodiff;
 mod cpu;
+mod simd;
 mod threads;
 
-pub use threads::{Awake, keep_awake};
+pub use simd::{Simd, SimdError};
+
+pub use threads::{MAX_THREADS, ThreadsError, available_cores, default_threads, run_on_threads};
 
 use burn::backend::{Dispatch, DispatchDevice, NdArray, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Device, Tensor};
@@ -125,6 +128,18 @@ impl std::str::FromStr for Kernels {
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownKernels(s.to_string()))
     }
+}
+
+/// The SIMD level the kernels run at in this process (`MNIST_MLP_SIMD`, read once), or why the
+/// level asked for cannot be used (a one-line error for the command line to stop with).
+pub fn simd() -> Result<Simd, SimdError> {
+    simd::chosen()
+}
+
+/// The SIMD level a run with `kernels` on `device` computes at: `None` where the fused kernels
+/// do not run.
+pub fn simd_on(kernels: Kernels, device: &Device) -> Option<Simd> {
+    kernels.fused_on(device).then(simd::level)
 }
 
 /// Whether `device` runs these kernels (Burn's ndarray backend, with or without autodiff).

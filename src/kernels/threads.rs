@@ -1,19 +1,73 @@
-//! Keeping the kernels' second thread awake while a training runs.
+//! The fused kernels' threads: how many, and keeping them awake while a training runs.
 //!
-//! A training step at batch 32 is a dozen parallel pieces (the products, the sparse kernels,
-//! RMSprop) of 50–500 µs each, with Burn's serial bookkeeping between them. A thread outside
-//! rayon's pool hands each piece to the pool and sleeps until it is done, and a worker that
-//! finds no work sleeps after a few tens of microseconds: every piece then waits for two
-//! wake-ups, 50–200 µs each on a virtual machine, as long as the piece itself. So, for the
-//! length of a training, the thread that trains becomes one of rayon's workers (it splits work
-//! onto its own queue and starts on it, instead of sleeping), and the other worker runs
-//! [`stay_awake`]: it takes work the moment it is queued, and yields its core to any other
-//! thread while there is none.
+//! A training runs on a rayon pool of its own, of `run.threads` threads ([`default_threads`]
+//! unless set), the training thread one of its workers: the products, the sparse kernels and
+//! RMSprop split their work over the pool.
+//!
+//! A training step at batch 32 is a dozen parallel pieces of 50–500 µs each, with Burn's serial
+//! bookkeeping between them. A worker that finds no work sleeps after a few tens of
+//! microseconds, and waking it takes 50–200 µs on a virtual machine, as long as the piece
+//! itself. So while a training runs, the pool's other workers run [`stay_awake`]: they take work
+//! the moment it is queued, and yield their core to any other thread while there is none. Only
+//! when every worker has a core of its own: with more threads than the CPUs this process may
+//! use, an idle worker's spinning would take a core from one that has work (16 threads on 2
+//! cores trained 1.8× slower), so they all sleep when idle, as rayon's workers do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// While held, rayon's other workers stay awake; dropping it lets them sleep again.
+/// The most threads `run.threads` may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// The CPUs this process may use: the affinity mask and the container's CPU quota (cgroups)
+/// included, as [`std::thread::available_parallelism`] counts them; 1 where it cannot tell.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The pool's size unless `run.threads` says: `RAYON_NUM_THREADS` when it is a number from 1 to
+/// [`MAX_THREADS`] (rayon's own default reads it too), else [`available_cores`].
+pub fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=MAX_THREADS).contains(n))
+        .unwrap_or_else(available_cores)
+}
+
+/// A pool that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start {threads} kernel threads: {source}")]
+pub struct ThreadsError {
+    threads: usize,
+    source: rayon::ThreadPoolBuildError,
+}
+
+/// Runs `work` on a new rayon pool of `threads` threads (on one of its workers), the pool's other
+/// workers kept awake meanwhile when `awake` and each has a core ([`available_cores`]).
+pub fn run_on_threads<R: Send>(
+    threads: usize,
+    awake: bool,
+    work: impl FnOnce() -> R + Send,
+) -> Result<R, ThreadsError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("kernels-{i}"))
+        .build()
+        .map_err(|source| ThreadsError { threads, source })?;
+    Ok(pool.install(|| {
+        let _awake = (awake && spin_pays(threads, available_cores())).then(keep_awake);
+        work()
+    }))
+}
+
+/// Whether the idle workers of a pool of `threads` threads should stay awake on `cores` CPUs:
+/// there is another worker, and each worker has a core of its own.
+fn spin_pays(threads: usize, cores: usize) -> bool {
+    (2..=cores).contains(&threads)
+}
+
+/// While held, the pool's other workers stay awake; dropping it lets them sleep again.
 #[derive(Debug)]
 pub struct Awake {
     stop: Arc<AtomicBool>,
@@ -25,32 +79,20 @@ impl Drop for Awake {
     }
 }
 
-/// On the process's main thread, before anything else has used rayon: makes this thread a
-/// worker of rayon's global pool, and keeps the pool's other workers awake while the result is
-/// held. `None`, and nothing changes, anywhere else: on another thread (a test harness, a
-/// server), after the pool was built by another thread, with one thread.
-pub fn keep_awake() -> Option<Awake> {
-    if std::thread::current().name() != Some("main") {
-        return None;
-    }
-    // Fails when the pool already exists; this thread is then a worker only if it built it.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .use_current_thread()
-        .build_global();
-    if rayon::current_thread_index().is_none() || rayon::current_num_threads() < 2 {
-        return None;
-    }
+/// On a worker of a rayon pool: keeps the pool's other workers awake while the result is held.
+fn keep_awake() -> Awake {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let me = rayon::current_thread_index();
     // A broadcast gives each worker its own copy, which no other worker can take: this thread
-    // must not pick up the loop itself (it would run it until the training ends, which would
-    // then never happen), so its copy returns at once.
+    // must not run the loop itself (it would run it until the training ends, which would then
+    // never happen), so its copy returns at once.
     rayon::spawn_broadcast(move |context| {
-        if context.index() != 0 {
+        if Some(context.index()) != me {
             stay_awake(&flag);
         }
     });
-    Some(Awake { stop })
+    Awake { stop }
 }
 
 /// Runs the pool's queued work as it comes, until `stop`.
@@ -73,10 +115,30 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    /// Test threads are not the main thread: rayon is left as it is.
+    /// Idle workers spin only where each has a core: never alone, never past the cores.
     #[test]
-    fn only_the_main_thread_keeps_a_worker_awake() {
-        assert!(keep_awake().is_none());
+    fn workers_spin_only_on_cores_of_their_own() {
+        assert!(!spin_pays(1, 2));
+        assert!(spin_pays(2, 2));
+        assert!(!spin_pays(3, 2));
+        assert!(!spin_pays(16, 2));
+        assert!(spin_pays(16, 16));
+        assert!(!spin_pays(2, 1));
+    }
+
+    /// The work runs on the pool, of the size asked for, whether kept awake or not.
+    #[test]
+    fn work_runs_on_a_pool_of_the_threads_asked_for() {
+        for threads in [1, 2, 5] {
+            for awake in [false, true] {
+                let (index, count) = run_on_threads(threads, awake, || {
+                    (rayon::current_thread_index(), rayon::current_num_threads())
+                })
+                .unwrap();
+                assert!(index.is_some_and(|i| i < threads), "{threads}: {index:?}");
+                assert_eq!(count, threads);
+            }
+        }
     }
 
     /// The awake worker runs the work the other worker queues, and returns once stopped.

@@ -86,18 +86,6 @@ pub(super) fn fit(
         Dashboard::Tui => Terminal::open(),
         _ => None,
     };
-    let mut training = supervised_training(
-        &plan,
-        (train_split, valid_split),
-        device,
-        &tracker,
-        &recorder,
-        terminal.as_ref(),
-        dashboard,
-    );
-    if let Some(watch) = &watch {
-        training = training.early_stopping(watch.clone());
-    }
     if let Some(note) = burn_ops_note(&plan.config, device) {
         eprintln!("{note}");
     }
@@ -106,15 +94,29 @@ pub(super) fn fit(
         plan.config.optimizer().init(plan.config.kernels()),
         lr_scheduler,
     );
-    // Only the fused kernels run on rayon's threads.
-    let awake = plan
-        .config
-        .kernels()
-        .fused_on(device)
-        .then(crate::kernels::keep_awake)
-        .flatten();
-    let launched = launch(training, learner);
-    drop(awake);
+    // The training runs on a pool of the run's threads (Burn's training loop is built there: it
+    // cannot move between threads); only the fused kernels keep its workers awake (Burn's ops run
+    // mostly on one thread).
+    let fused = plan.config.kernels().fused_on(device);
+    let launched = crate::kernels::run_on_threads(plan.config.threads(), fused, || {
+        let mut training = supervised_training(
+            &plan,
+            (train_split, valid_split),
+            device,
+            &tracker,
+            &recorder,
+            terminal.as_ref(),
+            dashboard,
+        );
+        if let Some(watch) = &watch {
+            training = training.early_stopping(watch.clone());
+        }
+        launch(training, learner)
+    })
+    .unwrap_or_else(|error| Launched {
+        model: None,
+        failure: Some(error.to_string()),
+    });
     if let Some(terminal) = &terminal {
         terminal.restore();
     }

@@ -313,6 +313,8 @@ mod tests {
             epoch_seconds: Vec::new(),
             backend: "ndarray".into(),
             kernels: None,
+            threads: None,
+            simd: None,
             device: "cpu".into(),
             data: "test".into(),
             train_images: 0,

@@ -209,6 +209,8 @@ fn train_on_until(
         epoch_seconds: Vec::new(),
         backend: config.run.backend.to_string(),
         kernels: Some(config.kernels()),
+        threads: Some(config.threads()),
+        simd: crate::kernels::simd_on(config.kernels(), device),
         device: device_name,
         data: origin,
         train_images: train_split.len(),
@@ -337,6 +339,8 @@ pub fn resume_with(
     info.owner = Owner::me();
     info.data = origin;
     info.restored_epoch = None;
+    info.threads = Some(config.threads());
+    info.simd = crate::kernels::simd_on(config.kernels(), &device);
     // Ctrl-C stops this training from here on (see `interrupt`).
     let interrupter = Interrupter::new();
     let ctrl_c = CtrlC::watch(interrupter.clone());
