@@ -1372,3 +1372,94 @@ fn a_client_that_stops_reading_is_dropped() {
     assert!(complete < requests, "{complete} of {requests} answered");
     assert_alive(&server);
 }
+
+// ---- Issue #34: what an attacker could still do, one test per finding ----
+
+/// Appends the PNG chunk `kind` holding `data` to `png`.
+fn png_chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+    png.extend((data.len() as u32).to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    png.extend(kind);
+    png.extend(data);
+    png.extend(crc.sum().to_be_bytes());
+}
+
+/// Test image 0 (a 7) as a 28×28 grey PNG, dark on white, with `iccp` (the chunk's data) before
+/// its pixels when given.
+fn seven_28(iccp: Option<&[u8]>) -> Vec<u8> {
+    use flate2::write::ZlibEncoder;
+    let digit = *real_mnist().valid.image(0);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = 28u32.to_be_bytes().to_vec();
+    ihdr.extend(28u32.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    png_chunk(&mut png, b"IHDR", &ihdr);
+    if let Some(iccp) = iccp {
+        png_chunk(&mut png, b"iCCP", iccp);
+    }
+    let mut encoder = ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    for row in digit.chunks(SIDE) {
+        encoder.write_all(&[0]).unwrap();
+        encoder
+            .write_all(&row.iter().map(|p| 255 - p).collect::<Vec<u8>>())
+            .unwrap();
+    }
+    png_chunk(&mut png, b"IDAT", &encoder.finish().unwrap());
+    png_chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// An iCCP chunk's data: a profile name, compression method 0, then `mib` MiB of zeros
+/// deflated (about 1 KB a MiB), written without ever holding them.
+fn iccp_inflating_to(mib: usize) -> Vec<u8> {
+    use flate2::write::ZlibEncoder;
+    let mut data = b"bomb\0\0".to_vec();
+    let mut encoder = ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        encoder.write_all(&zeros).unwrap();
+    }
+    data.extend(encoder.finish().unwrap());
+    data
+}
+
+#[test]
+fn a_picture_whose_colour_profile_inflates_to_a_gigabyte_costs_no_memory() {
+    let bomb = seven_28(Some(&iccp_inflating_to(960)));
+    assert!(
+        (900_000..1 << 20).contains(&bomb.len()),
+        "{} bytes",
+        bomb.len()
+    );
+    let server = serving();
+    let pid = server.child.id();
+    let (status, plain) = server.post("api/runs/tiny/predict", "image/png", &seven_28(None));
+    assert_eq!(status, 200, "{plain}");
+    // Four at once (the old server: 981 MB for one, 3.4 GB for four), and GETs meanwhile.
+    let (answers, slowest) = std::thread::scope(|scope| {
+        let posts: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| server.post("api/runs/tiny/predict", "image/png", &bomb)))
+            .collect();
+        let mut slowest = Duration::ZERO;
+        while !posts.iter().all(|p| p.is_finished()) {
+            let start = Instant::now();
+            assert_eq!(server.get("api/runs").0, 200);
+            slowest = slowest.max(start.elapsed());
+        }
+        let answers: Vec<_> = posts.into_iter().map(|h| h.join().unwrap()).collect();
+        (answers, slowest)
+    });
+    // The profile is skipped: the picture is the plain one's digit, to the bit.
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(probabilities(answer), probabilities(&plain));
+        assert_eq!(answer["input"], plain["input"]);
+    }
+    let peak = peak_rss_mb(pid);
+    eprintln!("iCCP bomb ×4: peak RSS {peak} MB, slowest GET meanwhile {slowest:?}");
+    assert!(peak < 300, "{peak} MB");
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert_alive(&server);
+}

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// move bytes.
 const ASYNC_WORKERS: usize = 2;
 /// Threads doing the requests' work (reading runs, decoding pictures, predicting) at most at
-/// once; more requests wait their turn. Decodes are further bounded by `routes::DECODE_BUDGET`.
+/// once; more requests wait their turn. Decodes are further bounded by `routes::DECODES_AT_ONCE`.
 const BLOCKING_THREADS: usize = 8;
 /// A blocking thread idle this long ends.
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
