@@ -1551,3 +1551,53 @@ fn keep_alive_pingers_do_not_hold_the_connection_cap() {
     assert!(reconnected >= 1);
     assert_alive(&server);
 }
+
+#[test]
+fn a_hand_made_model_json_is_an_error_for_its_request_never_an_abort() {
+    let home = copy_of_tiny();
+    let tiny = RunDir::open(home.path().join("artifacts/runs/tiny"));
+    let server = Serving::start(home.path(), "artifacts", &[]);
+    let cases = [
+        (
+            r#"{"inputs": 784, "hidden": [100000000000], "classes": 10}"#,
+            "a hidden width is 100000000000: each is 1 to 65536 units",
+        ),
+        (
+            r#"{"inputs": 784, "hidden": [65536, 65536, 65536], "classes": 10}"#,
+            "784-65536-65536-65536-10 has 8642166794 parameters: at most 268435456",
+        ),
+        (
+            r#"{"inputs": 784, "hidden": [0], "classes": 10}"#,
+            "a hidden width is 0: each is 1 to 65536 units",
+        ),
+        (
+            &format!(
+                r#"{{"inputs": 784, "hidden": {:?}, "classes": 10}}"#,
+                [8; 65]
+            ),
+            "hidden has 65 layers: at most 64",
+        ),
+        (
+            r#"{"inputs": 18446744073709551615, "hidden": [8], "classes": 10}"#,
+            "inputs is 18446744073709551615: MNIST has 784",
+        ),
+        (
+            r#"{"inputs": 784, "hidden": [8], "classes": 100000000000}"#,
+            "classes is 100000000000: MNIST has 10",
+        ),
+    ];
+    for (json, says) in cases {
+        std::fs::write(tiny.model_config_path(), json).unwrap();
+        let (status, answer) = server.post("api/runs/tiny/predict", "image/png", &seven());
+        assert_eq!(status, 500, "{answer}");
+        assert_eq!(answer["error"], format!("runs/tiny/model.json: {says}"));
+        // The rest of the page still works.
+        assert_eq!(server.get_json("api/runs/tiny", 200)["row"]["name"], "tiny");
+        assert_alive(&server);
+    }
+    // The same run predicts again once its model.json is its own.
+    std::fs::copy(run().model_config_path(), tiny.model_config_path()).unwrap();
+    let (status, answer) = server.post("api/runs/tiny/predict", "image/png", &seven());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["digit"], 7);
+}
