@@ -1601,3 +1601,97 @@ fn a_hand_made_model_json_is_an_error_for_its_request_never_an_abort() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["digit"], 7);
 }
+
+#[test]
+fn a_rebinding_host_is_refused_on_every_bind() {
+    use std::io::BufRead;
+    let mut child = Serving::command(home(), "artifacts", &["--host", "0.0.0.0"])
+        .args(["--allow-host", "box.example"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port = first
+        .trim_end()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let exchange = |head: &str| -> common::Answer {
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        common::parse_answers(&answer).remove(0)
+    };
+    let get = |headers: &str| exchange(&format!("GET /api/runs HTTP/1.1\r\n{headers}"));
+    let local = format!("Host: 127.0.0.1:{port}\r\n");
+    // What a DNS-rebinding page sends: its own name as Host, its own origin.
+    for refused in [
+        "Host: evil.example\r\n".to_string(),
+        format!("Host: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n"),
+        format!("Host: [::1]evil.example:{port}\r\n"),
+        "Host: 0.0.0.0\r\n".to_string(),
+    ] {
+        let (status, _, body) = get(&refused);
+        assert_eq!(status, 403, "{refused}");
+        assert!(
+            error_of(&body).contains("is not a name of this server"),
+            "{refused}"
+        );
+    }
+    for (headers, status, says) in [
+        (format!("{local}{local}"), 400, "two host headers"),
+        (
+            format!("{local}Origin: http://127.0.0.1:{port}\r\nOrigin: http://evil.example\r\n"),
+            400,
+            "two origin headers",
+        ),
+        (
+            format!("{local}Sec-Fetch-Site: Cross-Site\r\n"),
+            403,
+            "cross-site requests are refused",
+        ),
+    ] {
+        let (got, _, body) = get(&headers);
+        assert_eq!(got, status, "{headers}");
+        assert!(
+            error_of(&body).contains(says),
+            "{headers}: {}",
+            error_of(&body)
+        );
+    }
+    let (status, _, body) = exchange(&format!(
+        "GET http://evil.example/api/runs HTTP/1.1\r\n{local}"
+    ));
+    assert_eq!(status, 400);
+    assert!(
+        error_of(&body).contains("the target names \"evil.example\""),
+        "{}",
+        error_of(&body)
+    );
+    // Its own names are answered.
+    for ok in [
+        local.clone(),
+        format!("Host: localhost:{port}\r\n"),
+        "Host: BOX.example\r\n".into(),
+    ] {
+        let (status, _, body) = get(&ok);
+        assert_eq!(status, 200, "{ok}: {}", String::from_utf8_lossy(&body));
+    }
+    let (status, _, _) = exchange(&format!(
+        "GET http://127.0.0.1:{port}/api/runs HTTP/1.1\r\n{local}"
+    ));
+    assert_eq!(status, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
