@@ -1695,3 +1695,39 @@ fn a_rebinding_host_is_refused_on_every_bind() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_model_cache_stays_within_its_budget_across_300_models() {
+    let home = copy_of_tiny();
+    let tiny = RunDir::open(home.path().join("artifacts/runs/tiny"));
+    let first = tiny.checkpoint_dir().join("model-1.bpk");
+    let size = std::fs::metadata(&first).unwrap().len();
+    // 300 checkpoints, each a file of its own (2.7 MB of weights each: 810 MB all kept).
+    for epoch in 3..303 {
+        std::fs::copy(
+            &first,
+            tiny.checkpoint_dir().join(format!("model-{epoch}.bpk")),
+        )
+        .unwrap();
+    }
+    let server = Serving::start(home.path(), "artifacts", &[]);
+    let pid = server.child.id();
+    let (status, expected) =
+        server.post("api/runs/tiny/predict?checkpoint=1", "image/png", &seven());
+    assert_eq!(status, 200, "{expected}");
+    let before = peak_rss_mb(pid);
+    for epoch in 3..303 {
+        let (status, answer) = server.post(
+            &format!("api/runs/tiny/predict?checkpoint={epoch}"),
+            "image/png",
+            &seven(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(probabilities(&answer), probabilities(&expected), "{epoch}");
+    }
+    let peak = peak_rss_mb(pid);
+    // The budget is 128 MiB (134 MB) of weights; the rest is the allocator's slack.
+    eprintln!("300 models of {size} bytes: peak RSS {before} MB after one, {peak} MB after 300");
+    assert!(peak < before + 134 + 60, "{before} -> {peak} MB");
+    assert_alive(&server);
+}
