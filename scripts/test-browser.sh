@@ -7,4 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --release --test browser -- --ignored --exact drawing_a_one_and_a_zero_on_the_pad \
-  a_sweeps_table_sorts_by_its_headers_and_charts_the_chosen_trials "$@"
+  a_sweeps_table_sorts_by_its_headers_and_charts_the_chosen_trials \
+  markup_in_a_sweeps_settings_is_shown_as_text "$@"

@@ -225,8 +225,9 @@ struct ServeArgs {
     /// The port to listen on; 0 picks a free one (printed)
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// On a loopback --host, answer requests for this name too (a name in /etc/hosts, say);
-    /// by default only localhost, 127.0.0.1 and [::1] are, against DNS rebinding. Repeatable
+    /// Answer requests for this name too (a name in /etc/hosts, the machine's name on the
+    /// network); by default only localhost, 127.0.0.1, [::1] and the --host address are, on
+    /// every bind, against DNS rebinding. Repeatable
     #[arg(long = "allow-host", value_name = "NAME")]
     allow_hosts: Vec<String>,
 }

@@ -13,6 +13,13 @@ use burn::nn::{Initializer, Linear, LinearConfig, Relu};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// The widest hidden layer a saved model may have (the tutorial's is 512).
+pub const MAX_WIDTH: usize = 1 << 16;
+/// The most hidden layers a saved model may have (the tutorial's has 2).
+pub const MAX_LAYERS: usize = 64;
+/// The most parameters a saved model may have: 1 GiB of f32 (the tutorial's has 669,706).
+pub const MAX_PARAMS: usize = 1 << 28;
+
 /// The model's shape. Saved as JSON beside each model file so that what is loaded is exactly
 /// what was trained.
 #[derive(Config, Debug, PartialEq)]
@@ -45,6 +52,42 @@ impl MlpConfig {
     /// Trainable parameters: weights and biases of every layer (669,706 for the tutorial's).
     pub fn num_params(&self) -> usize {
         self.layer_sizes().iter().map(|(i, o)| i * o + o).sum()
+    }
+
+    /// Why this shape is not one to build, if it is not: a hand-made `model.json` could ask
+    /// for layers that cannot be allocated (784 × 10¹¹ weights), which would abort the process
+    /// rather than fail. MNIST's 784 inputs and 10 classes, at most [`MAX_LAYERS`] hidden layers
+    /// of 1 to [`MAX_WIDTH`] units, at most [`MAX_PARAMS`] parameters in all.
+    pub fn fault(&self) -> Option<String> {
+        use crate::data::idx::{CLASSES, PIXELS};
+        if self.inputs != PIXELS {
+            return Some(format!("inputs is {}: MNIST has {PIXELS}", self.inputs));
+        }
+        if self.classes != CLASSES {
+            return Some(format!("classes is {}: MNIST has {CLASSES}", self.classes));
+        }
+        if self.hidden.len() > MAX_LAYERS {
+            return Some(format!(
+                "hidden has {} layers: at most {MAX_LAYERS}",
+                self.hidden.len()
+            ));
+        }
+        if let Some(width) = self.hidden.iter().find(|w| !(1..=MAX_WIDTH).contains(*w)) {
+            return Some(format!(
+                "a hidden width is {width}: each is 1 to {MAX_WIDTH} units"
+            ));
+        }
+        let params: u128 = self
+            .layer_sizes()
+            .iter()
+            .map(|&(i, o)| i as u128 * o as u128 + o as u128)
+            .sum();
+        (params > MAX_PARAMS as u128).then(|| {
+            format!(
+                "{} has {params} parameters: at most {MAX_PARAMS}",
+                self.describe()
+            )
+        })
     }
 
     /// The layer widths, `784-512-512-10`.

@@ -856,14 +856,23 @@ impl RunDir {
     /// The model's shape: `model.json`, else the `[model]` section of `config.toml` (a run
     /// recorded before `model.json` was written at its start).
     pub fn read_model_config(&self) -> Result<MlpConfig, RunDirError> {
-        let path = self.model_config_path();
-        match std::fs::read_to_string(&path) {
+        let mut path = self.model_config_path();
+        let config = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| RunDirError::Malformed {
-                path,
+                path: path.clone(),
                 message: one_line(&e.to_string()),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.read_config()?.model()),
-            Err(source) => Err(RunDirError::Read { path, source }),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                path = self.config_path();
+                self.read_config()?.model()
+            }
+            Err(source) => return Err(RunDirError::Read { path, source }),
+        };
+        // Checked before anything is built from it: a shape that cannot be allocated would
+        // abort the process (issue #34).
+        match config.fault() {
+            Some(message) => Err(RunDirError::Malformed { path, message }),
+            None => Ok(config),
         }
     }
 

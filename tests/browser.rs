@@ -528,3 +528,44 @@ fn sweep_page_picture() {
     )
     .unwrap();
 }
+
+#[test]
+#[ignore = "needs chromium and chromium-driver: scripts/test-browser.sh runs it"]
+fn markup_in_a_sweeps_settings_is_shown_as_text() {
+    let home = shared_temp_dir();
+    let bold = r#"<b class="injected">bold</b>"#;
+    let meta = r#"<meta http-equiv="refresh" content="0;url=about:blank">"#;
+    let spec = format!(
+        "[sweep]\nname = \"marked\"\nmethod = \"grid\"\n\
+         [sweep.grid]\n\"data.npm_package\" = [{bold:?}, {meta:?}]\n\
+         [base.train]\nepochs = 1\n"
+    );
+    sweep_of(&home, "marked", &spec, &[]);
+    let server = Serving::start(&home, "artifacts", &[]);
+    let browser = Browser::start();
+    browser.open(&format!("{}sweeps/marked", server.url));
+    let cells = || {
+        browser.script(
+            "return [...document.querySelectorAll('#sweep-table td[data-key=\"setting:data.npm_package\"]')].map(td => td.textContent);",
+        )
+    };
+    wait_for("the sweep's table", || {
+        cells().as_array().is_some_and(|c| c.len() == 2)
+    });
+    // The settings read as the text they are, and none of their markup became an element.
+    let mut shown: Vec<String> = serde_json::from_value(cells()).unwrap();
+    shown.sort();
+    let mut expected = vec![bold.to_string(), meta.to_string()];
+    expected.sort();
+    assert_eq!(shown, expected);
+    assert_eq!(
+        browser.script(
+            "return document.querySelectorAll('b.injected, body meta, #sweep-table meta').length;"
+        ),
+        json!(0)
+    );
+    assert_eq!(
+        browser.script("return location.pathname;"),
+        json!("/sweeps/marked")
+    );
+}

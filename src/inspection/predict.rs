@@ -18,7 +18,7 @@ use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
 use burn::data::dataloader::batcher::Batcher;
 use image::imageops::FilterType;
-use image::{GrayImage, ImageReader, Limits};
+use image::{GrayImage, ImageFormat, ImageReader, Limits};
 use std::path::{Path, PathBuf};
 
 /// The largest width or height accepted: larger pictures are refused before they are decoded,
@@ -151,17 +151,6 @@ pub fn prepare_bytes(
     digit_of(name, &gray)
 }
 
-/// The width and height a picture's header gives, read without decoding it; `None` when it is
-/// not a picture this tool reads.
-pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?;
-    reader.format()?;
-    reader.no_limits();
-    reader.into_dimensions().ok()
-}
-
 fn digit_of(path: &Path, gray: &GrayImage) -> Result<[u8; PIXELS], InspectError> {
     to_mnist(gray).ok_or_else(|| InspectError::Image {
         path: path.to_path_buf(),
@@ -177,8 +166,9 @@ fn image_error(path: &Path, message: impl Into<String>) -> InspectError {
 }
 
 /// Decodes the picture `source` opens (named `path` in errors) to grey, transparent pixels over
-/// white (a digit drawn on a transparent canvas is dark ink on nothing). Its size is checked
-/// against `max_side` from the header before decoding.
+/// white (a digit drawn on a transparent canvas is dark ink on nothing). Every pass, the
+/// header's included, runs under the same limits: at most `max_side` a side, checked from the
+/// header before decoding, and at most [`max_alloc`] bytes allocated by the decoder.
 fn read_gray<R: std::io::BufRead + std::io::Seek>(
     path: &Path,
     max_side: u32,
@@ -188,7 +178,7 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
         path: path.to_path_buf(),
         source,
     };
-    let open = |limited: bool| -> Result<ImageReader<R>, InspectError> {
+    let open = || -> Result<ImageReader<R>, InspectError> {
         let mut reader = ImageReader::new(source().map_err(read_error)?)
             .with_guessed_format()
             .map_err(read_error)?;
@@ -198,30 +188,21 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
                 "not a picture this tool reads (PNG, JPEG, PGM/PPM/PBM)",
             ));
         }
-        if limited {
-            let mut limits = Limits::default();
-            limits.max_image_width = Some(max_side);
-            limits.max_image_height = Some(max_side);
-            limits.max_alloc = Some(max_alloc(max_side));
-            reader.limits(limits);
-        } else {
-            // Reading the header allocates next to nothing; its size is checked below.
-            reader.no_limits();
-        }
+        reader.limits(limits(max_side));
         Ok(reader)
     };
-    let (width, height) = open(false)?
-        .into_dimensions()
-        .map_err(|e| decode_error(path, e, max_side))?;
-    if width == 0 || height == 0 {
-        return Err(image_error(path, format!("{width}×{height} pixels: empty")));
-    }
-    if width > max_side || height > max_side {
-        return Err(too_large(path, width, height, max_side));
-    }
-    let decoded = open(true)?
-        .decode()
-        .map_err(|e| decode_error(path, e, max_side))?;
+    let reader = open()?;
+    let decoded = if reader.format() == Some(ImageFormat::Png) {
+        decode_png(path, reader.into_inner(), max_side)?
+    } else {
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| decode_error(path, e, max_side))?;
+        check_size(path, width, height, max_side)?;
+        open()?
+            .decode()
+            .map_err(|e| decode_error(path, e, max_side))?
+    };
     let rgba = decoded.to_luma_alpha8();
     let (w, h) = rgba.dimensions();
     let gray = GrayImage::from_fn(w, h, |x, y| {
@@ -230,6 +211,122 @@ fn read_gray<R: std::io::BufRead + std::io::Seek>(
         image::Luma([(f32::from(l) * alpha + 255.0 * (1.0 - alpha)).round() as u8])
     });
     Ok(gray)
+}
+
+/// The limits of every decoding pass for pictures of at most `max_side` a side.
+fn limits(max_side: u32) -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    limits.max_alloc = Some(max_alloc(max_side));
+    limits
+}
+
+/// A picture of `width`×`height` is one to decode.
+fn check_size(path: &Path, width: u32, height: u32, max_side: u32) -> Result<(), InspectError> {
+    if width == 0 || height == 0 {
+        return Err(image_error(path, format!("{width}×{height} pixels: empty")));
+    }
+    if width > max_side || height > max_side {
+        return Err(too_large(path, width, height, max_side));
+    }
+    Ok(())
+}
+
+/// A PNG, decoded by the `png` crate itself rather than through `image`, which gives no way to
+/// skip chunks: the colour profile (iCCP) and the text chunks (tEXt, zTXt, iTXt) are skipped
+/// unread, since a 1 MB iCCP can inflate to a gigabyte and nothing here uses it; the rest is
+/// decoded as `image` does (palette and low bit depths expanded, 16 bits kept), within
+/// [`max_alloc`].
+fn decode_png<R: std::io::BufRead + std::io::Seek>(
+    path: &Path,
+    source: R,
+    max_side: u32,
+) -> Result<image::DynamicImage, InspectError> {
+    let budget = max_alloc(max_side);
+    let fault = |e| png_error(path, e, max_side);
+    let bytes = usize::try_from(budget).unwrap_or(usize::MAX);
+    let mut decoder = png::Decoder::new_with_limits(source, png::Limits { bytes });
+    decoder.set_ignore_iccp_chunk(true);
+    decoder.set_ignore_text_chunk(true);
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let header = decoder.read_header_info().map_err(fault)?;
+    check_size(path, header.width, header.height, max_side)?;
+    let mut reader = decoder.read_info().map_err(fault)?;
+    let too_large = || {
+        image_error(
+            path,
+            format!("too large to decode within {} MiB", budget >> 20),
+        )
+    };
+    let size = reader.output_buffer_size().ok_or_else(too_large)?;
+    if size as u64 > budget {
+        return Err(too_large());
+    }
+    let mut buffer = vec![0; size];
+    let frame = reader.next_frame(&mut buffer).map_err(fault)?;
+    buffer.truncate(frame.buffer_size());
+    let (width, height) = (frame.width, frame.height);
+    let wide = |bytes: &[u8]| -> Vec<u16> {
+        bytes
+            .chunks_exact(2)
+            .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+            .collect()
+    };
+    use image::{DynamicImage as D, ImageBuffer as B};
+    let decoded = match (frame.color_type, frame.bit_depth) {
+        (png::ColorType::Grayscale, png::BitDepth::Eight) => {
+            B::from_raw(width, height, buffer).map(D::ImageLuma8)
+        }
+        (png::ColorType::GrayscaleAlpha, png::BitDepth::Eight) => {
+            B::from_raw(width, height, buffer).map(D::ImageLumaA8)
+        }
+        (png::ColorType::Rgb, png::BitDepth::Eight) => {
+            B::from_raw(width, height, buffer).map(D::ImageRgb8)
+        }
+        (png::ColorType::Rgba, png::BitDepth::Eight) => {
+            B::from_raw(width, height, buffer).map(D::ImageRgba8)
+        }
+        (png::ColorType::Grayscale, png::BitDepth::Sixteen) => {
+            B::from_raw(width, height, wide(&buffer)).map(D::ImageLuma16)
+        }
+        (png::ColorType::GrayscaleAlpha, png::BitDepth::Sixteen) => {
+            B::from_raw(width, height, wide(&buffer)).map(D::ImageLumaA16)
+        }
+        (png::ColorType::Rgb, png::BitDepth::Sixteen) => {
+            B::from_raw(width, height, wide(&buffer)).map(D::ImageRgb16)
+        }
+        (png::ColorType::Rgba, png::BitDepth::Sixteen) => {
+            B::from_raw(width, height, wide(&buffer)).map(D::ImageRgba16)
+        }
+        _ => None,
+    };
+    decoded.ok_or_else(|| {
+        image_error(
+            path,
+            format!(
+                "not a readable picture: {:?} at {:?} bits",
+                frame.color_type, frame.bit_depth
+            ),
+        )
+    })
+}
+
+/// [`decode_error`]'s words for what the `png` crate reports.
+fn png_error(path: &Path, error: png::DecodingError, max_side: u32) -> InspectError {
+    match error {
+        png::DecodingError::LimitsExceeded => image_error(
+            path,
+            format!(
+                "too large to decode within {} MiB",
+                max_alloc(max_side) >> 20
+            ),
+        ),
+        png::DecodingError::IoError(source) => {
+            decode_error(path, image::ImageError::IoError(source), max_side)
+        }
+        other => image_error(path, format!("not a readable picture: {other}")),
+    }
 }
 
 /// What the decoder may allocate for a picture of at most `max_side` a side.

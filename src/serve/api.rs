@@ -128,6 +128,11 @@ pub struct RunAt {
     pub name: String,
 }
 
+/// The most bytes of weights the model cache holds (4 bytes a parameter): the least recently
+/// used models are dropped to stay within it; a model larger than it is used and not kept.
+/// The tutorial's model is 2.7 MB, so a few dozen fit.
+pub const MODEL_CACHE_BYTES: u64 = 128 << 20;
+
 /// A weights file as it was when loaded: a changed file (a run still training rewrites `best`'s
 /// epoch, a resumed one its checkpoints) is loaded again.
 type Stamp = (Option<SystemTime>, u64);
@@ -139,7 +144,77 @@ pub struct App {
     pub(super) artifact_dir: PathBuf,
     pub(super) inside: Inside,
     on: ComputeOn,
-    models: Mutex<HashMap<PathBuf, (Stamp, Mlp, burn::tensor::Device)>>,
+    models: Mutex<ModelCache>,
+}
+
+/// Loaded models by file, least recently used out past [`MODEL_CACHE_BYTES`].
+#[derive(Default)]
+struct ModelCache {
+    models: HashMap<PathBuf, Cached>,
+    bytes: u64,
+    /// Counts uses, to order them.
+    clock: u64,
+}
+
+struct Cached {
+    stamp: Stamp,
+    model: Mlp,
+    device: burn::tensor::Device,
+    bytes: u64,
+    used: u64,
+}
+
+impl ModelCache {
+    /// The model of `path` as it was at `stamp`, marked used.
+    fn get(&mut self, path: &Path, stamp: Stamp) -> Option<(Mlp, burn::tensor::Device)> {
+        self.clock += 1;
+        let clock = self.clock;
+        let cached = self.models.get_mut(path).filter(|c| c.stamp == stamp)?;
+        cached.used = clock;
+        Some((cached.model.clone(), cached.device.clone()))
+    }
+
+    /// Keeps `model` of `path`, dropping the least recently used to stay within
+    /// [`MODEL_CACHE_BYTES`]; one larger than that is not kept.
+    fn put(
+        &mut self,
+        path: &Path,
+        stamp: Stamp,
+        model: Mlp,
+        device: burn::tensor::Device,
+        bytes: u64,
+    ) {
+        if let Some(old) = self.models.remove(path) {
+            self.bytes -= old.bytes;
+        }
+        if bytes > MODEL_CACHE_BYTES {
+            return;
+        }
+        while self.bytes + bytes > MODEL_CACHE_BYTES {
+            let Some(oldest) = self
+                .models
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(p, _)| p.clone())
+            else {
+                break;
+            };
+            if let Some(old) = self.models.remove(&oldest) {
+                self.bytes -= old.bytes;
+            }
+        }
+        self.clock += 1;
+        self.bytes += bytes;
+        let used = self.clock;
+        let cached = Cached {
+            stamp,
+            model,
+            device,
+            bytes,
+            used,
+        };
+        self.models.insert(path.to_path_buf(), cached);
+    }
 }
 
 /// The body of a predict request.
@@ -164,7 +239,7 @@ impl App {
             inside: Inside::new(artifact_dir.clone()),
             artifact_dir,
             on,
-            models: Mutex::new(HashMap::new()),
+            models: Mutex::new(ModelCache::default()),
         }
     }
 
@@ -348,13 +423,8 @@ impl App {
         let stamp = std::fs::metadata(resolved)
             .map(|m| (m.modified().ok(), m.len()))
             .map_err(|e| ApiError::new(404, format!("{}: {e}", path.display())))?;
-        let cached = |models: &HashMap<PathBuf, (Stamp, Mlp, burn::tensor::Device)>| {
-            models
-                .get(path)
-                .filter(|(s, _, _)| *s == stamp)
-                .map(|(_, model, device)| (model.clone(), device.clone()))
-        };
-        if let Some(found) = cached(&self.models.lock().unwrap_or_else(PoisonError::into_inner)) {
+        let cache = || self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = cache().get(path, stamp) {
             return Ok(found);
         }
         // Loaded outside the lock, so that other checkpoints' requests do not wait for it; two
@@ -362,11 +432,10 @@ impl App {
         self.vet(&[run.config_path(), run.model_config_path()], MAX_RECORD)?;
         let config = run.read_config()?;
         let device = self.on.device(&config).map_err(InspectError::from)?;
-        let model = saved::load_file(path, &run.read_model_config()?, &device)?;
-        self.models
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(path.to_path_buf(), (stamp, model.clone(), device.clone()));
+        let shape = run.read_model_config()?;
+        let model = saved::load_file(path, &shape, &device)?;
+        let bytes = shape.num_params() as u64 * 4;
+        cache().put(path, stamp, model.clone(), device.clone(), bytes);
         Ok((model, device))
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// move bytes.
 const ASYNC_WORKERS: usize = 2;
 /// Threads doing the requests' work (reading runs, decoding pictures, predicting) at most at
-/// once; more requests wait their turn. Decodes are further bounded by `routes::DECODE_BUDGET`.
+/// once; more requests wait their turn. Decodes are further bounded by `routes::DECODES_AT_ONCE`.
 const BLOCKING_THREADS: usize = 8;
 /// A blocking thread idle this long ends.
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -36,8 +36,8 @@ pub struct ServeOptions {
     pub artifact_dir: PathBuf,
     pub host: String,
     pub port: u16,
-    /// Further names the server answers to on a loopback bind (`--allow-host`), besides
-    /// localhost, 127.0.0.1 and [::1].
+    /// Further names the server answers to (`--allow-host`), besides localhost, 127.0.0.1,
+    /// [::1] and the address bound.
     pub allow_hosts: Vec<String>,
     /// Where predictions compute (`--backend`, `--device`), as for `predict`.
     pub on: ComputeOn,
@@ -63,7 +63,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     };
     let listener = std::net::TcpListener::bind(&addr).map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
-    let loopback = bound.ip().is_loopback();
+    let loopback = guard::is_loopback(bound.ip());
     if !loopback {
         eprintln!(
             "warning: serving on {} without authentication: anyone who can reach this address \
@@ -88,7 +88,7 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
     exit_on_ctrl_c();
     println!("Serving {url}");
     let app = api::App::new(&options.artifact_dir, options.on);
-    let router = routes::router(app, guard::Hosts::new(loopback, &options.allow_hosts));
+    let router = routes::router(app, guard::Hosts::new(bound.ip(), &options.allow_hosts));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
         server::run(listener, router).await;

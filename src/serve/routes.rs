@@ -4,10 +4,9 @@
 //! decoding pictures, loading and running models) runs on tokio's blocking threads, never on
 //! the async workers that serve the connections.
 
-use super::api::{ApiError, App, MAX_PICTURE_SIDE, Picture, RunAt};
+use super::api::{ApiError, App, Picture, RunAt};
 use super::guard::{Hosts, guard};
 use super::json::{error, json_body};
-use crate::inspection::predict;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -31,13 +30,13 @@ pub const MAX_BODY: usize = 1 << 20;
 /// its body holds a connection no longer than one trickling its head
 /// ([`super::server::HEAD_TIMEOUT`]).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The pixels being decoded at once: two pictures of the largest size accepted
-/// ([`MAX_PICTURE_SIDE`]², up to 32 MiB each while decoding), or many pads' (280²), so memory
-/// stays bounded whatever arrives; more wait their turn.
-const DECODE_BUDGET: u64 = 2 * (MAX_PICTURE_SIDE as u64).pow(2);
-/// Pixels per permit of the decode budget.
-const PIXELS_PER_PERMIT: u64 = 1 << 16;
-const DECODE_PERMITS: u32 = (DECODE_BUDGET / PIXELS_PER_PERMIT) as u32;
+/// Pictures decoded at once; more wait their turn (on the async side, holding no thread).
+/// One decode holds at most about 80 MiB: the decoder's buffers and the decoded pixels, each
+/// capped at 8 bytes a pixel of a 2048² picture (32 MiB, `predict::max_alloc` of
+/// [`super::api::MAX_PICTURE_SIDE`]), the grey copies made from them (12 MiB) and the
+/// preparation's small ones, besides the body ([`MAX_BODY`]); so pictures hold at most
+/// 2 × 80 MiB whatever arrives. The colour profile and text chunks of a PNG are skipped unread.
+pub const DECODES_AT_ONCE: usize = 2;
 
 /// What the routes share.
 struct Ctx {
@@ -49,7 +48,7 @@ struct Ctx {
 pub fn router(app: App, hosts: Hosts) -> Router {
     let ctx = Arc::new(Ctx {
         app,
-        decodes: Semaphore::new(DECODE_PERMITS as usize),
+        decodes: Semaphore::new(DECODES_AT_ONCE),
     });
     // `get` answers HEAD too, without the body.
     Router::new()
@@ -171,17 +170,10 @@ async fn predict(
         Ok(body) => body,
         Err(refused) => return closing(error(refused.status, &refused.message)),
     };
-    // A picture waits for its share of the decode budget, by the size its header gives (one
-    // permit when it has none: predict refuses it before decoding); the semaphore is never
-    // closed.
+    // A picture waits for a decoding slot: its header is read within the decode, under the
+    // same limits (the semaphore is never closed).
     let permit = match png {
-        true => {
-            let pixels = predict::dimensions(&body).map_or(0, |(w, h)| u64::from(w) * u64::from(h));
-            let permits = pixels
-                .div_ceil(PIXELS_PER_PERMIT)
-                .clamp(1, u64::from(DECODE_PERMITS));
-            ctx.decodes.acquire_many(permits as u32).await.ok()
-        }
+        true => ctx.decodes.acquire().await.ok(),
         false => None,
     };
     let answer = blocking(ctx.clone(), move |app| {

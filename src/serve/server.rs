@@ -1,16 +1,19 @@
 //! The connections: an accept loop that caps how many are open and backs off when `accept`
 //! fails, each connection served by hyper's HTTP/1.1 (keep-alive, pipelining, HEAD, one
-//! Content-Length) with a deadline on its request head.
+//! Content-Length) with a deadline on its request head, a cap on its requests and on its
+//! lifetime; when the cap is full, the connection idle the longest is closed for a new one.
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -38,6 +41,15 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// bytes are read and dropped for at most this long, so that closing does not reset the
 /// connection before it has read the answer.
 const LINGER: Duration = Duration::from_millis(500);
+/// Requests one connection may make: the last one's answer says `Connection: close`.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+/// How long one connection may stay open: past it, it is closed after its current answer (an
+/// idle one at once). With [`MAX_REQUESTS_PER_CONNECTION`], no client holds a connection for
+/// ever by pinging it within [`HEAD_TIMEOUT`].
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// A new connection arriving when [`MAX_CONNECTIONS`] are open closes the one idle the longest
+/// (no request in progress) and waits this long for its place; 503 when none frees.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// What a connection beyond [`MAX_CONNECTIONS`] is told, within [`BUSY_WRITE`].
 const BUSY: &str = r#"{"error":"too many connections open; try again soon"}"#;
 const BUSY_WRITE: Duration = Duration::from_secs(1);
@@ -45,6 +57,7 @@ const BUSY_WRITE: Duration = Duration::from_secs(1);
 /// Answers connections on `listener` with `app`, for ever.
 pub async fn run(listener: TcpListener, app: Router) {
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = Arc::new(Conns::default());
     let mut backoff = ACCEPT_BACKOFF;
     loop {
         let stream = match listener.accept().await {
@@ -61,18 +74,127 @@ pub async fn run(listener: TcpListener, app: Router) {
                 continue;
             }
         };
+        let (app, conns) = (app.clone(), conns.clone());
         match open.clone().try_acquire_owned() {
             Ok(permit) => {
-                let app = app.clone();
+                tokio::spawn(connection(stream, app, conns, permit));
+            }
+            Err(_) if conns.evict_idlest() => {
+                let open = open.clone();
                 tokio::spawn(async move {
-                    connection(stream, app).await;
-                    drop(permit);
+                    match tokio::time::timeout(EVICTION_WAIT, open.acquire_owned()).await {
+                        Ok(Ok(permit)) => connection(stream, app, conns, permit).await,
+                        _ => busy(stream).await,
+                    }
                 });
             }
             Err(_) => {
                 tokio::spawn(busy(stream));
             }
         }
+    }
+}
+
+/// One open connection, as the accept loop sees it.
+#[derive(Default)]
+struct Conn {
+    /// Requests being answered.
+    in_flight: AtomicUsize,
+    /// Requests made.
+    requests: AtomicUsize,
+    /// When the last request began or ended, in ms since [`Conns::epoch`].
+    last_active: AtomicU64,
+    /// Told to close ([`Conns::evict_idlest`]).
+    evicted: AtomicBool,
+    evict: tokio::sync::Notify,
+}
+
+/// The open connections.
+struct Conns {
+    epoch: Instant,
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+impl Default for Conns {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Conns {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn add(&self) -> (u64, Arc<Conn>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn::default());
+        conn.last_active.store(self.now(), Ordering::Relaxed);
+        self.lock().insert(id, conn.clone());
+        (id, conn)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the connection idle the longest (no request in progress: between keep-alive
+    /// requests, or still sending its first head) to close; whether there was one.
+    fn evict_idlest(&self) -> bool {
+        let open = self.lock();
+        let idlest = open
+            .values()
+            .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
+            .filter(|c| !c.evicted.load(Ordering::Acquire))
+            .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
+        let Some(conn) = idlest else { return false };
+        conn.evicted.store(true, Ordering::Release);
+        conn.evict.notify_one();
+        true
+    }
+}
+
+/// The router for one connection: counts its requests in progress for [`Conns`], and closes
+/// the connection after its [`MAX_REQUESTS_PER_CONNECTION`]th answer.
+struct Counted {
+    inner: TowerToHyperService<Router>,
+    conn: Arc<Conn>,
+    conns: Arc<Conns>,
+}
+
+type Answer = hyper::Response<axum::body::Body>;
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Counted {
+    type Response = Answer;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Self::Error>> + Send>>;
+
+    fn call(&self, request: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let (conn, conns) = (self.conn.clone(), self.conns.clone());
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        let last = conn.requests.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_REQUESTS_PER_CONNECTION;
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut answer = answer.await;
+            conn.last_active.store(conns.now(), Ordering::Relaxed);
+            conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if let (true, Ok(answer)) = (last, &mut answer) {
+                answer.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            answer
+        })
     }
 }
 
@@ -84,23 +206,56 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves one connection until the client closes it, a deadline passes or an answer closes it.
-async fn connection(stream: TcpStream, app: Router) {
+/// Serves one connection until the client closes it, a deadline passes, an answer closes it,
+/// its lifetime ends or it is evicted; its place (`permit`) is given back before lingering.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    conns: Arc<Conns>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(app);
-    let served = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .max_buf_size(MAX_HEAD)
-        .max_headers(MAX_HEADERS)
-        // A client that shuts down its writing side after the request still gets the answer.
-        .half_close(true)
-        .serve_connection(Io::new(stream), service)
-        .without_shutdown()
-        .await;
+    let (id, conn) = conns.add();
+    let service = Counted {
+        inner: TowerToHyperService::new(app),
+        conn: conn.clone(),
+        conns: conns.clone(),
+    };
+    let mut served = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .max_headers(MAX_HEADERS)
+            // A client that shuts down its writing side after the request still gets the answer.
+            .half_close(true)
+            .serve_connection(Io::new(stream), service),
+    );
+    let mut evicted = std::pin::pin!(conn.evict.notified());
+    let mut lifetime = std::pin::pin!(tokio::time::sleep(CONNECTION_LIFETIME));
+    let mut closing = false;
+    let done = std::future::poll_fn(|cx| {
+        if !closing && evicted.as_mut().poll(cx).is_ready() {
+            if conn.in_flight.load(Ordering::Acquire) == 0 {
+                // Nothing is owed to it: closed now (a keep-alive client opens a new one).
+                return Poll::Ready(false);
+            }
+            closing = true;
+            served.as_mut().graceful_shutdown();
+        }
+        if !closing && lifetime.as_mut().poll(cx).is_ready() {
+            closing = true;
+            served.as_mut().graceful_shutdown();
+        }
+        served.poll_without_shutdown(cx).map(|r| r.is_ok())
+    })
+    .await;
+    conns.remove(id);
+    drop(permit);
     // An error (a malformed request, a client gone or too slow) was answered by hyper where
     // there was anyone to answer.
-    if let Ok(parts) = served {
+    if done {
+        let parts = Pin::into_inner(served).into_parts();
         linger(parts.io.inner.into_inner()).await;
     }
 }

@@ -67,8 +67,8 @@ async function showRuns() {
     <td><a href="/runs/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>
     <td>${esc((r.started || "").replace("T", " ").replace("Z", ""))}</td>
     <td><span class="status ${esc(r.status)}" title="${esc(r.error || "")}">${esc(r.status)}</span></td>
-    <td>${r.epochs_done ?? "?"}/${r.epochs_planned ?? "?"}</td>
-    <td>${fmt(r.val_accuracy)}</td><td>${fmt(r.best_val_accuracy)}</td><td>${r.best_epoch ?? "–"}</td></tr>`).join("");
+    <td>${esc(r.epochs_done ?? "?")}/${esc(r.epochs_planned ?? "?")}</td>
+    <td>${esc(fmt(r.val_accuracy))}</td><td>${esc(fmt(r.best_val_accuracy))}</td><td>${esc(r.best_epoch ?? "–")}</td></tr>`).join("");
   for (const box of document.querySelectorAll("#runs-table input[type=checkbox]")) {
     box.onchange = () => { box.checked ? ticked.add(box.dataset.run) : ticked.delete(box.dataset.run); compare(runs); };
   }
@@ -104,8 +104,8 @@ async function showSweeps() {
     const link = `<a href="/sweeps/${encodeURIComponent(w.name)}">${esc(w.name)}</a>`;
     if (w.status === "unreadable") return `<tr><td>${link}</td><td colspan="6"><span class="status unreadable">unreadable</span> ${esc(w.error)}</td></tr>`;
     const states = Object.entries(w.states).map(([state, n]) => `${n} ${state}`).join(", ");
-    return `<tr><td>${link}</td><td>${w.trials}</td><td class="text">${esc(w.method)}${w.halving ? ", halving" : ""}</td>
-      <td>${w.epochs}</td><td class="text">${esc(states)}</td><td class="text">${esc(w.best_trial ?? "–")}</td><td>${fmt(w.best_val_accuracy)}</td></tr>`;
+    return `<tr><td>${link}</td><td>${esc(w.trials)}</td><td class="text">${esc(w.method)}${w.halving ? ", halving" : ""}</td>
+      <td>${esc(w.epochs)}</td><td class="text">${esc(states)}</td><td class="text">${esc(w.best_trial ?? "–")}</td><td>${esc(fmt(w.best_val_accuracy))}</td></tr>`;
   }).join("");
 }
 
@@ -120,9 +120,9 @@ const settingText = (v) => (v === undefined ? "" : Array.isArray(v) ? v.map(sett
 function sweepColumns(varied) {
   return [
     { key: "name", label: "trial", text: true, value: (t) => t.name },
-    ...varied.map((k) => ({ key: `setting:${k}`, label: k.split(".").pop(), text: true, value: (t) => t.settings[k], show: (t) => settingText(t.settings[k]) })),
-    { key: "epochs_done", label: "epochs", value: (t) => t.epochs_done, show: (t) => `${t.epochs_done}/${t.epochs_planned}` },
-    ...METRICS.map((k) => ({ key: k, label: k, value: (t) => t[k], show: (t) => fmt(t[k]) })),
+    ...varied.map((k) => ({ key: `setting:${k}`, label: k.split(".").pop(), text: true, value: (t) => t.settings[k], show: (t) => esc(settingText(t.settings[k])) })),
+    { key: "epochs_done", label: "epochs", value: (t) => t.epochs_done, show: (t) => esc(`${t.epochs_done}/${t.epochs_planned}`) },
+    ...METRICS.map((k) => ({ key: k, label: k, value: (t) => t[k], show: (t) => esc(fmt(t[k])) })),
     { key: "state", label: "state", text: true, value: (t) => t.state, show: (t) => `<span class="status ${esc(t.state.split(" ")[0])}">${esc(t.state)}</span>` },
   ];
 }
@@ -255,7 +255,7 @@ async function refreshRun() {
   const pictures = run.files.filter((f) => f === "confusion.png" || f === "mistakes.png");
   $("eval-pictures").hidden = !pictures.length;
   $("eval-pictures").querySelector(".pictures").innerHTML = pictures.map((f) =>
-    `<img alt="${f}" src="${runApi}/files/${f}">`).join("");
+    `<img alt="${esc(f)}" src="${esc(runApi)}/files/${encodeURIComponent(f)}">`).join("");
   checkpointChoices(run.checkpoints);
   clearTimeout(runTimer);
   if (row.live) runTimer = setTimeout(refreshRun, 2000);
@@ -268,7 +268,7 @@ function checkpointChoices(c) {
   if (c.best) options.push(["best", `best (epoch ${c.best})`]);
   if (c.last) options.push(["last", `last (epoch ${c.last})`]);
   for (const e of c.epochs) options.push([String(e), `epoch ${e}`]);
-  select.innerHTML = options.map(([v, t]) => `<option value="${v}">${esc(t)}</option>`).join("");
+  select.innerHTML = options.map(([v, t]) => `<option value="${esc(v)}">${esc(t)}</option>`).join("");
   if (options.some(([v]) => v === before)) select.value = before;
   select.onchange = () => { if (pad.strokes) pad.dirty = true; pump(); };
 }
