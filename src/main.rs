@@ -254,12 +254,15 @@ enum FormatArg {
 struct ExportArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// The file format
-    #[arg(long, value_enum, default_value_t = FormatArg::Safetensors)]
-    format: FormatArg,
+    /// The file format [default: the one --out's extension names, .safetensors or .onnx]
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
     /// The file to write
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Replace a file already at --out (without it, one there is refused)
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     checkpoint: CheckpointArg,
 }
@@ -441,11 +444,18 @@ fn show(args: ShowArgs) -> Result<ExitCode> {
 
 fn export(args: ExportArgs) -> Result<ExitCode> {
     let run = args.run.resolve()?;
-    let format = match args.format {
+    let format = args.format.map(|format| match format {
         FormatArg::Safetensors => export::Format::Safetensors,
         FormatArg::Onnx => export::Format::Onnx,
-    };
-    let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
+    });
+    let format = export::choose_format(format, &args.out)?;
+    let done = export::export(
+        &run,
+        args.checkpoint.checkpoint,
+        format,
+        &args.out,
+        args.force,
+    )?;
     out(&done.render())?;
     Ok(ExitCode::SUCCESS)
 }

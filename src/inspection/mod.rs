@@ -89,6 +89,10 @@ pub enum InspectError {
     },
     #[error("{}: {message}", path.display())]
     Export { path: PathBuf, message: String },
+    /// What the user asked of a file is refused: `export`'s format against the file's
+    /// extension, or a file in the way without `--force`.
+    #[error("{}: {message}", path.display())]
+    Refused { path: PathBuf, message: String },
     /// A tensor the model computed could not be read back.
     #[error("cannot read the model's output: {0}")]
     Compute(String),
@@ -104,7 +108,9 @@ impl InspectError {
             InspectError::Data(e) => e.is_bad_input(),
             InspectError::Backend(e) => e.is_bad_input(),
             InspectError::Config(e) => e.is_bad_input(),
-            InspectError::Image { .. } | InspectError::IndexOutOfRange { .. } => true,
+            InspectError::Image { .. }
+            | InspectError::IndexOutOfRange { .. }
+            | InspectError::Refused { .. } => true,
             InspectError::ImageRead { source, .. } => crate::data::idx::is_about_the_file(source),
             InspectError::Out(e) => crate::data::idx::is_about_the_file(&e.source),
             InspectError::Plot(_)
