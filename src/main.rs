@@ -33,9 +33,9 @@ enum Command {
     /// Fetch and verify MNIST (without training) and describe it.
     Data(DataArgs),
     /// List the recorded runs, newest first: epochs, final metrics, best val_accuracy, status.
-    Runs(RunsArgs),
+    Runs(RunsCommandArgs),
     /// Show what one run recorded: its config, the per-epoch history and the checkpoints.
-    Inspect(RunArgs),
+    Inspect(InspectArgs),
     /// Keras's model.summary(): each layer, its output shape and parameter count.
     Summary(SummaryArgs),
     /// Score a run's model on the test images it was validated on: loss, accuracy, confusion
@@ -68,7 +68,7 @@ enum SweepCommand {
     /// that finishes prints its final metrics as name=value lines.
     Work(SweepWorkArgs),
     /// The trials of a sweep, best val_accuracy first: settings, epochs, metrics, state.
-    Status(SweepNameArgs),
+    Status(SweepStatusArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,7 +77,7 @@ struct SweepInitArgs {
     spec: PathBuf,
     /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the base
     /// config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
 }
 
@@ -86,8 +86,16 @@ struct SweepNameArgs {
     /// A sweep name under <artifact-dir>/sweeps/, or a sweep directory
     sweep: String,
     /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepStatusArgs {
+    #[command(flatten)]
+    sweep: SweepNameArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,8 +122,31 @@ struct SweepWorkArgs {
 #[derive(clap::Args, Debug)]
 struct RunsArgs {
     /// Where runs are recorded: <DIR>/runs/<name>/ [default: run.artifact_dir of the config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct JsonArg {
+    /// Print the result as JSON (docs/usage.md gives its shape), numbers unrounded
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunsCommandArgs {
+    #[command(flatten)]
+    runs: RunsArgs,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,6 +163,8 @@ struct SummaryArgs {
     run: Option<String>,
     #[command(flatten)]
     runs: RunsArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,6 +206,8 @@ struct PredictArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -289,7 +324,9 @@ struct TrainArgs {
     #[command(flatten)]
     settings: RunSettings,
     /// Where runs are recorded: <DIR>/runs/<name>/ (run.artifact_dir)
-    #[arg(long, value_name = "DIR")]
+    // Taken from the environment by clap: --resume does not conflict with it (it names where
+    // the run to resume is), so an exported value is no usage error, unlike MNIST_MIRROR's.
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
     /// How to show progress: the terminal dashboard, Keras's progress bar, one line per epoch,
     /// or nothing
@@ -365,11 +402,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train(*args),
         Command::Data(args) => data(args),
         Command::Runs(args) => {
-            out(&inspection::runs(&args.artifact_dir()?)?)?;
+            let dir = args.runs.artifact_dir()?;
+            out(&if args.json.json {
+                inspection::runs_json(&dir)?
+            } else {
+                inspection::runs(&dir)?
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect(args) => {
-            out(&inspection::inspect(&args.resolve()?)?)?;
+            let run = args.run.resolve()?;
+            out(&if args.json.json {
+                inspection::inspect_json(&run)?
+            } else {
+                inspection::inspect(&run)?
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary(args) => {
@@ -377,7 +424,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(run) => Some(RunDir::resolve(&args.runs.artifact_dir()?, run)?),
                 None => None,
             };
-            out(&inspection::summary(run.as_ref())?)?;
+            out(&if args.json.json {
+                inspection::summary_json(run.as_ref())?
+            } else {
+                inspection::summary(run.as_ref())?
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval(args),
@@ -389,7 +440,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &args.images,
                 (&args.on).into(),
             )?;
-            out(&predict::render(&predictions))?;
+            out(&if args.json.json {
+                predict::to_json(&predictions)
+            } else {
+                predict::render(&predictions)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Show(args) => show(args),
@@ -543,9 +598,19 @@ fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
         );
     }
     if outcome.info.status == RunStatus::Interrupted {
+        // Where a plain `train --resume` would look now: the environment's, else the config's.
+        let default = RunsArgs {
+            artifact_dir: std::env::var_os("MNIST_MLP_ARTIFACT_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+        }
+        .artifact_dir()
+        .ok();
         eprintln!(
-            "interrupted: {} of {} epochs done and checkpointed; the run is kept",
-            outcome.info.epochs_done, outcome.info.epochs_planned
+            "interrupted: {} of {} epochs done and checkpointed; the run is kept; resume it with: {}",
+            outcome.info.epochs_done,
+            outcome.info.epochs_planned,
+            training::resume_command(&outcome.run, default.as_deref())
         );
     }
     println!("{}", outcome.run.path().display());
@@ -581,7 +646,14 @@ fn sweep_command(command: SweepCommand) -> Result<ExitCode> {
                 sweep.path().display()
             );
         }
-        SweepCommand::Status(args) => out(&sweep::status(&args.resolve()?)?)?,
+        SweepCommand::Status(args) => {
+            let sweep = args.sweep.resolve()?;
+            out(&if args.json.json {
+                sweep::status_json(&sweep)?
+            } else {
+                sweep::status(&sweep)?
+            })?;
+        }
         SweepCommand::Work(args) => {
             let sweep = args.sweep.resolve()?;
             let index = sweep::index_from_env(args.index)?;

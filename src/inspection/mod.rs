@@ -12,7 +12,10 @@ pub mod predict;
 pub mod report;
 pub mod show;
 
-pub use report::{RunSummary, inspect, runs, summaries, summaries_of, summary};
+pub use report::{
+    RunSummary, inspect, inspect_json, runs, runs_json, summaries, summaries_of, summary,
+    summary_json,
+};
 
 use crate::backend::{Backend, BackendError};
 use crate::config::{ConfigError, TrainConfig};
