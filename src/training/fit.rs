@@ -103,7 +103,17 @@ pub(super) fn fit(
     if let Some(terminal) = &terminal {
         terminal.restore();
     }
-    settle(&plan, &recorder, &tracker, launched)
+    let outcome = settle(&plan, &recorder, &tracker, launched);
+    // The dashboard's screen is gone with it: its epochs are printed as plain lines.
+    if let (Dashboard::Tui, Ok(outcome)) = (dashboard.resolve(), &outcome) {
+        super::dashboard::print_epoch_lines(
+            &outcome.history,
+            &outcome.info.epoch_seconds,
+            plan.after,
+            plan.config.train.epochs,
+        );
+    }
+    outcome
 }
 
 /// The model before training, on the autodiff device of `device` so that its parameters are
