@@ -309,7 +309,8 @@ pub fn suggest(typed: &str, names: &[String], runs: &Path) -> String {
     if names.is_empty() {
         return format!("; there are no runs in {}", runs.display());
     }
-    let reach = (typed.chars().count() / 3).max(1);
+    // Two edits from four letters on ("tyni" for "tiny"), one below.
+    let reach = (typed.chars().count() + 2) / 3;
     let mut near: Vec<(usize, &String)> = names
         .iter()
         .map(|name| (strsim::osa_distance(typed, name), name))
@@ -711,7 +712,11 @@ mod tests {
             .to_vec();
         let runs = Path::new("a/runs");
         let there = "(runs there: full-npm, small, tiny, tiny-2)";
-        // A swap, a missing letter, a prefix: each one edit or a start away.
+        // A swap, two letters apart, a missing letter, a prefix.
+        assert_eq!(
+            suggest("tyni", &names, runs),
+            format!("; did you mean tiny? {there}")
+        );
         assert_eq!(
             suggest("tiyn", &names, runs),
             format!("; did you mean tiny? {there}")

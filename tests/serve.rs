@@ -1050,7 +1050,7 @@ fn error_bodies_name_no_absolute_path() {
         "api/runs/nope",
         "api/runs/tiny/files/mistakes.png",
         "api/runs/broken",
-        "nothing/here",
+        "api/nothing/here",
     ] {
         let (status, body) = server.get(path);
         assert!(status >= 400, "{path}");
