@@ -310,7 +310,7 @@ pub fn suggest(typed: &str, names: &[String], runs: &Path) -> String {
         return format!("; there are no runs in {}", runs.display());
     }
     // Two edits from four letters on ("tyni" for "tiny"), one below.
-    let reach = (typed.chars().count() + 2) / 3;
+    let reach = typed.chars().count().div_ceil(3);
     let mut near: Vec<(usize, &String)> = names
         .iter()
         .map(|name| (strsim::osa_distance(typed, name), name))
