@@ -36,7 +36,7 @@ enum Command {
     /// they validated on, status; `runs prune` frees disk.
     Runs(RunsCommandArgs),
     /// Show what one run recorded: its config, the per-epoch history and the checkpoints.
-    Inspect(RunArgs),
+    Inspect(InspectArgs),
     /// Keras's model.summary(): each layer, its output shape and parameter count.
     Summary(SummaryArgs),
     /// Score a run's model on the test images it was validated on: loss, accuracy, confusion
@@ -69,7 +69,7 @@ enum SweepCommand {
     /// that finishes prints its final metrics as name=value lines.
     Work(SweepWorkArgs),
     /// The trials of a sweep, best val_accuracy first: settings, epochs, metrics, state.
-    Status(SweepNameArgs),
+    Status(SweepStatusArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,7 +78,7 @@ struct SweepInitArgs {
     spec: PathBuf,
     /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the base
     /// config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
 }
 
@@ -87,7 +87,7 @@ struct SweepNameArgs {
     /// A sweep name under <artifact-dir>/sweeps/, or a sweep directory
     sweep: String,
     /// Where sweeps are recorded: <DIR>/sweeps/<name>/ [default: run.artifact_dir of the config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
     /// A trial's owner that this process cannot see (on another host, or in a PID namespace
     /// out of its sight) is gone once its heartbeat (renewed every second) is older than this
@@ -95,6 +95,14 @@ struct SweepNameArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(3..))]
     stale_after: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct SweepStatusArgs {
+    #[command(flatten)]
+    sweep: SweepNameArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,8 +124,23 @@ struct SweepWorkArgs {
 #[derive(clap::Args, Debug)]
 struct RunsArgs {
     /// Where runs are recorded: <DIR>/runs/<name>/ [default: run.artifact_dir of the config]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct JsonArg {
+    /// Print the result as JSON (docs/usage.md gives its shape), numbers unrounded
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +150,8 @@ struct RunsCommandArgs {
     action: Option<RunsAction>,
     #[command(flatten)]
     runs: RunsArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +195,8 @@ struct SummaryArgs {
     run: Option<String>,
     #[command(flatten)]
     runs: RunsArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,6 +238,8 @@ struct PredictArgs {
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -293,12 +322,15 @@ enum FormatArg {
 struct ExportArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// The file format
-    #[arg(long, value_enum, default_value_t = FormatArg::Safetensors)]
-    format: FormatArg,
+    /// The file format [default: the one --out's extension names, .safetensors or .onnx]
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
     /// The file to write
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// Replace a file already at --out (without it, one there is refused)
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     checkpoint: CheckpointArg,
 }
@@ -325,7 +357,9 @@ struct TrainArgs {
     #[command(flatten)]
     settings: RunSettings,
     /// Where runs are recorded: <DIR>/runs/<name>/ (run.artifact_dir)
-    #[arg(long, value_name = "DIR")]
+    // Taken from the environment by clap: --resume does not conflict with it (it names where
+    // the run to resume is), so an exported value is no usage error, unlike MNIST_MIRROR's.
+    #[arg(long, value_name = "DIR", env = "MNIST_MLP_ARTIFACT_DIR")]
     artifact_dir: Option<PathBuf>,
     /// How to show progress: the terminal dashboard, Keras's progress bar, one line per epoch,
     /// or nothing
@@ -438,13 +472,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data(args) => data(args),
         Command::Runs(args) => match args.action {
             None => {
-                out(&inspection::runs(&args.runs.artifact_dir()?)?)?;
+                let dir = args.runs.artifact_dir()?;
+                out(&if args.json.json {
+                    inspection::runs_json(&dir)?
+                } else {
+                    inspection::runs(&dir)?
+                })?;
                 Ok(ExitCode::SUCCESS)
             }
             Some(RunsAction::Prune(args)) => prune(args),
         },
         Command::Inspect(args) => {
-            out(&inspection::inspect(&args.resolve()?)?)?;
+            let run = args.run.resolve()?;
+            out(&if args.json.json {
+                inspection::inspect_json(&run)?
+            } else {
+                inspection::inspect(&run)?
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary(args) => {
@@ -452,7 +496,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(run) => Some(RunDir::resolve(&args.runs.artifact_dir()?, run)?),
                 None => None,
             };
-            out(&inspection::summary(run.as_ref())?)?;
+            out(&if args.json.json {
+                inspection::summary_json(run.as_ref())?
+            } else {
+                inspection::summary(run.as_ref())?
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval(args),
@@ -464,7 +512,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &args.images,
                 (&args.on).into(),
             )?;
-            out(&predict::render(&predictions))?;
+            out(&if args.json.json {
+                predict::to_json(&predictions)
+            } else {
+                predict::render(&predictions)
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Show(args) => show(args),
@@ -538,11 +590,18 @@ fn show(args: ShowArgs) -> Result<ExitCode> {
 
 fn export(args: ExportArgs) -> Result<ExitCode> {
     let run = args.run.resolve()?;
-    let format = match args.format {
+    let format = args.format.map(|format| match format {
         FormatArg::Safetensors => export::Format::Safetensors,
         FormatArg::Onnx => export::Format::Onnx,
-    };
-    let done = export::export(&run, args.checkpoint.checkpoint, format, &args.out)?;
+    });
+    let format = export::choose_format(format, &args.out)?;
+    let done = export::export(
+        &run,
+        args.checkpoint.checkpoint,
+        format,
+        &args.out,
+        args.force,
+    )?;
     out(&done.render())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -655,9 +714,19 @@ fn report(outcome: training::TrainOutcome) -> Result<ExitCode> {
         );
     }
     if outcome.info.status == RunStatus::Interrupted {
+        // Where a plain `train --resume` would look now: the environment's, else the config's.
+        let default = RunsArgs {
+            artifact_dir: std::env::var_os("MNIST_MLP_ARTIFACT_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+        }
+        .artifact_dir()
+        .ok();
         eprintln!(
-            "interrupted: {} of {} epochs done and checkpointed; the run is kept",
-            outcome.info.epochs_done, outcome.info.epochs_planned
+            "interrupted: {} of {} epochs done and checkpointed; the run is kept; resume it with: {}",
+            outcome.info.epochs_done,
+            outcome.info.epochs_planned,
+            training::resume_command(&outcome.run, default.as_deref())
         );
     }
     println!("{}", outcome.run.path().display());
@@ -700,7 +769,14 @@ fn sweep_command(command: SweepCommand) -> Result<ExitCode> {
                 sweep.path().display()
             );
         }
-        SweepCommand::Status(args) => out(&sweep::status(&args.resolve()?)?)?,
+        SweepCommand::Status(args) => {
+            let sweep = args.sweep.resolve()?;
+            out(&if args.json.json {
+                sweep::status_json(&sweep)?
+            } else {
+                sweep::status(&sweep)?
+            })?;
+        }
         SweepCommand::Work(args) => {
             let sweep = args.sweep.resolve()?;
             let index = sweep::index_from_env(args.index)?;

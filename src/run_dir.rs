@@ -58,8 +58,13 @@ pub enum RunDirError {
     },
     #[error("{}: {message}", path.display())]
     Malformed { path: PathBuf, message: String },
-    #[error("{run}: no such run: neither {} nor {run} is a run directory", under.display())]
-    Unknown { run: String, under: PathBuf },
+    /// `hint` says which runs there are, the nearest to `run` first ([`suggest`]).
+    #[error("{run}: no such run: neither {} nor {run} is a run directory{hint}", under.display())]
+    Unknown {
+        run: String,
+        under: PathBuf,
+        hint: String,
+    },
     #[error("{}: not a run directory (it has no run.json)", path.display())]
     NotARun { path: PathBuf },
     #[error(transparent)]
@@ -621,6 +626,51 @@ impl EpochCheckpoint {
     }
 }
 
+/// How many names a "did you mean" offers, and how many runs it lists besides.
+const SUGGESTED: usize = 3;
+const LISTED: usize = 8;
+
+/// What to add to "no such run" for `typed`, given the runs `names` there are in `runs`: the
+/// nearest names (a few edits away, Damerau's count, or starting with what was typed), then
+/// the runs there are; or that there are none, which points at a wrong artifact directory.
+pub fn suggest(typed: &str, names: &[String], runs: &Path) -> String {
+    if names.is_empty() {
+        return format!("; there are no runs in {}", runs.display());
+    }
+    // Two edits from four letters on ("tyni" for "tiny"), one below.
+    let reach = typed.chars().count().div_ceil(3);
+    let mut near: Vec<(usize, &String)> = names
+        .iter()
+        .map(|name| (strsim::osa_distance(typed, name), name))
+        .filter(|(distance, name)| {
+            (*distance <= reach && *distance < typed.chars().count())
+                || (!typed.is_empty() && name.starts_with(typed))
+        })
+        .collect();
+    near.sort();
+    let near: Vec<&str> = near
+        .iter()
+        .take(SUGGESTED)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let mut listed = names
+        .iter()
+        .take(LISTED)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LISTED {
+        listed.push_str(&format!(" and {} more", names.len() - LISTED));
+    }
+    match near.as_slice() {
+        [] => format!("; runs there: {listed}"),
+        _ => format!(
+            "; did you mean {}? (runs there: {listed})",
+            near.join(" or ")
+        ),
+    }
+}
+
 /// A run directory on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
@@ -674,9 +724,15 @@ impl RunDir {
         } else if Path::new(run).is_dir() {
             PathBuf::from(run)
         } else {
+            let names: Vec<String> = Self::list(artifact_dir)
+                .unwrap_or_default()
+                .iter()
+                .map(Self::name)
+                .collect();
             return Err(RunDirError::Unknown {
                 run: run.to_string(),
                 under: named,
+                hint: suggest(run, &names, &runs),
             });
         };
         let found = Self::open(path);
@@ -995,6 +1051,51 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunDirError
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_unknown_run_name_gets_the_nearest_names_and_the_runs_there() {
+        let names: Vec<String> = ["full-npm", "small", "tiny", "tiny-2"]
+            .map(String::from)
+            .to_vec();
+        let runs = Path::new("a/runs");
+        let there = "(runs there: full-npm, small, tiny, tiny-2)";
+        // A swap, two letters apart, a missing letter, a prefix.
+        assert_eq!(
+            suggest("tyni", &names, runs),
+            format!("; did you mean tiny? {there}")
+        );
+        assert_eq!(
+            suggest("tiyn", &names, runs),
+            format!("; did you mean tiny? {there}")
+        );
+        assert_eq!(
+            suggest("smal", &names, runs),
+            format!("; did you mean small? {there}")
+        );
+        assert_eq!(
+            suggest("tiny-", &names, runs),
+            format!("; did you mean tiny or tiny-2? {there}")
+        );
+        assert_eq!(
+            suggest("full", &names, runs),
+            format!("; did you mean full-npm? {there}")
+        );
+        // Nothing near: only the list; a one-letter name is not "near" everything.
+        assert_eq!(
+            suggest("zzzzzz", &names, runs),
+            "; runs there: full-npm, small, tiny, tiny-2"
+        );
+        assert_eq!(
+            suggest("x", &names, runs),
+            "; runs there: full-npm, small, tiny, tiny-2"
+        );
+        assert_eq!(suggest("x", &[], runs), "; there are no runs in a/runs");
+        let many: Vec<String> = (0..11).map(|i| format!("r{i:02}")).collect();
+        assert_eq!(
+            suggest("r3", &many, runs),
+            "; did you mean r03? (runs there: r00, r01, r02, r03, r04, r05, r06, r07 and 3 more)"
+        );
+    }
+
     fn running(owner: Owner) -> RunInfo {
         RunInfo {
             name: "r".into(),
@@ -1206,7 +1307,7 @@ mod tests {
         assert_eq!(
             err,
             format!(
-                "c: no such run: neither {} nor c is a run directory",
+                "c: no such run: neither {} nor c is a run directory; runs there: a, b",
                 dir.path().join("runs/c").display()
             )
         );

@@ -780,14 +780,27 @@ fn runs_that_are_not_there() {
             home,
             &args,
             2,
-            "nope: no such run: neither artifacts/runs/nope nor nope is a run directory",
+            "nope: no such run: neither artifacts/runs/nope nor nope is a run directory; runs there: r",
         );
     }
     fails_cleanly(
         home,
         &["train", "--resume", "nope"],
         2,
-        "nope: no such run: neither artifacts/runs/nope nor nope is a run directory",
+        "nope: no such run: neither artifacts/runs/nope nor nope is a run directory; runs there: r",
+    );
+    // A near miss is named; a wrong artifact directory shows as one without runs.
+    fails_cleanly(
+        home,
+        &["inspect", "r2"],
+        2,
+        "r2: no such run: neither artifacts/runs/r2 nor r2 is a run directory; did you mean r? (runs there: r)",
+    );
+    fails_cleanly(
+        home,
+        &["inspect", "r", "--artifact-dir", "elsewhere"],
+        2,
+        "r: no such run: neither elsewhere/runs/r nor r is a run directory; there are no runs in elsewhere/runs",
     );
     fails_cleanly(
         home,

@@ -297,6 +297,32 @@ fn drawing_a_one_and_a_zero_on_the_pad() {
         browser.script("return document.querySelectorAll('#run-loss svg polyline').length;"),
         json!(2)
     );
+    // The y axis's ticks at round values: a step of 1, 2, 2.5 or 5 times a power of ten.
+    for chart in ["run-loss", "run-acc"] {
+        let ticks = browser.script(&format!(
+            "return [...document.querySelectorAll('#{chart} svg text.tick')].map(t => t.textContent);"
+        ));
+        let ticks: Vec<f64> = ticks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(ticks.len() >= 2, "{chart}: {ticks:?}");
+        let step = ticks[1] - ticks[0];
+        let power = 10f64.powf(step.log10().floor());
+        let mantissa = step / power;
+        assert!(
+            [1.0, 2.0, 2.5, 5.0]
+                .iter()
+                .any(|m| (mantissa - m).abs() < 1e-6),
+            "{chart}: {ticks:?}"
+        );
+        for t in &ticks {
+            let k = t / step;
+            assert!((k - k.round()).abs() < 1e-6, "{chart}: {ticks:?}");
+        }
+    }
     browser.draw("mouse", &one());
     browser.settled(1);
     check_drawing(&browser, &server, 1);
@@ -322,6 +348,37 @@ fn drawing_a_one_and_a_zero_on_the_pad() {
         "1"
     );
     check_drawing(&browser, &server, 0);
+
+    // What is not there is a page saying so: no drawing pad, no empty charts, no raw JSON.
+    for (address, title, says) in [
+        ("runs/nope", "nope", "nope: no such run"),
+        (
+            "nothing/here",
+            "no such page",
+            "/nothing/here: no such page",
+        ),
+    ] {
+        browser.open(&format!("{}{address}", server.url));
+        wait_for("the error view", || {
+            browser.script("return !document.getElementById('error-view').hidden;") == json!(true)
+        });
+        assert_eq!(
+            browser.script("return document.getElementById('error-title').textContent;"),
+            title
+        );
+        let text = browser.script("return document.getElementById('error-text').textContent;");
+        assert!(text.as_str().unwrap().starts_with(says), "{text}");
+        assert_eq!(
+            browser.script(
+                "return [...document.querySelectorAll('main > section')].filter(s => !s.hidden).length;"
+            ),
+            json!(1)
+        );
+        assert_eq!(
+            browser.script("return document.getElementById('run-view').hidden;"),
+            json!(true)
+        );
+    }
 }
 
 /// The trials of `api` (a sweep's detail) sorted by `key` (`name` or a metric), ascending or

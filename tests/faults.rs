@@ -429,7 +429,10 @@ fn ctrl_c_stops_training_cleanly() {
     let done = assert_interrupted(&run, 50);
     assert_eq!(
         err,
-        format!("interrupted: {done} of 50 epochs done and checkpointed; the run is kept\n")
+        format!(
+            "interrupted: {done} of 50 epochs done and checkpointed; the run is kept; resume it \
+             with: mnist-mlp train --resume stopped\n"
+        )
     );
     // The summary, then the run directory, last.
     let rest: Vec<&str> = rest.lines().collect();
@@ -438,6 +441,102 @@ fn ctrl_c_stops_training_cleanly() {
         rest.iter()
             .any(|l| l.starts_with(&format!("Trained {done}/50 epochs: "))),
         "{rest:?}"
+    );
+}
+
+/// Ctrl-C while epoch 2 validates (held there by the test hook until the signal lands): no
+/// epoch line with validation metrics for epoch 2, whose numbers would be those of part of the
+/// validation set, but a line saying it was cut short; epoch 1's line as recorded; and stderr
+/// ends with the command that resumes the run, here with its artifact directory.
+#[test]
+fn ctrl_c_while_validating_prints_no_metrics_for_the_unfinished_epoch() {
+    let home = tempfile::tempdir().unwrap();
+    let held = home.path().join("validating");
+    let mut child = mnist_mlp(home.path())
+        .arg("train")
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .args(["--artifact-dir", "elsewhere", "--run-name", "cut"])
+        .args(SMALL)
+        .args([
+            "--backend",
+            "ndarray",
+            "--epochs",
+            "3",
+            "--dashboard",
+            "plain",
+        ])
+        .env(
+            mnist_mlp::training::TEST_HOLD,
+            format!("2:{}", held.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("epoch 2's validation", || held.exists());
+    kill(&child, libc::SIGINT);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(130), "{err}");
+
+    let run = RunDir::open(home.path().join("elsewhere/runs/cut"));
+    let history = run.read_history().unwrap();
+    assert_eq!(history.epochs(), 1, "{out}");
+    assert_eq!(read_info(&run).unwrap().epochs_done, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    let epoch_lines: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epoch_lines.len(), 2, "{out}");
+    let first = history.get(0).unwrap();
+    assert!(epoch_lines[0].starts_with("Epoch 1/3 - "), "{out}");
+    assert!(
+        epoch_lines[0].ends_with(&format!(
+            " - val_loss: {:.4} - val_accuracy: {:.4}",
+            first.val_loss, first.val_accuracy
+        )),
+        "{out}"
+    );
+    // Epoch 2: cut short after the first batch of 300 images, and said so, without metrics.
+    let prefix = "Epoch 2/3 - interrupted while validating (";
+    assert!(epoch_lines[1].starts_with(prefix), "{out}");
+    let (done, total) = epoch_lines[1][prefix.len()..]
+        .split_once(" images)")
+        .unwrap()
+        .0
+        .split_once(" of ")
+        .unwrap();
+    assert_eq!(total, "300", "{out}");
+    let done: usize = done.parse().unwrap();
+    assert!((1..300).contains(&done), "{out}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Epoch 2/3") && l.contains("val_accuracy")),
+        "{out}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("Trained 1/3 epochs: ")),
+        "{out}"
+    );
+    assert!(
+        err.ends_with(
+            "interrupted: 1 of 3 epochs done and checkpointed; the run is kept; resume it \
+             with: mnist-mlp train --resume cut --artifact-dir elsewhere\n"
+        ),
+        "{err}"
     );
 }
 
@@ -639,9 +738,33 @@ fn tui_stops_on(keys: &[u8], name: &str) -> String {
         "{tail:?}"
     );
     let done = assert_interrupted(&run, 50);
+    // The dashboard's screen is gone, but every epoch it trained stays as Keras's line, with
+    // the recorded numbers, in order, before the run directory.
+    let history = run.read_history().unwrap();
+    // (The first may follow what put the terminal back, on the same line.)
+    let epoch_lines: Vec<&str> = tail
+        .iter()
+        .filter_map(|l| l.find("Epoch ").map(|at| &l[at..]))
+        .collect();
+    assert_eq!(epoch_lines.len(), done, "{tail:?}");
+    for (i, line) in epoch_lines.iter().enumerate() {
+        let m = history.get(i).unwrap();
+        assert!(
+            line.starts_with(&format!("Epoch {}/50 - ", i + 1)),
+            "{tail:?}"
+        );
+        assert!(
+            line.ends_with(&format!(
+                "s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4}",
+                m.loss, m.accuracy, m.val_loss, m.val_accuracy
+            )),
+            "{tail:?}"
+        );
+    }
     assert!(
         err.ends_with(&format!(
-            "interrupted: {done} of 50 epochs done and checkpointed; the run is kept\n"
+            "interrupted: {done} of 50 epochs done and checkpointed; the run is kept; resume \
+             it with: mnist-mlp train --resume {name}\n"
         )),
         "{err}"
     );

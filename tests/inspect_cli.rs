@@ -149,6 +149,113 @@ fn summary_counts_the_tutorials_parameters() {
     assert!(untrained.contains("Total params: 669,706"), "{untrained}");
 }
 
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = stdout(&run_ok(&mut cli(args)));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+/// `runs`, `inspect` and `summary` with `--json`: the recorded values, exactly.
+#[test]
+fn runs_inspect_and_summary_print_their_values_as_json() {
+    let h = history();
+    let info = run().read_info().unwrap();
+    let (best_epoch, best) = h.best_epoch().unwrap();
+
+    let runs = json(&["runs", "--json"]);
+    assert_eq!(runs["runs_dir"], "artifacts/runs");
+    let listed = runs["runs"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{runs}");
+    let tiny = &listed[0];
+    assert_eq!(tiny["name"], "tiny");
+    assert_eq!(tiny["path"], "artifacts/runs/tiny");
+    assert_eq!(tiny["status"], "finished");
+    assert_eq!(tiny["epochs_done"], 2);
+    assert_eq!(tiny["epochs_planned"], 2);
+    assert_eq!(tiny["backend"], "ndarray");
+    assert_eq!(tiny["started"], info.started.as_str());
+    let last = h.last().unwrap();
+    assert_eq!(tiny["last"]["epoch"], 2);
+    assert_eq!(tiny["last"]["loss"].as_f64(), Some(last.loss));
+    assert_eq!(tiny["last"]["accuracy"].as_f64(), Some(last.accuracy));
+    assert_eq!(tiny["last"]["val_loss"].as_f64(), Some(last.val_loss));
+    assert_eq!(
+        tiny["last"]["val_accuracy"].as_f64(),
+        Some(last.val_accuracy)
+    );
+    assert_eq!(
+        tiny["last"]["seconds"].as_f64(),
+        Some(info.epoch_seconds[1])
+    );
+    assert_eq!(tiny["best"]["epoch"], best_epoch);
+    assert_eq!(tiny["best"]["val_accuracy"].as_f64(), Some(best));
+    // No runs: an empty list, not a sentence.
+    let empty = tempfile::tempdir().unwrap();
+    let out = stdout(&run_ok(mnist_mlp(empty.path()).args(["runs", "--json"])));
+    let none: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(none["runs"], serde_json::json!([]));
+
+    let inspect = json(&["inspect", "tiny", "--json"]);
+    assert_eq!(inspect["path"], "artifacts/runs/tiny");
+    assert_eq!(inspect["run"]["name"], "tiny");
+    assert_eq!(inspect["run"]["status"], "finished");
+    assert_eq!(inspect["run"]["valid_images"], VALID);
+    assert_eq!(inspect["config"]["train"]["seed"], 5);
+    assert_eq!(inspect["config"]["train"]["epochs"], 2);
+    let epochs = inspect["history"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    for (i, epoch) in epochs.iter().enumerate() {
+        let m = h.get(i).unwrap();
+        assert_eq!(epoch["epoch"], i + 1);
+        assert_eq!(epoch["loss"].as_f64(), Some(m.loss));
+        assert_eq!(epoch["val_accuracy"].as_f64(), Some(m.val_accuracy));
+        assert_eq!(epoch["seconds"].as_f64(), Some(info.epoch_seconds[i]));
+    }
+    let checkpoints = inspect["checkpoints"].as_array().unwrap();
+    assert_eq!(checkpoints.len(), 2, "{inspect}");
+    for (i, c) in checkpoints.iter().enumerate() {
+        assert_eq!(c["epoch"], i + 1);
+        assert_eq!(c["complete"], true);
+        assert_eq!(c["best"], i + 1 == best_epoch);
+        let model = run().path().join(format!("checkpoint/model-{}.bpk", i + 1));
+        assert_eq!(c["model_bytes"], std::fs::metadata(model).unwrap().len());
+    }
+    let model_bytes = std::fs::metadata(run().model_path()).unwrap().len();
+    assert_eq!(inspect["final_model"]["bytes"], model_bytes);
+    assert_eq!(
+        inspect["final_model"]["path"],
+        "artifacts/runs/tiny/model.bpk"
+    );
+
+    let summary = json(&["summary", "tiny", "--json"]);
+    assert_eq!(summary["weights"], "artifacts/runs/tiny/model.bpk");
+    assert_eq!(summary["epoch"], 2);
+    assert_eq!(summary["total_params"], 669_706);
+    assert_eq!(summary["bytes"], 669_706 * 4);
+    let layers = summary["layers"].as_array().unwrap();
+    let shapes: Vec<(u64, u64, u64, &str)> = layers
+        .iter()
+        .map(|l| {
+            (
+                l["inputs"].as_u64().unwrap(),
+                l["outputs"].as_u64().unwrap(),
+                l["params"].as_u64().unwrap(),
+                l["activation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            (784, 512, 401_920, "relu"),
+            (512, 512, 262_656, "relu"),
+            (512, 10, 5_130, "softmax")
+        ]
+    );
+    let untrained = json(&["summary", "--json"]);
+    assert_eq!(untrained["weights"], serde_json::Value::Null);
+    assert_eq!(untrained["total_params"], 669_706);
+}
+
 fn eval_json(checkpoint: Option<&str>) -> serde_json::Value {
     let mut command = cli(&["eval", "tiny", "--json"]);
     if let Some(c) = checkpoint {
@@ -274,6 +381,47 @@ fn predict(images: &[&Path]) -> Vec<(u8, Vec<f64>)> {
             (cells[1].parse().unwrap(), p)
         })
         .collect()
+}
+
+/// `predict --json`: per picture, in order, its digit and the ten probabilities, unrounded:
+/// the table's are these to four places.
+#[test]
+fn predict_prints_its_predictions_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = real_mnist();
+    let mut paths = Vec::new();
+    for index in [0, 1] {
+        let gray = image::GrayImage::from_raw(28, 28, mnist.valid.image(index).to_vec()).unwrap();
+        let png = dir.path().join(format!("mnist-{index}.png"));
+        gray.save(&png).unwrap();
+        paths.push(png);
+    }
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let table = predict(&refs);
+    let mut command = cli(&["predict", "tiny", "--json"]);
+    command.args(&refs);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&run_ok(&mut command))).unwrap();
+    let predictions = value["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2);
+    for ((p, path), (digit, rounded)) in predictions.iter().zip(&paths).zip(&table) {
+        assert_eq!(p["image"], path.to_str().unwrap());
+        assert_eq!(p["digit"], *digit);
+        let probabilities: Vec<f64> = p["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(probabilities.len(), 10);
+        assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        for (exact, shown) in probabilities.iter().zip(rounded) {
+            assert_eq!(format!("{exact:.4}"), format!("{shown:.4}"));
+        }
+        let argmax = (0..10)
+            .max_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]))
+            .unwrap();
+        assert_eq!(argmax, usize::from(*digit));
+    }
 }
 
 #[test]
@@ -463,6 +611,45 @@ fn a_broken_config_file_does_not_stop_the_readers_given_an_artifact_dir() {
     let output = mnist_mlp(elsewhere.path()).arg("runs").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(common::stderr(&output).contains("config/train.toml"));
+}
+
+/// MNIST_MLP_ARTIFACT_DIR stands for --artifact-dir on every command that takes it; the flag
+/// still wins. It is not a "given flag" that `train --resume` would refuse.
+#[test]
+fn the_artifact_dir_comes_from_the_environment() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let artifacts = home().join("artifacts");
+    let with_env = |args: &[&str]| {
+        let mut command = mnist_mlp(elsewhere.path());
+        command.args(args).env("MNIST_MLP_ARTIFACT_DIR", &artifacts);
+        command
+    };
+    let out = stdout(&run_ok(&mut with_env(&["runs"])));
+    assert!(out.lines().nth(2).unwrap().starts_with("tiny "), "{out}");
+    let by_env = stdout(&run_ok(&mut with_env(&["inspect", "tiny"])));
+    let by_flag = stdout(&run_ok(
+        mnist_mlp(elsewhere.path())
+            .args(["inspect", "tiny"])
+            .arg("--artifact-dir")
+            .arg(&artifacts),
+    ));
+    assert_eq!(by_env, by_flag);
+    assert!(by_env.contains("  epochs:   2 of 2 done\n"), "{by_env}");
+    let out = stdout(&run_ok(&mut with_env(&["summary", "tiny"])));
+    assert!(out.contains("Total params: 669,706"), "{out}");
+    // The flag over the environment.
+    let out = stdout(&run_ok(&mut with_env(&["runs", "--artifact-dir", "none"])));
+    assert_eq!(out, "no runs in none/runs\n");
+    // `train --resume` takes it too, and names where it looked.
+    let output = with_env(&["train", "--resume", "tyni"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        common::stderr(&output),
+        format!(
+            "error: tyni: no such run: neither {} nor tyni is a run directory; did you mean tiny? (runs there: tiny)\n",
+            artifacts.join("runs/tyni").display()
+        )
+    );
 }
 
 /// experiment.log keeps what Burn logs, minus its line per training step (one per batch,

@@ -298,17 +298,11 @@ fn bad_formats_unwritable_outs_and_runs_without_weights_are_refused() {
     );
 
     for format in ["onnx", "safetensors"] {
+        let missing = format!("missing/model.{format}");
         fails_in(
             dir,
-            &[
-                "export",
-                run,
-                "--format",
-                format,
-                "--out",
-                "missing/model.onnx",
-            ],
-            "error: missing/model.onnx: cannot write: No such file or directory",
+            &["export", run, "--format", format, "--out", &missing],
+            &format!("error: {missing}: cannot write: No such file or directory"),
         );
         fails_in(
             dir,
@@ -330,7 +324,7 @@ fn bad_formats_unwritable_outs_and_runs_without_weights_are_refused() {
     }
     fails_in(
         dir,
-        &["export", "bare", "--format", "onnx", "--out", "model.onnx"],
+        &["export", "bare", "--out", "model.onnx", "--force"],
         "error: bare: no checkpoint on disk (the run saved none)\n",
     );
     fails_in(
@@ -344,12 +338,82 @@ fn bad_formats_unwritable_outs_and_runs_without_weights_are_refused() {
             "final",
             "--out",
             "model.onnx",
+            "--force",
         ],
         "error: bare/model.bpk: missing (the run did not finish; use --checkpoint last or an epoch)\n",
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("model.onnx")).unwrap(),
         "an earlier export"
+    );
+}
+
+/// Without `--format` the extension names the format; a disagreement, or an extension that
+/// names none, is refused; a file already at `--out` is replaced only with `--force`.
+#[test]
+fn export_takes_its_format_from_the_extension_and_replaces_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let run = home().join("artifacts/runs/tiny");
+    let run = run.to_str().unwrap();
+
+    // `.onnx` is an ONNX graph, `.SafeTensors` (any case) safetensors: each decodes as such.
+    run_ok(mnist_mlp(dir).args(["export", run, "--out", "m.onnx"]));
+    let model = ModelProto::decode(std::fs::read(dir.join("m.onnx")).unwrap().as_slice()).unwrap();
+    assert_eq!(model.graph.unwrap().input[0].name, "pixels");
+    run_ok(mnist_mlp(dir).args(["export", run, "--out", "m.SafeTensors"]));
+    let bytes = std::fs::read(dir.join("m.SafeTensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("0.weight").unwrap().shape(), [512, 784]);
+    // The format given and the extension agreeing is as good as either alone.
+    run_ok(mnist_mlp(dir).args(["export", run, "--format", "onnx", "--out", "n.onnx"]));
+    assert_eq!(
+        std::fs::read(dir.join("n.onnx")).unwrap(),
+        std::fs::read(dir.join("m.onnx")).unwrap()
+    );
+
+    fails_in(
+        dir,
+        &["export", run, "--out", "model.bin"],
+        "error: model.bin: cannot tell the format from the extension; pass --format safetensors or --format onnx\n",
+    );
+    fails_in(
+        dir,
+        &["export", run, "--format", "safetensors", "--out", "x.onnx"],
+        "error: x.onnx: --format safetensors does not match the extension .onnx; name the file .safetensors or pass --format onnx\n",
+    );
+    fails_in(
+        dir,
+        &["export", run, "--format", "onnx", "--out", "x.safetensors"],
+        "error: x.safetensors: --format onnx does not match the extension .safetensors; name the file .onnx or pass --format safetensors\n",
+    );
+    // No extension at all, with --format: written as asked.
+    run_ok(mnist_mlp(dir).args(["export", run, "--format", "onnx", "--out", "plain"]));
+    assert_eq!(
+        std::fs::read(dir.join("plain")).unwrap(),
+        std::fs::read(dir.join("m.onnx")).unwrap()
+    );
+
+    // A file in the way stays as it was, by either format; --force replaces it.
+    std::fs::write(dir.join("m.onnx"), "an earlier export").unwrap();
+    fails_in(
+        dir,
+        &["export", run, "--out", "m.onnx", "--checkpoint", "1"],
+        "error: m.onnx: already exists; pass --force to replace it\n",
+    );
+    fails_in(
+        dir,
+        &["export", run, "--format", "onnx", "--out", "plain"],
+        "error: plain: already exists; pass --force to replace it\n",
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("m.onnx")).unwrap(),
+        "an earlier export"
+    );
+    run_ok(mnist_mlp(dir).args(["export", run, "--out", "m.onnx", "--force"]));
+    assert_eq!(
+        std::fs::read(dir.join("m.onnx")).unwrap(),
+        std::fs::read(dir.join("n.onnx")).unwrap()
     );
 }
 

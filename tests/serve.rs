@@ -325,7 +325,17 @@ fn paths_outside_the_runs_get_a_json_error() {
         404,
         "not written",
     );
-    get(&server, "nothing/here", 404, "no such page");
+    get(&server, "api/nothing/here", 404, "no such page");
+    // Outside the API an unknown address is the page, which says so (tests/browser.rs), still
+    // with 404.
+    let (status, body) = server.get("nothing/here");
+    assert_eq!(status, 404);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.starts_with("<!doctype html>"), "{body}");
+    assert!(
+        body.contains("<section id=\"error-view\" hidden>"),
+        "{body}"
+    );
     get(&server, "api/runs/tiny/predict", 405, "method not allowed");
     let (status, _) = server.get("../../secret.txt");
     assert_eq!(status, 404);
@@ -1053,7 +1063,7 @@ fn error_bodies_name_no_absolute_path() {
         "api/runs/nope",
         "api/runs/tiny/files/mistakes.png",
         "api/runs/broken",
-        "nothing/here",
+        "api/nothing/here",
     ] {
         let (status, body) = server.get(path);
         assert!(status >= 400, "{path}");

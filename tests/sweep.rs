@@ -170,6 +170,42 @@ fn two_workers_at_once_train_each_trial_of_a_grid_once() {
         "{table}"
     );
 
+    // `status --json`: the same ranking, exact values, each trial's settings.
+    let status: serde_json::Value = serde_json::from_str(&stdout(&run_ok(&mut sweep(
+        home,
+        &["status", "grid", "--json"],
+    ))))
+    .unwrap();
+    assert_eq!(status["name"], "grid");
+    assert_eq!(status["method"], "grid");
+    assert_eq!(status["epochs"], 2);
+    let listed = status["trials"].as_array().unwrap();
+    assert_eq!(listed.len(), 4, "{status}");
+    for (row, expected) in listed.iter().zip(&sorted) {
+        let name = row["name"].as_str().unwrap();
+        let index: usize = name.strip_prefix("trial-").unwrap().parse().unwrap();
+        let last = trial(home, "grid", index)
+            .read_history()
+            .unwrap()
+            .last()
+            .unwrap();
+        assert_eq!(row["last"]["val_accuracy"].as_f64(), Some(*expected));
+        assert_eq!(row["last"]["loss"].as_f64(), Some(last.loss));
+        assert_eq!(row["state"], "finished");
+        assert_eq!(
+            (row["epochs_done"].as_u64(), row["epochs_planned"].as_u64()),
+            (Some(2), Some(2))
+        );
+    }
+    let two = listed.iter().find(|t| t["name"] == "trial-002").unwrap();
+    let setting = |suffix: &str| {
+        let settings = two["settings"].as_object().unwrap();
+        let key = settings.keys().find(|k| k.ends_with(suffix)).unwrap();
+        settings[key].clone()
+    };
+    assert_eq!(setting(".hidden"), serde_json::json!([32]));
+    assert_eq!(setting(".learning_rate").as_f64(), Some(0.001));
+
     // A trial is an ordinary run for the other commands.
     let runs = stdout(&run_ok(mnist_mlp(home).args([
         "runs",

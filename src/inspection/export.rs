@@ -24,6 +24,48 @@ pub enum Format {
     Onnx,
 }
 
+impl Format {
+    /// The file extension that names the format (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Safetensors => "safetensors",
+            Format::Onnx => "onnx",
+        }
+    }
+
+    /// The format `path`'s extension names (`.onnx`, `.safetensors`, any case), if any.
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?;
+        [Format::Safetensors, Format::Onnx]
+            .into_iter()
+            .find(|f| extension.eq_ignore_ascii_case(f.extension()))
+    }
+}
+
+/// The format to write `out` in: `given` (`--format`) when the extension agrees or names no
+/// format, else the one the extension names. A file named `.onnx` holding safetensors (or
+/// the reverse) is refused: whoever opens it next goes by its name.
+pub fn choose_format(given: Option<Format>, out: &Path) -> Result<Format, InspectError> {
+    let refused = |message: String| InspectError::Refused {
+        path: out.to_path_buf(),
+        message,
+    };
+    match (given, Format::from_extension(out)) {
+        (Some(given), Some(named)) if given != named => Err(refused(format!(
+            "--format {} does not match the extension .{}; name the file .{} or pass --format {}",
+            given.extension(),
+            named.extension(),
+            given.extension(),
+            named.extension()
+        ))),
+        (Some(format), _) | (None, Some(format)) => Ok(format),
+        (None, None) => Err(refused(
+            "cannot tell the format from the extension; pass --format safetensors or --format onnx"
+                .to_string(),
+        )),
+    }
+}
+
 /// One exported tensor: its name and shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
@@ -43,13 +85,23 @@ pub struct Export {
 }
 
 /// Writes `which` weights of `run` (the final model, else the last checkpoint, when `None`) to
-/// `out` in `format`, atomically: on any error nothing is left at `out`.
+/// `out` in `format`, atomically: on any error nothing is left at `out`. A file already at
+/// `out` is replaced only when `force`; without it, it is refused before anything is read.
 pub fn export(
     run: &RunDir,
     which: Option<Weights>,
     format: Format,
     out: &Path,
+    force: bool,
 ) -> Result<Export, InspectError> {
+    // A directory is left to the write to refuse (it cannot be replaced, force or not).
+    let taken = std::fs::symlink_metadata(out).is_ok_and(|m| !m.is_dir());
+    if taken && !force {
+        return Err(InspectError::Refused {
+            path: out.to_path_buf(),
+            message: "already exists; pass --force to replace it".to_string(),
+        });
+    }
     // Reading tensors needs no accelerator: the CPU backend is in every build.
     let device = crate::backend::Backend::Ndarray.device(0)?;
     let saved = saved::load(run, which, &device)?;

@@ -13,7 +13,10 @@ pub mod prune;
 pub mod report;
 pub mod show;
 
-pub use report::{RunSummary, inspect, runs, summaries, summaries_of, summary};
+pub use report::{
+    RunSummary, inspect, inspect_json, runs, runs_json, summaries, summaries_of, summary,
+    summary_json,
+};
 
 use crate::backend::{Backend, BackendError};
 use crate::config::{ConfigError, TrainConfig};
@@ -90,6 +93,10 @@ pub enum InspectError {
     },
     #[error("{}: {message}", path.display())]
     Export { path: PathBuf, message: String },
+    /// What the user asked of a file is refused: `export`'s format against the file's
+    /// extension, or a file in the way without `--force`.
+    #[error("{}: {message}", path.display())]
+    Refused { path: PathBuf, message: String },
     /// A tensor the model computed could not be read back.
     #[error("cannot read the model's output: {0}")]
     Compute(String),
@@ -105,7 +112,9 @@ impl InspectError {
             InspectError::Data(e) => e.is_bad_input(),
             InspectError::Backend(e) => e.is_bad_input(),
             InspectError::Config(e) => e.is_bad_input(),
-            InspectError::Image { .. } | InspectError::IndexOutOfRange { .. } => true,
+            InspectError::Image { .. }
+            | InspectError::IndexOutOfRange { .. }
+            | InspectError::Refused { .. } => true,
             InspectError::ImageRead { source, .. } => crate::data::idx::is_about_the_file(source),
             InspectError::Out(e) => crate::data::idx::is_about_the_file(&e.source),
             InspectError::Plot(_)

@@ -72,6 +72,22 @@ pub fn predict(
         .collect())
 }
 
+/// `predict --json`: `{"predictions": [{"image", "digit", "probabilities": [p0, …, p9]}]}`, in
+/// the order the pictures were given, probabilities unrounded.
+pub fn to_json(predictions: &[Prediction]) -> String {
+    let predictions: Vec<serde_json::Value> = predictions
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "image": p.path,
+                "digit": p.digit,
+                "probabilities": p.probabilities,
+            })
+        })
+        .collect();
+    format!("{:#}\n", serde_json::json!({ "predictions": predictions }))
+}
+
 /// One row per picture: the digit, then the ten probabilities.
 pub fn render(predictions: &[Prediction]) -> String {
     use crate::table::{Align, Table};

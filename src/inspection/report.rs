@@ -5,6 +5,7 @@ use crate::model::thousands;
 use crate::run_dir::{CheckpointPart, History, RunDir, RunInfo};
 use crate::saved;
 use crate::table::{Align, Table};
+use burn::module::Module;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -304,6 +305,183 @@ pub fn summary(run: Option<&RunDir>) -> Result<String, InspectError> {
             ))
         }
     }
+}
+
+/// One epoch's metrics, as the `--json` of `runs` and `inspect` give them (exact, unrounded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EpochJson {
+    pub epoch: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    /// Wall time of the epoch, training and validation; absent when not recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+/// One run in `runs --json`: its facts and metrics, or `error` when its files are unreadable.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunJson {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs_done: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs_planned: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The last recorded epoch (null before the first).
+    pub last: Option<EpochJson>,
+    /// The first epoch with the highest val_accuracy (null before the first).
+    pub best: Option<EpochJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn epoch_json(history: &History, info: &RunInfo, epoch: usize) -> Option<EpochJson> {
+    let m = history.get(epoch.checked_sub(1)?)?;
+    Some(EpochJson {
+        epoch,
+        loss: m.loss,
+        accuracy: m.accuracy,
+        val_loss: m.val_loss,
+        val_accuracy: m.val_accuracy,
+        seconds: info.epoch_seconds.get(epoch - 1).copied(),
+    })
+}
+
+/// `runs --json`: `{"runs_dir": …, "runs": [RunJson, …]}`, newest first, as `runs` lists them.
+pub fn runs_json(artifact_dir: &Path) -> Result<String, InspectError> {
+    let runs: Vec<RunJson> = summaries(artifact_dir)?
+        .into_iter()
+        .map(|summary| match summary.recorded {
+            Ok((info, history)) => RunJson {
+                name: summary.run.name(),
+                path: summary.run.path().to_path_buf(),
+                status: Some(info.effective_status().to_string()),
+                started: Some(info.started.clone()),
+                ended: info.ended.clone(),
+                epochs_done: Some(info.epochs_done),
+                epochs_planned: Some(info.epochs_planned),
+                backend: Some(info.backend.clone()),
+                last: epoch_json(&history, &info, history.epochs()),
+                best: history
+                    .best_epoch()
+                    .and_then(|(epoch, _)| epoch_json(&history, &info, epoch)),
+                error: None,
+            },
+            Err(e) => RunJson {
+                name: summary.run.name(),
+                path: summary.run.path().to_path_buf(),
+                status: None,
+                started: None,
+                ended: None,
+                epochs_done: None,
+                epochs_planned: None,
+                backend: None,
+                last: None,
+                best: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    let value = serde_json::json!({
+        "runs_dir": RunDir::runs_dir(artifact_dir),
+        "runs": runs,
+    });
+    Ok(format!("{value:#}\n"))
+}
+
+/// `inspect RUN --json`: the run's facts (`run.json`, status as shown), its effective config,
+/// its history with each epoch's seconds, the checkpoints on disk and the final model.
+pub fn inspect_json(run: &RunDir) -> Result<String, InspectError> {
+    let info = run.read_info()?;
+    let config = run.read_config()?;
+    let history = recorded_history(run, &info)?;
+    let best = history.best_epoch().map(|(epoch, _)| epoch);
+    let epochs: Vec<EpochJson> = (1..=history.epochs())
+        .filter_map(|epoch| epoch_json(&history, &info, epoch))
+        .collect();
+    let checkpoints: Vec<serde_json::Value> = run
+        .checkpoints()?
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "epoch": c.epoch,
+                "model_bytes": c.size(CheckpointPart::Model),
+                "optimizer_bytes": c.size(CheckpointPart::Optimizer),
+                "scheduler_bytes": c.size(CheckpointPart::Scheduler),
+                "complete": c.is_complete(),
+                "best": best == Some(c.epoch),
+            })
+        })
+        .collect();
+    let model = run.model_path();
+    let final_model = std::fs::metadata(&model)
+        .ok()
+        .map(|meta| serde_json::json!({"path": model, "bytes": meta.len()}));
+    let mut facts = serde_json::to_value(&info).unwrap_or_default();
+    if let Some(facts) = facts.as_object_mut() {
+        facts.insert("status".into(), info.effective_status().to_string().into());
+    }
+    let value = serde_json::json!({
+        "path": run.path(),
+        "run": facts,
+        "config": serde_json::to_value(&config).unwrap_or_default(),
+        "history": epochs,
+        "checkpoints": checkpoints,
+        "final_model": final_model,
+    });
+    Ok(format!("{value:#}\n"))
+}
+
+/// `summary [RUN] --json`: the weights read (null without a run), each layer with its output
+/// width and parameter count, and the total, as `model.summary()` shows them.
+pub fn summary_json(run: Option<&RunDir>) -> Result<String, InspectError> {
+    let device = crate::backend::Backend::Ndarray.device(0)?;
+    let (model, weights, epoch) = match run {
+        None => (
+            crate::model::MlpConfig::tutorial().init(&device),
+            None,
+            None,
+        ),
+        Some(run) => {
+            let saved = saved::load(run, None, &device)?;
+            (saved.model, Some(saved.path), Some(saved.epoch))
+        }
+    };
+    let last = model.layers.len().saturating_sub(1);
+    let layers: Vec<serde_json::Value> = model
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let [inputs, outputs] = layer.weight.val().dims();
+            serde_json::json!({
+                "name": format!("layers.{i}"),
+                "inputs": inputs,
+                "outputs": outputs,
+                "activation": if i < last { "relu" } else { "softmax" },
+                "params": layer.num_params(),
+            })
+        })
+        .collect();
+    let total = model.num_params();
+    let value = serde_json::json!({
+        "weights": weights,
+        "epoch": epoch,
+        "layers": layers,
+        "total_params": total,
+        "bytes": total * 4,
+    });
+    Ok(format!("{value:#}\n"))
 }
 
 #[cfg(test)]

@@ -177,7 +177,9 @@ fn draw_panel<DB: DrawingBackend>(
         .y_desc(name)
         .x_labels(usize::try_from(epochs + 2).unwrap_or(12).min(12))
         .x_label_formatter(&blank_outside)
-        .y_label_formatter(&|v| format!("{v:.3}"))
+        // Plotters puts the ticks at round values; four significant digits drop its float
+        // noise (0.30000000000000004) and the zeros a fixed width would pad them with.
+        .y_label_formatter(&|v| crate::table::human(*v))
         .axis_desc_style((FAMILY, 18))
         .label_style((FAMILY, 15))
         .max_light_lines(1)
@@ -268,6 +270,67 @@ mod tests {
         }
         // Nothing but the two pictures in the directory: no temporary file left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// The y axis's tick labels fall on round values (a step of 1, 2 or 5 times a power of
+    /// ten, each a multiple of it), printed with no more digits than they have, whatever the
+    /// values: no 0.473 or 0.356.
+    #[test]
+    fn axis_ticks_are_round_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let awkward = |scale: f64, offset: f64| {
+            let mut h = History::default();
+            for e in 0..7 {
+                let e = f64::from(e);
+                h.push(EpochMetrics {
+                    loss: scale * (1.0 / (e + 1.3)) + offset,
+                    accuracy: 0.4731 + 0.0713 * e.sqrt(),
+                    val_loss: scale * (0.9 / (e + 1.1)) + offset,
+                    val_accuracy: 0.3561 + 0.0837 * e.sqrt(),
+                });
+            }
+            h
+        };
+        for (scale, offset) in [(0.473, 0.0), (0.0871, 0.003), (0.0123, 0.0004)] {
+            let svg = dir.path().join("ticks.svg");
+            write_curves_svg(&awkward(scale, offset), "ticks", &svg).unwrap();
+            let text = std::fs::read_to_string(&svg).unwrap();
+            // The label texts: lines of the SVG that are numbers, less the epochs 1..=7.
+            let labels: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.parse::<f64>().is_ok() && l.parse::<u32>().is_err())
+                .collect();
+            assert!(labels.len() >= 6, "{scale}: {labels:?}");
+            for label in &labels {
+                let v: f64 = label.parse().unwrap();
+                assert_eq!(crate::table::human(v), *label, "{scale}: {labels:?}");
+            }
+            // The two panels' labels, each rising; a fall starts the second. (Scales whose
+            // ticks are below 1: whole numbers are taken for epochs.)
+            let values: Vec<f64> = labels.iter().map(|l| l.parse().unwrap()).collect();
+            let split = (1..values.len())
+                .find(|&i| values[i] < values[i - 1])
+                .unwrap_or(values.len());
+            for panel in [&values[..split], &values[split..]] {
+                if panel.len() < 2 {
+                    continue;
+                }
+                let step = panel[1] - panel[0];
+                let power = 10f64.powf(step.log10().floor());
+                let mantissa = step / power;
+                assert!(
+                    [1.0, 2.0, 2.5, 5.0]
+                        .iter()
+                        .any(|m| (mantissa - m).abs() < 1e-6),
+                    "{scale}: {labels:?}"
+                );
+                for v in panel {
+                    let k = v / step;
+                    assert!((k - k.round()).abs() < 1e-6, "{scale}: {labels:?}");
+                }
+            }
+        }
     }
 
     #[test]

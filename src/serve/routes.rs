@@ -225,8 +225,15 @@ async fn read_body(headers: &HeaderMap, mut body: Body) -> Result<Vec<u8>, ApiEr
         })
 }
 
+/// An unknown address: for the API, the error as JSON; for a browser, the page (which says
+/// there is no such page), still with 404.
 async fn not_found(uri: Uri) -> Response {
-    error(404, &format!("{}: no such page", uri.path()))
+    if uri.path().starts_with("/api/") || uri.path() == "/api" {
+        return error(404, &format!("{}: no such page", uri.path()));
+    }
+    let mut response = asset(INDEX_HTML, "text/html; charset=utf-8");
+    *response.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    response
 }
 
 async fn not_allowed(method: Method, uri: Uri) -> Response {

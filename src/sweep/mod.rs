@@ -403,11 +403,53 @@ fn ranked_on(rows: &[(&Trial, TrialState)]) -> String {
     }
 }
 
-/// A setting's value as the table shows it: `[128, 128]` as `128,128`.
+/// `sweep status --json`: the sweep's name, method and epochs, and its trials best first as
+/// the table ranks them, each with its settings, epochs done / planned, state and last
+/// epoch's metrics (null before the first), unrounded.
+pub fn status_json(sweep: &Sweep) -> Result<String, SweepError> {
+    let r = &sweep.resolved;
+    let trials: Vec<serde_json::Value> = ranked(sweep)?
+        .into_iter()
+        .map(|(trial, state)| {
+            let last = state.history.last().map(|m| {
+                serde_json::json!({
+                    "loss": m.loss,
+                    "accuracy": m.accuracy,
+                    "val_loss": m.val_loss,
+                    "val_accuracy": m.val_accuracy,
+                })
+            });
+            serde_json::json!({
+                "name": trial.name,
+                "settings": trial.settings,
+                "epochs_done": state.history.epochs(),
+                "epochs_planned": state.epochs_planned(sweep),
+                "state": state.state,
+                "last": last,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "name": r.name,
+        "path": sweep.path(),
+        "method": match r.method {
+            Method::Grid => "grid",
+            Method::Random => "random",
+        },
+        "epochs": r.epochs,
+        "varied": r.varied,
+        "trials": trials,
+    });
+    Ok(format!("{value:#}\n"))
+}
+
+/// A setting's value as the table shows it: `[128, 128]` as `128,128`, a float to four
+/// significant digits (a random search's `0.9440000000000001` as `0.944`).
 fn show(value: &toml::Value) -> String {
     match value {
         toml::Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(","),
         toml::Value::String(s) => s.clone(),
+        toml::Value::Float(x) => crate::table::human(*x),
         other => other.to_string(),
     }
 }

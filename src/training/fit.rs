@@ -121,7 +121,17 @@ pub(super) fn fit(
         terminal.restore();
     }
     let stopped = watch.as_ref().and_then(Watch::stopped);
-    settle(&plan, &recorder, &tracker, launched, stopped)
+    let outcome = settle(&plan, &recorder, &tracker, launched, stopped);
+    // The dashboard's screen is gone with it: its epochs are printed as plain lines.
+    if let (Dashboard::Tui, Ok(outcome)) = (dashboard.resolve(), &outcome) {
+        super::dashboard::print_epoch_lines(
+            &outcome.history,
+            &outcome.info.epoch_seconds,
+            plan.after,
+            plan.config.train.epochs,
+        );
+    }
+    outcome
 }
 
 /// The learning-rate scheduler, and the watch that runs Keras's EarlyStopping and

@@ -15,7 +15,7 @@ mod terminal;
 pub mod watch;
 
 pub use checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};
-pub use dashboard::{Dashboard, EpochLines};
+pub use dashboard::{Dashboard, EpochLines, TEST_HOLD};
 pub use history::HistoryLogger;
 pub use interrupt::INTERRUPTED;
 pub use loader::MnistLoader;
@@ -140,6 +140,39 @@ pub struct TrainOutcome {
     pub history: History,
     /// For a resumed run, the epoch it continued after (0: it started over).
     pub resumed_after: Option<usize>,
+}
+
+/// The command that resumes `run`: `mnist-mlp train --resume NAME`, with `--artifact-dir` when
+/// the run is not under `default_artifact_dir` (where a plain `train --resume` would look).
+pub fn resume_command(run: &RunDir, default_artifact_dir: Option<&std::path::Path>) -> String {
+    let name = run.name();
+    let artifact_dir = run.path().parent().and_then(std::path::Path::parent);
+    let mut command = format!("mnist-mlp train --resume {}", shell_word(&name));
+    match artifact_dir {
+        Some(dir) if Some(dir) != default_artifact_dir => {
+            let dir = if dir.as_os_str().is_empty() {
+                ".".to_string()
+            } else {
+                dir.display().to_string()
+            };
+            command.push_str(&format!(" --artifact-dir {}", shell_word(&dir)));
+        }
+        _ => {}
+    }
+    command
+}
+
+/// `word` as a shell reads it back: as it is when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Loads MNIST as `config` says, then trains. The data is loaded before the run directory is

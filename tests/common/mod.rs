@@ -54,6 +54,7 @@ pub fn mnist_mlp(home: &Path) -> Command {
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env_remove("MNIST_DATA_DIR")
         .env_remove("MNIST_MIRROR")
+        .env_remove("MNIST_MLP_ARTIFACT_DIR")
         .env_remove("RUST_BACKTRACE")
         .current_dir(home);
     command

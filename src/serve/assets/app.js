@@ -6,6 +6,8 @@
 const $ = (id) => document.getElementById(id);
 const COLORS = ["#2f6fde", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5c940d"];
 const fmt = (x, digits = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+// Numbers for people: four significant digits (0.9440000000000001 → 0.944); the API keeps them exact.
+const human = (v) => (typeof v === "number" && Number.isFinite(v) ? String(Number(v.toPrecision(4))) : String(v));
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 async function getJson(url) {
@@ -27,10 +29,14 @@ function chart(el, series, { yMin = null, yMax = null } = {}) {
   const x = (v) => L + ((v - 1) / (xMax - 1)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-size="11" fill="#667085">`;
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
+  // Ticks at round values (1, 2, 2.5 or 5 times a power of ten), about four of them.
+  const rough = (hi - lo) / 4, power = 10 ** Math.floor(Math.log10(rough));
+  const m = [1, 2, 2.5, 5, 10].find((f) => f * power >= rough), tick = m * power;
+  const decimals = Math.max(0, -Math.floor(Math.log10(tick) + 1e-9) + (m === 2.5 ? 1 : 0));
+  for (let k = Math.ceil(lo / tick - 1e-9); k * tick <= hi + 1e-9; k++) {
+    const v = k * tick;
     svg += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#eef1f6"/>`;
-    svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(3)}</text>`;
+    svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" class="tick">${v.toFixed(decimals)}</text>`;
   }
   const step = Math.max(1, Math.ceil(xMax / 10));
   for (let e = 1; e <= xMax; e += step) svg += `<text x="${x(e)}" y="${H - 10}" text-anchor="middle">${e}</text>`;
@@ -39,7 +45,7 @@ function chart(el, series, { yMin = null, yMax = null } = {}) {
     const pts = s.values.map((v, i) => `${x(i + 1)},${y(v)}`).join(" ");
     const dash = s.dashed ? ' stroke-dasharray="5 4"' : "";
     svg += `<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`;
-    s.values.forEach((v, i) => { svg += `<circle cx="${x(i + 1)}" cy="${y(v)}" r="2.5" fill="${s.color}"><title>${esc(s.label)} epoch ${i + 1}: ${v}</title></circle>`; });
+    s.values.forEach((v, i) => { svg += `<circle cx="${x(i + 1)}" cy="${y(v)}" r="2.5" fill="${s.color}"><title>${esc(s.label)} epoch ${i + 1}: ${human(v)}</title></circle>`; });
   }
   const legend = series.filter((s) => !s.dashed || !series.some((o) => o.label === s.label && !o.dashed));
   el.innerHTML = svg + "</svg>" + '<div class="legend">' +
@@ -114,7 +120,7 @@ async function showSweeps() {
 const sweepPage = window.mnistSweep = { name: null, sort: { key: "val_accuracy", desc: true }, chosen: null, data: null, text: null };
 let sweepTimer = null;
 const METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"];
-const settingText = (v) => (v === undefined ? "" : Array.isArray(v) ? v.map(settingText).join(",") : String(v));
+const settingText = (v) => (v === undefined ? "" : Array.isArray(v) ? v.map(settingText).join(",") : human(v));
 
 // The table's columns: each with its key, header, value to sort by and text to show.
 function sweepColumns(varied) {
@@ -228,10 +234,21 @@ function drawSweepCurves() {
 // ---- one run: of runs/, or a sweep's trial ----
 let runApi = null, runTimer = null;
 
+// A page for what is not there (an unknown run or address): its message, and the way back;
+// no drawing pad or empty charts under it.
+function showError(title, message) {
+  for (const view of document.querySelectorAll("main > section")) view.hidden = true;
+  $("error-view").hidden = false;
+  $("error-title").textContent = title;
+  $("error-text").textContent = message;
+  document.title = `${title} – mnist-mlp`;
+}
+
 async function showRun(api, name, where) {
   runApi = api;
-  $("run-view").hidden = false;
   $("where").innerHTML = where;
+  try { await getJson(api); } catch (e) { showError(name, e.message); return; }
+  $("run-view").hidden = false;
   $("run-title").textContent = name;
   document.title = `${name} – mnist-mlp`;
   setupPad();
@@ -369,6 +386,8 @@ if (runMatch) {
     `<a href="/">runs</a> / <a href="/sweeps/${sweepPath}">sweep ${esc(sweepName)}</a> / ${esc(name)}`);
 } else if (sweepMatch) {
   showSweep(part(sweepMatch, 1));
-} else {
+} else if (path === "/") {
   showRuns();
+} else {
+  showError("no such page", `${path}: no such page`);
 }
