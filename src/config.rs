@@ -237,9 +237,10 @@ pub struct Overrides {
 /// A new run's settings as `train`'s flags, one per key; `None` leaves the file's value.
 ///
 /// `train` flattens this struct into its arguments (each doc comment is the flag's help) and
-/// [`TrainConfig::resolve`] destructures it whole, so a field added here is a flag at once and
-/// does not compile until it is applied. A resumed run keeps its own saved config: `--resume`
-/// conflicts with the whole group.
+/// [`TrainConfig::resolve`] applies it through `apply`, which destructures it whole, so a field
+/// added here is a flag at once and does not compile until it is applied; its help names the
+/// key as `(section.key)`, which makes it a sweep setting too ([`setting_keys`]). A resumed run
+/// keeps its own saved config: `--resume` takes only `--epochs` of the group.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 #[group(id = "settings", multiple = true)]
 pub struct RunSettings {

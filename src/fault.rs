@@ -26,6 +26,14 @@ pub const BAD_INPUT: u8 = 2;
 /// handled, which exits with it when no training is running).
 pub use crate::training::INTERRUPTED;
 
+/// For a command that writes nothing, `serve`: Ctrl-C (and SIGTERM, SIGHUP) ends the process
+/// with [`INTERRUPTED`], as `train` does when no training is running.
+pub fn exit_on_ctrl_c() {
+    if let Err(e) = ctrlc::set_handler(|| std::process::exit(i32::from(INTERRUPTED))) {
+        log::warn!("Ctrl-C will kill the process without exit code {INTERRUPTED}: {e}");
+    }
+}
+
 /// The exit code for `error`: the first error of this crate in its chain decides; anything
 /// else is a runtime failure.
 pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {

@@ -523,6 +523,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => export(args),
         Command::Sweep(command) => sweep_command(command),
         Command::Serve(args) => {
+            fault::exit_on_ctrl_c();
             serve::serve(&serve::ServeOptions {
                 artifact_dir: args.runs.artifact_dir()?,
                 host: args.host,

@@ -85,7 +85,6 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         .enable_time()
         .build()
         .map_err(ServeError::Runtime)?;
-    exit_on_ctrl_c();
     println!("Serving {url}");
     let app = api::App::new(&options.artifact_dir, options.on);
     let router = routes::router(app, guard::Hosts::new(bound.ip(), &options.allow_hosts));
@@ -94,14 +93,4 @@ pub fn serve(options: &ServeOptions) -> Result<(), ServeError> {
         server::run(listener, router).await;
         Ok(())
     })
-}
-
-/// Ctrl-C (and SIGTERM, SIGHUP) ends the process with 130, as `train` does when no training is
-/// running: the server writes nothing, so there is nothing to finish.
-fn exit_on_ctrl_c() {
-    if let Err(e) =
-        ctrlc::set_handler(|| std::process::exit(i32::from(crate::training::INTERRUPTED)))
-    {
-        log::warn!("Ctrl-C will kill the server without exit code 130: {e}");
-    }
 }
