@@ -168,11 +168,15 @@ struct PredictArgs {
     run: RunArgs,
     #[command(flatten)]
     on: ComputeArgs,
-    /// Pictures of one digit each
+    /// Pictures of one digit each; each is answered on its own, and one that cannot be read
+    /// gets an error line (the exit status is then non-zero)
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
+    /// Write what the model saw, each picture prepared as a 28×28 MNIST digit, as DIR/NAME.png
+    #[arg(long, value_name = "DIR")]
+    save_input: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -380,14 +384,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval(args),
         Command::Predict(args) => {
             let run = args.run.resolve()?;
-            let predictions = predict::predict(
+            let answers = predict::predict_each(
                 &run,
                 args.checkpoint.checkpoint,
                 &args.images,
                 (&args.on).into(),
             )?;
-            out(&predict::render(&predictions))?;
-            Ok(ExitCode::SUCCESS)
+            let (table, failed) = predict::report(answers, args.save_input.as_deref())?;
+            out(&table)?;
+            // One line per picture that could not be read; the others are answered above.
+            for error in &failed {
+                eprintln!("error: {error}");
+            }
+            Ok(failed
+                .iter()
+                .map(|e| fault::exit_code(e))
+                .max()
+                .map_or(ExitCode::SUCCESS, ExitCode::from))
         }
         Command::Show(args) => show(args),
         Command::Export(args) => export(args),

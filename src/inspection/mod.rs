@@ -8,6 +8,7 @@
 pub mod eval;
 pub mod export;
 pub mod onnx;
+pub mod digit_prep;
 pub mod predict;
 pub mod report;
 pub mod show;
