@@ -74,7 +74,12 @@ fn template(digit: u8, v: u32) -> Vec<Stroke> {
             arc([0.47, 0.75], [0.29, 0.25], 270.0, 515.0),
         )],
         4 => match v % 2 {
-            0 => vec![line(&[[0.66, 1.0], [0.66, 0.0], [0.14, 0.68], [0.86, 0.68]])],
+            0 => vec![line(&[
+                [0.66, 1.0],
+                [0.66, 0.0],
+                [0.14, 0.68],
+                [0.86, 0.68],
+            ])],
             _ => vec![
                 line(&[[0.3, 0.0], [0.2, 0.62], [0.86, 0.62]]),
                 line(&[[0.66, 0.18], [0.66, 1.0]]),
@@ -145,7 +150,11 @@ fn look(rng: &mut StdRng) -> Look {
             ("grey", [v, v, v])
         }
         _ => {
-            let tints = [[250.0, 238.0, 190.0], [225.0, 238.0, 250.0], [248.0, 222.0, 226.0]];
+            let tints = [
+                [250.0, 238.0, 190.0],
+                [225.0, 238.0, 250.0],
+                [248.0, 222.0, 226.0],
+            ];
             ("tinted", pick(rng, &tints))
         }
     };
@@ -160,9 +169,7 @@ fn look(rng: &mut StdRng) -> Look {
     );
     let light = pick(rng, &["even", "gradient", "gradient", "shadow"]);
     let marks = pick(rng, &["none", "none", "specks", "ruled"]);
-    let jpeg = rng
-        .random_bool(0.5)
-        .then(|| rng.random_range(55..92) as u8);
+    let jpeg = rng.random_bool(0.5).then(|| rng.random_range(55..92) as u8);
     Look {
         size,
         pen: (pen, width),
@@ -312,7 +319,13 @@ fn picture(rng: &mut StdRng, digit: u8) -> (RgbImage, Look) {
                     continue;
                 }
                 let r = rng.random_range(0.003..0.012) * size as f32 + 0.5;
-                draw(&[vec![[x, y], [x + 0.1, y + 0.1]]], 2.0 * r, size, size, &mut marks);
+                draw(
+                    &[vec![[x, y], [x + 0.1, y + 0.1]]],
+                    2.0 * r,
+                    size,
+                    size,
+                    &mut marks,
+                );
                 placed += 1;
             }
         }
@@ -360,7 +373,8 @@ fn picture(rng: &mut StdRng, digit: u8) -> (RgbImage, Look) {
     };
     for p in image.pixels_mut() {
         let z: f32 = (0..4).map(|_| rng.random_range(-1.0..1.0f32)).sum::<f32>() * 0.87;
-        p.0 = p.0.map(|v| (f32::from(v) + z * noise).clamp(0.0, 255.0) as u8);
+        p.0 =
+            p.0.map(|v| (f32::from(v) + z * noise).clamp(0.0, 255.0) as u8);
     }
     (image, look)
 }
@@ -372,9 +386,8 @@ fn save(image: &RgbImage, look: &Look, dir: &Path, n: usize) -> anyhow::Result<(
     );
     match look.jpeg {
         Some(quality) => {
-            let file = std::io::BufWriter::new(std::fs::File::create(
-                dir.join(format!("{name}.jpg")),
-            )?);
+            let file =
+                std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{name}.jpg")))?);
             image::codecs::jpeg::JpegEncoder::new_with_quality(file, quality)
                 .encode_image(image)?;
         }

@@ -179,8 +179,10 @@ pub fn report(
         }
     }
     if let Some(dir) = save_input {
-        let inputs: Vec<(&Path, &[u8; PIXELS])> =
-            read.iter().map(|(p, image)| (p.path.as_path(), image)).collect();
+        let inputs: Vec<(&Path, &[u8; PIXELS])> = read
+            .iter()
+            .map(|(p, image)| (p.path.as_path(), image))
+            .collect();
         save_inputs(dir, &inputs)?;
     }
     let predictions: Vec<Prediction> = read.into_iter().map(|(p, _)| p).collect();
