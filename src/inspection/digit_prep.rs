@@ -240,19 +240,6 @@ fn paper_level(ink: &Plane) -> Vec<f32> {
     }
     let cell = cell_side(ink);
     let (grid, gw, gh) = cell_medians(ink, cell);
-    // Uneven light shows at the edges of the picture too; where the edges' paper is even, so
-    // is the paper (a grid could take a marker's wide strokes for paper).
-    let edge: Vec<f32> = (0..gw)
-        .flat_map(|x| [(x, 0), (x, gh - 1)])
-        .chain((0..gh).flat_map(|y| [(0, y), (gw - 1, y)]))
-        .map(|(x, y)| grid[(y * gw + x) as usize])
-        .collect();
-    let (lo, hi) = edge
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    if hi - lo < EVEN_PAPER {
-        return vec![percentile(&edge, 0.5); n];
-    }
     let eroded = neighbourhood(&grid, gw, gh, f32::min);
     let opened = neighbourhood(&eroded, gw, gh, f32::max);
     let smooth = neighbourhood_mean(&opened, gw, gh);
