@@ -37,6 +37,12 @@ const WORK_SIDE: u32 = 1024;
 const SMALL: u32 = 128;
 /// The paper's level varies by less than this across the grid: taken as one level.
 const EVEN_PAPER: f32 = 8.0;
+/// How many times farther one side's tail must reach from the picture's median than the other
+/// for the whole picture to decide which side is ink.
+const CLEAR_TAIL: f32 = 4.0;
+/// The share of the grid's cells, the lightest, taken as bare paper when judging whether the
+/// paper is even: more than ink covers in any picture of one digit, less than a shadow leaves lit.
+const PAPER_CELLS: f64 = 0.7;
 /// The stroke MNIST's digits have in their 20-pixel box, which a redrawn pen is given.
 const MNIST_PEN: f32 = 2.2;
 /// A pen finer than this in the 20-pixel box is redrawn at [`MNIST_PEN`] before shrinking.
@@ -132,8 +138,17 @@ pub fn ink_of(gray: &GrayImage) -> Result<(Plane, bool), NoDigit> {
     if max - min < 1.0 {
         return Err(NoDigit::Flat);
     }
-    let local = if width.max(height) <= SMALL {
-        vec![percentile(&levels.values, 0.5); levels.values.len()]
+    // The whole picture's median first: where one side's tail clearly reaches farther (a clean
+    // scan, thick strokes that fill the cells below), that decides; the local medians only
+    // where it does not (a shadow's dark half on light paper looks like ink to the whole).
+    let median = percentile(&levels.values, 0.5);
+    let (low, high) = (
+        median - percentile(&levels.values, 0.002),
+        percentile(&levels.values, 0.998) - median,
+    );
+    let clear = low.max(high) > CLEAR_TAIL * low.min(high).max(1.0);
+    let local = if width.max(height) <= SMALL || clear {
+        vec![median; levels.values.len()]
     } else {
         let cell = cell_side(&levels);
         let (grid, gw, gh) = cell_medians(&levels, cell);
@@ -240,6 +255,12 @@ fn paper_level(ink: &Plane) -> Vec<f32> {
     }
     let cell = cell_side(ink);
     let (grid, gw, gh) = cell_medians(ink, cell);
+    // Even paper (a scan, thick strokes that fill whole cells, which the opening below would
+    // take for paper): the lightest cells, bare paper whatever the ink, all at one level.
+    let paper = percentile(&grid, PAPER_CELLS);
+    if paper - percentile(&grid, 0.0) < EVEN_PAPER {
+        return vec![percentile(&grid, PAPER_CELLS / 2.0); n];
+    }
     let eroded = neighbourhood(&grid, gw, gh, f32::min);
     let opened = neighbourhood(&eroded, gw, gh, f32::max);
     let smooth = neighbourhood_mean(&opened, gw, gh);
