@@ -233,13 +233,17 @@ struct PredictArgs {
     run: RunArgs,
     #[command(flatten)]
     on: ComputeArgs,
-    /// Pictures of one digit each
+    /// Pictures of one digit each; each is answered on its own, and one that cannot be read
+    /// gets an error line (the exit status is then non-zero)
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
     #[command(flatten)]
     checkpoint: CheckpointArg,
     #[command(flatten)]
     json: JsonArg,
+    /// Write what the model saw, each picture prepared as a 28×28 MNIST digit, as DIR/NAME.png
+    #[arg(long, value_name = "DIR")]
+    save_input: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -506,18 +510,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval(args),
         Command::Predict(args) => {
             let run = args.run.resolve()?;
-            let predictions = predict::predict(
+            let answers = predict::predict_each(
                 &run,
                 args.checkpoint.checkpoint,
                 &args.images,
                 (&args.on).into(),
             )?;
-            out(&if args.json.json {
-                predict::to_json(&predictions)
-            } else {
-                predict::render(&predictions)
-            })?;
-            Ok(ExitCode::SUCCESS)
+            let (table, failed) =
+                predict::report(answers, args.save_input.as_deref(), args.json.json)?;
+            out(&table)?;
+            // One line per picture that could not be read; the others are answered above.
+            for error in &failed {
+                eprintln!("error: {error}");
+            }
+            Ok(failed
+                .iter()
+                .map(|e| fault::exit_code(e))
+                .max()
+                .map_or(ExitCode::SUCCESS, ExitCode::from))
         }
         Command::Show(args) => show(args),
         Command::Export(args) => export(args),

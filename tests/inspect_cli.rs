@@ -469,6 +469,62 @@ fn predict_reads_a_users_pictures_as_mnist_digits() {
     }
 }
 
+/// One picture `predict` cannot read costs only itself: the others are answered, it gets one
+/// error line, the exit status says a picture was bad (2); `--save-input` writes what the
+/// model saw of the others, the same 28×28 `prepare` makes.
+#[test]
+fn predict_answers_every_picture_it_can_and_names_the_one_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnist = real_mnist();
+    let seven = dir.path().join("seven.png");
+    image::GrayImage::from_raw(28, 28, mnist.valid.image(0).to_vec())
+        .unwrap()
+        .save(&seven)
+        .unwrap();
+    let two = dir.path().join("two.jpg");
+    photo_of(mnist.valid.image(1)).save(&two).unwrap();
+    let corrupt = dir.path().join("corrupt.png");
+    let bytes = std::fs::read(&seven).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    let seen = dir.path().join("seen");
+    let output = cli(&["predict", "tiny"])
+        .arg(&seven)
+        .arg(&corrupt)
+        .arg(&two)
+        .arg("--save-input")
+        .arg(&seen)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("error: {}: ", corrupt.display())),
+        "{err}"
+    );
+    let out = String::from_utf8(output.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows[0][..2], [seven.to_str().unwrap(), "7"]);
+    assert_eq!(rows[1][..2], [two.to_str().unwrap(), "2"]);
+    // What the model saw, one PNG per picture answered, nothing for the bad one.
+    let mut written: Vec<String> = std::fs::read_dir(&seen)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["seven.png", "two.png"]);
+    for (name, picture) in [("seven.png", &seven), ("two.png", &two)] {
+        let saved = image::open(seen.join(name)).unwrap().to_luma8();
+        let prepared = mnist_mlp::inspection::predict::prepare(picture).unwrap();
+        assert_eq!(saved.as_raw().as_slice(), prepared.as_slice(), "{name}");
+    }
+}
+
 #[test]
 fn show_prints_the_pixels_and_label_and_saves_pictures() {
     let mnist = real_mnist();

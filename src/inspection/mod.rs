@@ -5,6 +5,7 @@
 //!
 //! Each function returns text or values for `main.rs` to print; nothing here parses arguments.
 
+pub mod digit_prep;
 pub mod eval;
 pub mod export;
 pub mod onnx;

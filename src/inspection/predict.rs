@@ -3,22 +3,20 @@
 //!
 //! MNIST's digits are white on black, their bounding box scaled to fit 20×20 keeping its
 //! aspect ratio (anti-aliased, hence the grey edges), then placed in 28×28 so that their centre
-//! of mass is in the middle of pixel (14, 14). [`prepare`] does the same to any picture `image`
-//! reads (PNG, JPEG, PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]): grey it, invert it
-//! when its background is light, stretch its contrast so the background is 0, then box, scale
-//! and centre; strokes far thicker or thinner than MNIST's are brought to MNIST's width and the
-//! digit boxed again (a marker's stroke would otherwise fill the box as no MNIST digit does).
+//! of mass is in the middle of pixel (14, 14). [`prepare`] decodes any picture `image` reads
+//! (PNG, JPEG, PGM/PPM; colour or grey; any size up to [`MAX_SIDE`]) to grey and hands it to
+//! [`to_mnist`], which does the same to a pen's digit on paper, photographed or
+//! scanned (its steps are described there).
 
+pub use super::digit_prep::to_mnist;
 use super::{ComputeOn, InspectError};
-use crate::augment::{stroke_width, thicken};
 use crate::batcher::MnistBatcher;
 use crate::data::idx::{CLASSES, PIXELS, SIDE};
 use crate::model::Mlp;
 use crate::run_dir::RunDir;
 use crate::saved::{self, Weights};
 use burn::data::dataloader::batcher::Batcher;
-use image::imageops::FilterType;
-use image::{GrayImage, ImageFormat, ImageReader, Limits};
+use image::{GrayImage, ImageEncoder, ImageFormat, ImageReader, Limits};
 use std::path::{Path, PathBuf};
 
 /// The largest width or height accepted: larger pictures are refused before they are decoded,
@@ -29,12 +27,6 @@ const MAX_ALLOC: u64 = 1 << 30;
 /// Bytes per pixel the decoder may allocate (RGBA at 16 bits), within [`MAX_ALLOC`]: the
 /// allocation cap of a lower side cap shrinks with it.
 const ALLOC_PER_PIXEL: u64 = 8;
-/// The side of the box MNIST fits each digit into.
-const BOX: u32 = 20;
-/// A picture whose ink is fainter than this (on 0–255) against its background holds no digit.
-const MIN_CONTRAST: f32 = 32.0;
-/// After stretching, pixels above this count as ink for the bounding box.
-const INK: u8 = 32;
 
 /// The model's verdict on one picture.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -46,7 +38,7 @@ pub struct Prediction {
 
 /// Prepares each picture, then classifies them all with `which` weights of `run` (the final
 /// model, else the last checkpoint, when `None`), on `on`. Every picture is checked before the
-/// model is loaded, so a bad one fails fast.
+/// model is loaded, so a bad one fails fast; [`predict_each`] answers the others instead.
 pub fn predict(
     run: &RunDir,
     which: Option<Weights>,
@@ -57,18 +49,11 @@ pub fn predict(
         .iter()
         .map(|path| prepare(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let config = run.read_config()?;
-    let device = on.device(&config)?;
-    let saved = saved::load(run, which, &device)?;
-    let probabilities = classify(&saved.model, &prepared, &device)?;
+    let probabilities = classify_with(run, which, &prepared, on)?;
     Ok(pictures
         .iter()
         .zip(probabilities)
-        .map(|(path, probabilities)| Prediction {
-            path: path.clone(),
-            digit: super::eval::argmax(&probabilities),
-            probabilities,
-        })
+        .map(|(path, probabilities)| prediction(path, probabilities))
         .collect())
 }
 
@@ -86,6 +71,147 @@ pub fn to_json(predictions: &[Prediction]) -> String {
         })
         .collect();
     format!("{:#}\n", serde_json::json!({ "predictions": predictions }))
+}
+
+/// What `predict` made of one picture: its prepared 28×28 (what the model saw) and the
+/// model's verdict, or why the picture could not be read.
+#[derive(Debug)]
+pub struct Answer {
+    pub path: PathBuf,
+    pub outcome: Result<(Prediction, [u8; PIXELS]), InspectError>,
+}
+
+/// [`predict`] picture by picture: one that cannot be read or holds no digit gets its error,
+/// and the others their predictions. The model is loaded only when some picture needs it; an
+/// error of the run or the model (not of a picture) is the whole call's.
+pub fn predict_each(
+    run: &RunDir,
+    which: Option<Weights>,
+    pictures: &[PathBuf],
+    on: ComputeOn,
+) -> Result<Vec<Answer>, InspectError> {
+    let prepared: Vec<Result<[u8; PIXELS], InspectError>> =
+        pictures.iter().map(|path| prepare(path)).collect();
+    let good: Vec<[u8; PIXELS]> = prepared.iter().flatten().copied().collect();
+    let mut probabilities = if good.is_empty() {
+        Vec::new()
+    } else {
+        classify_with(run, which, &good, on)?
+    }
+    .into_iter();
+    let mut answers = Vec::with_capacity(pictures.len());
+    for (path, prepared) in pictures.iter().zip(prepared) {
+        let outcome = match prepared {
+            Ok(image) => match probabilities.next() {
+                Some(p) => Ok((prediction(path, p), image)),
+                None => Err(InspectError::Compute(
+                    "the model gave fewer answers than pictures".to_string(),
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        answers.push(Answer {
+            path: path.clone(),
+            outcome,
+        });
+    }
+    Ok(answers)
+}
+
+fn classify_with(
+    run: &RunDir,
+    which: Option<Weights>,
+    prepared: &[[u8; PIXELS]],
+    on: ComputeOn,
+) -> Result<Vec<[f32; CLASSES]>, InspectError> {
+    let config = run.read_config()?;
+    let device = on.device(&config)?;
+    let saved = saved::load(run, which, &device)?;
+    classify(&saved.model, prepared, &device)
+}
+
+fn prediction(path: &Path, probabilities: [f32; CLASSES]) -> Prediction {
+    Prediction {
+        path: path.to_path_buf(),
+        digit: super::eval::argmax(&probabilities),
+        probabilities,
+    }
+}
+
+/// Writes each prepared 28×28 (white on black, as the model saw it) into `dir` as a PNG named
+/// after its picture (`seven.jpg` → `seven.png`; a number is added where two would clash), and
+/// returns the paths written. `dir` is made if missing.
+pub fn save_inputs(
+    dir: &Path,
+    inputs: &[(&Path, &[u8; PIXELS])],
+) -> Result<Vec<PathBuf>, InspectError> {
+    std::fs::create_dir_all(dir).map_err(|source| {
+        InspectError::Out(crate::fsutil::WriteError {
+            path: dir.to_path_buf(),
+            source,
+        })
+    })?;
+    let mut taken = std::collections::HashSet::new();
+    let mut written = Vec::new();
+    for (picture, image) in inputs {
+        let stem = picture
+            .file_stem()
+            .map_or_else(|| "picture".into(), |s| s.to_string_lossy().into_owned());
+        let mut name = format!("{stem}.png");
+        let mut n = 1;
+        while !taken.insert(name.clone()) {
+            n += 1;
+            name = format!("{stem}-{n}.png");
+        }
+        let path = dir.join(name);
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(
+                image.as_slice(),
+                SIDE as u32,
+                SIDE as u32,
+                image::ExtendedColorType::L8,
+            )
+            .map_err(|e| InspectError::Compute(format!("{}: {e}", path.display())))?;
+        crate::fsutil::write_atomic(&path, &png).map_err(InspectError::Out)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// What `predict IMAGE...` shows: the table of the pictures it read (empty when none was),
+/// and the error of each one it could not, in the order given. With `save_input`, each read
+/// picture's prepared 28×28 is written there first ([`save_inputs`]); with `json`, the
+/// predictions as [`to_json`] gives them.
+pub fn report(
+    answers: Vec<Answer>,
+    save_input: Option<&Path>,
+    json: bool,
+) -> Result<(String, Vec<InspectError>), InspectError> {
+    let mut read = Vec::new();
+    let mut failed = Vec::new();
+    for answer in answers {
+        match answer.outcome {
+            Ok(pair) => read.push(pair),
+            Err(e) => failed.push(e),
+        }
+    }
+    if let Some(dir) = save_input {
+        let inputs: Vec<(&Path, &[u8; PIXELS])> = read
+            .iter()
+            .map(|(p, image)| (p.path.as_path(), image))
+            .collect();
+        save_inputs(dir, &inputs)?;
+    }
+    let predictions: Vec<Prediction> = read.into_iter().map(|(p, _)| p).collect();
+    let table = if json {
+        to_json(&predictions)
+    } else if predictions.is_empty() {
+        String::new()
+    } else {
+        render(&predictions)
+    };
+    Ok((table, failed))
 }
 
 /// One row per picture: the digit, then the ten probabilities.
@@ -168,10 +294,7 @@ pub fn prepare_bytes(
 }
 
 fn digit_of(path: &Path, gray: &GrayImage) -> Result<[u8; PIXELS], InspectError> {
-    to_mnist(gray).ok_or_else(|| InspectError::Image {
-        path: path.to_path_buf(),
-        message: "no digit found: the picture is one flat colour".to_string(),
-    })
+    to_mnist(gray).map_err(|why| image_error(path, why.to_string()))
 }
 
 fn image_error(path: &Path, message: impl Into<String>) -> InspectError {
@@ -376,219 +499,5 @@ fn decode_error(path: &Path, error: image::ImageError, max_side: u32) -> Inspect
             source,
         },
         other => image_error(path, format!("not a readable picture: {other}")),
-    }
-}
-
-/// The MNIST digit in a grey picture; `None` when it has no contrast to find a digit by.
-pub fn to_mnist(gray: &GrayImage) -> Option<[u8; PIXELS]> {
-    let (w, h) = gray.dimensions();
-    // The background is what the border shows most: a light one means dark ink, inverted.
-    let border: Vec<u8> = (0..w)
-        .flat_map(|x| [(x, 0), (x, h - 1)])
-        .chain((0..h).flat_map(|y| [(0, y), (w - 1, y)]))
-        .map(|(x, y)| gray.get_pixel(x, y).0[0])
-        .collect();
-    let light = border.iter().map(|&p| u64::from(p)).sum::<u64>() / border.len() as u64 > 127;
-    let ink = |p: u8| if light { 255 - p } else { p };
-    let mut sorted: Vec<u8> = border.iter().map(|&p| ink(p)).collect();
-    sorted.sort_unstable();
-    let background = f32::from(sorted[sorted.len() / 2]);
-    let peak = f32::from(gray.pixels().map(|p| ink(p.0[0])).max().unwrap_or(0));
-    if peak - background < MIN_CONTRAST {
-        return None;
-    }
-    // White on black, the background at 0 and the strongest ink at 255.
-    let stretched = GrayImage::from_fn(w, h, |x, y| {
-        let v =
-            (f32::from(ink(gray.get_pixel(x, y).0[0])) - background) * 255.0 / (peak - background);
-        image::Luma([v.clamp(0.0, 255.0).round() as u8])
-    });
-
-    let digit = box_and_centre(&stretched)?;
-    // Thinning or thickening moves the stroke's ends too: the digit is boxed again after it.
-    let normalised = stroke_like_mnist(&digit);
-    if normalised == digit {
-        return Some(digit);
-    }
-    box_and_centre(&GrayImage::from_raw(
-        SIDE as u32,
-        SIDE as u32,
-        normalised.to_vec(),
-    )?)
-}
-
-/// MNIST's box and centring: the ink's bounding box scaled to fit 20×20 keeping its aspect,
-/// placed in 28×28 with its centre of mass where MNIST's are.
-fn box_and_centre(stretched: &GrayImage) -> Option<[u8; PIXELS]> {
-    let (w, h) = stretched.dimensions();
-    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
-    for (x, y, p) in stretched.enumerate_pixels() {
-        if p.0[0] > INK {
-            x0 = x0.min(x);
-            y0 = y0.min(y);
-            x1 = x1.max(x);
-            y1 = y1.max(y);
-        }
-    }
-    if x0 > x1 {
-        return None;
-    }
-    let (bw, bh) = (x1 - x0 + 1, y1 - y0 + 1);
-    let cropped = image::imageops::crop_imm(stretched, x0, y0, bw, bh).to_image();
-    // The longer side becomes 20 pixels, the other keeps the aspect ratio.
-    let scale = BOX as f32 / bw.max(bh) as f32;
-    let (sw, sh) = (
-        ((bw as f32 * scale).round() as u32).clamp(1, BOX),
-        ((bh as f32 * scale).round() as u32).clamp(1, BOX),
-    );
-    let boxed = image::imageops::resize(&cropped, sw, sh, FilterType::Lanczos3);
-
-    // Centre of mass of the scaled digit, moved to the centre of the 28×28 image.
-    let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y, p) in boxed.enumerate_pixels() {
-        let v = f64::from(p.0[0]);
-        mass += v;
-        mx += v * (f64::from(x) + 0.5);
-        my += v * (f64::from(y) + 0.5);
-    }
-    // Where MNIST's digits have their centre of mass: the middle of pixel 14 (14.5 with pixel
-    // centres at +0.5; measured over the test set: 14.51, 14.49), not the image's middle.
-    let centre = SIDE as f64 / 2.0 + 0.5;
-    let (cx, cy) = if mass > 0.0 {
-        (mx / mass, my / mass)
-    } else {
-        (f64::from(sw) / 2.0, f64::from(sh) / 2.0)
-    };
-    // Kept inside the image: a lopsided digit may not centre exactly.
-    let left = ((centre - cx).round() as i64).clamp(0, (SIDE as u32 - sw) as i64) as usize;
-    let top = ((centre - cy).round() as i64).clamp(0, (SIDE as u32 - sh) as i64) as usize;
-    let mut out = [0u8; PIXELS];
-    for (x, y, p) in boxed.enumerate_pixels() {
-        out[(top + y as usize) * SIDE + left + x as usize] = p.0[0];
-    }
-    Some(out)
-}
-
-/// The range of stroke widths ([`stroke_width`]) of the middle half of MNIST's test digits,
-/// measured by `examples/stroke_widths.rs` (1.67 and 2.34 px).
-const MNIST_STROKE: (f32, f32) = (1.67, 2.34);
-
-/// The digit with its strokes brought into MNIST's usual range of widths: a marker's thick
-/// strokes thinned, a fine pen's thickened, by erosion or dilation, each side by half the
-/// difference. Digits already in the range, as half of MNIST's own are, are left as they are.
-fn stroke_like_mnist(digit: &[u8; PIXELS]) -> [u8; PIXELS] {
-    let (thin, thick) = MNIST_STROKE;
-    let mut out = *digit;
-    // A fractional step does less than its fraction to a faint or anti-aliased stroke: measure
-    // again and go on, a few times at most.
-    for _ in 0..4 {
-        let width = stroke_width(&out);
-        out = if width > thick {
-            thicken(&out, -(width - thick) / 2.0)
-        } else if width < thin && width > 0.0 {
-            thicken(&out, (thin - width) / 2.0)
-        } else {
-            return out;
-        };
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A white bar on black, 3 wide and 12 tall, off centre in a 40×40 picture.
-    fn bar(light_background: bool) -> GrayImage {
-        GrayImage::from_fn(40, 40, |x, y| {
-            let ink = (5..8).contains(&x) && (2..14).contains(&y);
-            let v = if ink { 255 } else { 0 };
-            image::Luma([if light_background { 255 - v } else { v }])
-        })
-    }
-
-    fn bounding_box(image: &[u8; PIXELS]) -> (usize, usize, usize, usize) {
-        let ink: Vec<(usize, usize)> = (0..PIXELS)
-            .filter(|&i| image[i] > INK)
-            .map(|i| (i % SIDE, i / SIDE))
-            .collect();
-        let xs = ink.iter().map(|p| p.0);
-        let ys = ink.iter().map(|p| p.1);
-        (
-            xs.clone().min().unwrap(),
-            ys.clone().min().unwrap(),
-            xs.max().unwrap(),
-            ys.max().unwrap(),
-        )
-    }
-
-    #[test]
-    fn a_digit_is_boxed_to_20_and_centred_by_mass() {
-        let digit = to_mnist(&bar(false)).unwrap();
-        let (x0, y0, x1, y1) = bounding_box(&digit);
-        // 12 tall becomes 20 tall (give or take the filter's ringing); 3 wide becomes 5,
-        // which is thicker than MNIST's strokes: thinned to 2 to 4.
-        assert!((19..=21).contains(&(y1 - y0 + 1)), "{y0}..{y1}");
-        assert!((2..=4).contains(&(x1 - x0 + 1)), "{x0}..{x1}");
-        // Symmetric, so its centre of mass is where MNIST's are, the middle of pixel 14.
-        let mass: f64 = digit.iter().map(|&p| f64::from(p)).sum();
-        let cx: f64 = (0..PIXELS)
-            .map(|i| f64::from(digit[i]) * ((i % SIDE) as f64 + 0.5))
-            .sum::<f64>()
-            / mass;
-        let cy: f64 = (0..PIXELS)
-            .map(|i| f64::from(digit[i]) * ((i / SIDE) as f64 + 0.5))
-            .sum::<f64>()
-            / mass;
-        assert!((cx - 14.5).abs() <= 0.5, "{cx}");
-        assert!((cy - 14.5).abs() <= 0.5, "{cy}");
-        // The background is black, the stroke white.
-        assert_eq!(digit[0], 0);
-        assert_eq!(*digit.iter().max().unwrap(), 255);
-    }
-
-    /// A ring of radius 7 around the middle, `width` pixels wide.
-    fn ring(width: f32) -> [u8; PIXELS] {
-        std::array::from_fn(|i| {
-            let (x, y) = ((i % SIDE) as f32 - 13.5, (i / SIDE) as f32 - 13.5);
-            let off = ((x * x + y * y).sqrt() - 7.0).abs();
-            (255.0 * (width / 2.0 + 0.5 - off).clamp(0.0, 1.0)).round() as u8
-        })
-    }
-
-    #[test]
-    fn strokes_are_brought_to_mnists_widths() {
-        let (thin, thick) = MNIST_STROKE;
-        // A marker's stroke is thinned, a fine pen's thickened, into MNIST's range (give or
-        // take what a fractional erosion or dilation can do).
-        let marker = ring(5.0);
-        assert!(stroke_width(&marker) > 4.0);
-        let thinned = stroke_like_mnist(&marker);
-        let w = stroke_width(&thinned);
-        assert!((thin - 0.3..=thick + 0.3).contains(&w), "{w}");
-        let pen = ring(0.8);
-        assert!(stroke_width(&pen) < 1.2);
-        let w = stroke_width(&stroke_like_mnist(&pen));
-        assert!((thin - 0.3..=thick + 0.3).contains(&w), "{w}");
-        // A stroke already in range is left exactly as it is.
-        let mnist_like = ring(2.5);
-        assert!((thin..=thick).contains(&stroke_width(&mnist_like)));
-        assert_eq!(stroke_like_mnist(&mnist_like), mnist_like);
-    }
-
-    #[test]
-    fn a_dark_digit_on_white_is_inverted() {
-        assert_eq!(to_mnist(&bar(true)), to_mnist(&bar(false)));
-    }
-
-    #[test]
-    fn a_flat_picture_holds_no_digit() {
-        assert_eq!(
-            to_mnist(&GrayImage::from_pixel(30, 30, image::Luma([200]))),
-            None
-        );
-        // Noise of a few levels is not a digit either.
-        let faint = GrayImage::from_fn(30, 30, |x, y| image::Luma([100 + ((x + y) % 5) as u8]));
-        assert_eq!(to_mnist(&faint), None);
     }
 }
