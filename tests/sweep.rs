@@ -775,8 +775,11 @@ fn a_trial_trained_in_one_pod_shows_live_from_another_until_its_heartbeat_stops(
     let home = home.path();
     init(
         home,
+        // Long enough to outlast the test on a fast, quiet machine (it is killed at the end);
+        // one checkpoint kept, so its epochs do not fill the disk.
         "[sweep]\nname = \"live\"\nmethod = \"grid\"\n[sweep.grid]\nhidden = [[32]]\n\
-         [base.train]\nepochs = 200\nlimit_train = 1000\nlimit_valid = 100\n",
+         [base.train]\nepochs = 2000\nlimit_train = 20000\nlimit_valid = 100\n\
+         [base.checkpoints]\nkeep_last = 1\n",
     );
     let mut trainer = pod_worker(home, "trainer", "live", &[])
         .stdout(Stdio::null())
@@ -839,57 +842,101 @@ fn a_trial_trained_in_one_pod_shows_live_from_another_until_its_heartbeat_stops(
 fn every_train_flag_is_a_setting_of_a_grid() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    // A value for each flag, unlike the default, that trains in a moment.
-    let samples = [
+    // A value for each flag, unlike the default, that trains in a moment; in groups whose
+    // settings go together (one optimizer's keys; init_from needs a run to start from), each
+    // group a sweep of one trial.
+    let small = [
         ("epochs", "1"),
+        ("limit_train", "500"),
+        ("limit_valid", "100"),
+        ("hidden", "[16]"),
+    ];
+    let base = [
         ("batch_size", "64"),
         ("seed", "3"),
         ("shuffle", "false"),
-        ("limit_train", "500"),
-        ("limit_valid", "100"),
         ("learning_rate", "0.002"),
         ("rho", "0.8"),
         ("epsilon", "1e-6"),
         ("schedule", "\"cosine\""),
-        ("hidden", "[16]"),
         ("backend", "\"ndarray\""),
         ("device", "0"),
         ("kernels", "\"burn\""),
         ("augment", "true"),
+        ("threads", "1"),
+        ("dropout", "0.1"),
+        ("weight_decay", "0.001"),
+        ("keep_last", "1"),
+        ("keep_best", "false"),
     ];
-    let mut grid = String::new();
-    let mut expected = Vec::new();
-    for (flag, key) in mnist_mlp::config::setting_keys() {
-        if flag == "run_name" {
-            continue; // the sweep names its trials
+    let adam = [
+        ("optimizer", "\"adam\""),
+        ("beta_1", "0.8"),
+        ("beta_2", "0.99"),
+        ("amsgrad", "true"),
+        ("validation_split", "0.2"),
+        ("early_stopping", "true"),
+        ("early_stopping_monitor", "\"val_accuracy\""),
+        ("early_stopping_min_delta", "0.01"),
+        ("early_stopping_patience", "2"),
+        ("early_stopping_mode", "\"max\""),
+        ("early_stopping_baseline", "0.05"),
+        ("restore_best_weights", "true"),
+        ("early_stopping_start_from_epoch", "1"),
+        ("reduce_lr_on_plateau", "true"),
+        ("reduce_lr_monitor", "\"loss\""),
+        ("reduce_lr_factor", "0.5"),
+        ("reduce_lr_patience", "2"),
+        ("reduce_lr_mode", "\"min\""),
+        ("reduce_lr_min_delta", "0.01"),
+        ("reduce_lr_cooldown", "1"),
+        ("min_lr", "0.00001"),
+    ];
+    let first_run = sweep_dir(home, "flags-0").join("runs/trial-000");
+    let init_from = format!("{:?}", first_run.display().to_string());
+    let sgd = [
+        ("optimizer", "\"sgd\""),
+        ("momentum", "0.5"),
+        ("nesterov", "true"),
+        ("init_from", init_from.as_str()),
+    ];
+    let groups: [&[(&str, &str)]; 3] = [&base, &adam, &sgd];
+    let keys = mnist_mlp::config::setting_keys();
+    for (flag, _) in keys {
+        assert!(
+            flag == "run_name"
+                || small.iter().chain(groups.concat().iter()).any(|(n, _)| n == flag),
+            "--{flag}: add a sample value to this test"
+        );
+    }
+    for (i, group) in groups.iter().enumerate() {
+        let name = format!("flags-{i}");
+        let mut grid = String::new();
+        let mut expected = Vec::new();
+        for (flag, value) in small.iter().chain(group.iter()) {
+            grid.push_str(&format!("{flag} = [{value}]\n"));
+            let (_, key) = keys.iter().find(|(f, _)| f == flag).unwrap();
+            expected.push((key.clone(), value.to_string()));
         }
-        let (_, value) = samples
-            .iter()
-            .find(|(name, _)| name == flag)
-            .unwrap_or_else(|| panic!("--{flag}: add a sample value to this test"));
-        grid.push_str(&format!("{flag} = [{value}]\n"));
-        expected.push((key.clone(), value.to_string()));
+        init(
+            home,
+            &format!("[sweep]\nname = \"{name}\"\nmethod = \"grid\"\n[sweep.grid]\n{grid}"),
+        );
+        // Each flag's value reached its key of the trial's config.
+        let config: toml::Table =
+            toml::from_str(&read(sweep_dir(home, &name).join("trials/trial-000.toml"))).unwrap();
+        for (key, value) in &expected {
+            let (section, leaf) = key.split_once('.').unwrap();
+            let found = config.get(section).and_then(|s| s.get(leaf));
+            let wanted: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .unwrap()
+                .remove("v")
+                .unwrap();
+            assert_eq!(found, Some(&wanted), "{name}: {key}");
+        }
+        let output = run_ok(&mut work(home, &name));
+        assert_eq!(finished_trials(&stdout(&output)), ["trial-000"], "{name}");
     }
-    init(
-        home,
-        &format!("[sweep]\nname = \"flags\"\nmethod = \"grid\"\n[sweep.grid]\n{grid}"),
-    );
-    // Each flag's value reached its key of the trial's config.
-    let config: toml::Table = toml::from_str(&read(
-        sweep_dir(home, "flags").join("trials/trial-000.toml"),
-    ))
-    .unwrap();
-    for (key, value) in &expected {
-        let (section, leaf) = key.split_once('.').unwrap();
-        let found = config.get(section).and_then(|s| s.get(leaf));
-        let wanted: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .unwrap()
-            .remove("v")
-            .unwrap();
-        assert_eq!(found, Some(&wanted), "{key}");
-    }
-    let output = run_ok(&mut work(home, "flags"));
-    assert_eq!(finished_trials(&stdout(&output)), ["trial-000"]);
     // The sweep names its trials itself.
     std::fs::write(
         home.join("spec.toml"),
