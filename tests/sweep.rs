@@ -905,7 +905,10 @@ fn every_train_flag_is_a_setting_of_a_grid() {
     for (flag, _) in keys {
         assert!(
             flag == "run_name"
-                || small.iter().chain(groups.concat().iter()).any(|(n, _)| n == flag),
+                || small
+                    .iter()
+                    .chain(groups.concat().iter())
+                    .any(|(n, _)| n == flag),
             "--{flag}: add a sample value to this test"
         );
     }
