@@ -467,7 +467,7 @@ fn a_sweeps_table_sorts_by_its_headers_and_charts_the_chosen_trials() {
     );
 
     // The best three are chosen at first: one line each on both charts, through the API's
-    // numbers (each point's tooltip), and one legend entry each.
+    // numbers (each point's tooltip, to 4 significant digits), and one legend entry each.
     let points = |chart: &str| -> Vec<(String, Vec<f64>)> {
         let lines = browser.script(&format!(
             "return [...document.querySelectorAll('#{chart} svg polyline')].map(p =>              [...p.parentNode.querySelectorAll('circle[fill=\"' + p.getAttribute('stroke') + '\"] title')].map(t => t.textContent));"
@@ -510,8 +510,11 @@ fn a_sweeps_table_sorts_by_its_headers_and_charts_the_chosen_trials() {
         let lines = points(chart);
         let names: Vec<&str> = lines.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(names, trials, "{chart}");
+        // The tooltips show 4 significant digits, as the page shows every number.
+        let four = |v: f64| format!("{v:.3e}").parse::<f64>().unwrap();
         for (trial, values) in &lines {
-            assert_eq!(*values, history(trial, key), "{chart}: {trial}");
+            let wanted: Vec<f64> = history(trial, key).into_iter().map(four).collect();
+            assert_eq!(*values, wanted, "{chart}: {trial}");
         }
         let legend = browser.script(&format!(
             "return document.querySelectorAll('#{chart} .legend span').length;"
