@@ -141,6 +141,90 @@ mod tests {
         }
     }
 
+    /// CPU time of the calling thread, in seconds.
+    fn thread_cpu_seconds() -> f64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: fills in the plain struct it is given.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) },
+            0
+        );
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+
+    /// The scheduler's state of this process's thread `tid`: `R` running or runnable, `S`
+    /// asleep (waiting), ... (`/proc/self/task/TID/stat`, the field after the name).
+    #[cfg(target_os = "linux")]
+    fn state_of(tid: i32) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').expect("the name in parentheses") + 1..];
+        after_name.trim_start().chars().next().unwrap()
+    }
+
+    /// While the training thread works alone (Burn's serial bookkeeping, stretched to 0.3 s of
+    /// CPU time), the pool's other workers stay runnable only where each has a core: past the
+    /// cores they sleep. Checked by the threads' scheduler state, sampled as the work goes: a
+    /// worker spinning on `sched_yield` is runnable whether or not it gets a CPU, so a busy
+    /// machine changes neither case (its CPU time would: on a loaded machine `sched_yield`
+    /// hands the core to others, and a spinning worker used 1–100 ms in 0.3 s). The spinning
+    /// case shows that the samples see a spinning worker; on one core there is none to see.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idle_workers_sleep_past_the_cores() {
+        const WORK: f64 = 0.3;
+        let cores = available_cores();
+        for threads in [2, cores + 2] {
+            let runnable = run_on_threads(threads, true, || {
+                let me = rayon::current_thread_index();
+                // The other workers' thread ids; the sleeping ones wake for this and sleep again.
+                let tids: Vec<i32> = rayon::broadcast(|context| {
+                    // SAFETY: gettid has no preconditions.
+                    (Some(context.index()) != me).then(|| unsafe { libc::gettid() })
+                })
+                .into_iter()
+                .flatten()
+                .collect();
+                let mut runnable = vec![0usize; tids.len()];
+                let mut samples = 0;
+                let start = thread_cpu_seconds();
+                let mut next = WORK / 3.0;
+                while thread_cpu_seconds() - start < WORK {
+                    std::hint::black_box((0..1000u32).sum::<u32>());
+                    // From a third of the work on (rayon's workers yield a few dozen times
+                    // before they sleep), every 5 ms of CPU time.
+                    if thread_cpu_seconds() - start >= next {
+                        next += 0.005;
+                        samples += 1;
+                        for (count, &tid) in runnable.iter_mut().zip(&tids) {
+                            *count += usize::from(state_of(tid) == 'R');
+                        }
+                    }
+                }
+                (runnable, samples)
+            })
+            .unwrap();
+            let (runnable, samples) = runnable;
+            assert_eq!(runnable.len(), threads - 1);
+            assert!(samples >= 30, "{samples} samples");
+            let case = format!("{threads} threads on {cores} cores: {runnable:?} of {samples}");
+            // Stated here, not through `spin_pays`, so that a wrong rule fails.
+            if threads <= cores {
+                assert!(
+                    runnable.iter().all(|&r| r * 2 >= samples),
+                    "{case}: an awake worker was asleep"
+                );
+            } else {
+                assert!(
+                    runnable.iter().all(|&r| r * 10 <= samples),
+                    "{case}: an idle worker stayed runnable"
+                );
+            }
+        }
+    }
+
     /// The awake worker runs the work the other worker queues, and returns once stopped.
     #[test]
     fn the_awake_worker_takes_queued_work_and_stops_when_told() {
