@@ -137,12 +137,12 @@ pub(super) fn transposed_for_product(w: &[f32], m: usize, k: usize, n: usize) ->
 /// The side of the transpose's square tiles: one AVX-512 register.
 pub(super) const TILE: usize = 16;
 
-/// `w` (`k × n`, row-major) transposed, `n × k` row-major: in AVX-512 registers where the level
-/// allows, else one element at a time, tile by tile.
+/// `w` (`k × n`, row-major) transposed, `n × k` row-major: in AVX-512 or AVX registers where the
+/// level allows, else one element at a time, tile by tile.
 pub(super) fn transposed(w: &[f32], k: usize, n: usize) -> Vec<f32> {
     by_level!(
         avx512: transposed_by_tiles(w, k, n, |src, s, dst, d| transpose_tile(src, s, dst, d)),
-        avx2: transposed_by_tiles(w, k, n, transpose_tile_plain),
+        avx2: transposed_by_tiles(w, k, n, |src, s, dst, d| transpose_tile_avx2(src, s, dst, d)),
         plain: transposed_by_tiles(w, k, n, transpose_tile_plain),
     )
 }
@@ -177,7 +177,12 @@ fn transposed_by_tiles(
 }
 
 /// One [`TILE`] × [`TILE`] block transposed, element by element.
-fn transpose_tile_plain(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+pub(super) fn transpose_tile_plain(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
     for i in 0..TILE {
         let row = &src[i * src_stride..i * src_stride + TILE];
         for (j, &x) in row.iter().enumerate() {

@@ -397,3 +397,44 @@ fn the_sparse_products_equal_the_dense_ones() {
         }
     }
 }
+
+/// The register transposes of a 16 × 16 tile, AVX2's and AVX-512's, are the element-by-element
+/// one, for whatever level the process runs at: each one the CPU has is checked (the CPU's own
+/// detection), and none is skipped on a CPU that has it.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_register_transpose_is_the_transpose() {
+    use super::{TILE, transpose_tile, transpose_tile_avx2, transpose_tile_plain};
+    use crate::kernels::Simd;
+    let (src_stride, dst_stride) = (TILE + 7, TILE + 3);
+    let src: Vec<f32> = (0..TILE * src_stride)
+        .map(|i| i as f32 * 0.5 - 9.0)
+        .collect();
+    let mut want = vec![f32::NAN; TILE * dst_stride];
+    transpose_tile_plain(&src, src_stride, &mut want, dst_stride);
+    for r in 0..TILE {
+        for c in 0..TILE {
+            assert_eq!(
+                want[c * dst_stride + r],
+                src[r * src_stride + c],
+                "[{r}, {c}]"
+            );
+        }
+    }
+    let mut checked = vec![];
+    for level in Simd::available() {
+        let mut got = vec![f32::NAN; TILE * dst_stride];
+        // SAFETY: the CPU has the level's instructions (`available`).
+        match level {
+            Simd::Avx512 => unsafe { transpose_tile(&src, src_stride, &mut got, dst_stride) },
+            Simd::Avx2 => unsafe { transpose_tile_avx2(&src, src_stride, &mut got, dst_stride) },
+            Simd::None => continue,
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // The padding past each row stays as it was: NaN in both.
+        assert_eq!(bits(&got), bits(&want), "{level}");
+        checked.push(level);
+    }
+    let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
+    assert_eq!(checked.contains(&Simd::Avx2), has_avx2, "{checked:?}");
+}

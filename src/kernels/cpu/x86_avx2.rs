@@ -1,4 +1,5 @@
-//! The AVX2 loops: finding a row's non-zeros, and the sparse products' block.
+//! The AVX2 loops: finding a row's non-zeros, the sparse products' block, and the 16 × 16
+//! transpose tile as four 8 × 8 ones.
 
 // burn-ndarray is deprecated upstream; it is this project's CPU backend (see the README).
 #![allow(deprecated)]
@@ -108,5 +109,81 @@ pub(super) fn combine_avx2(
         // `relu_of` does.
         let value = if relu { _mm256_max_ps(zero, sum) } else { sum };
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(LANES * j).cast::<f32>(), value) };
+    }
+}
+
+/// The 16 × 16 block at the start of `src` (rows `src_stride` apart) transposed into `dst`
+/// (rows `dst_stride` apart), as [`transpose_tile`] does in AVX-512 registers: here four 8 × 8
+/// blocks, each transposed in eight AVX registers and stored at the mirrored place. Only copies,
+/// so the result is the same bit for bit at every level.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) fn transpose_tile_avx2(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    const HALF: usize = TILE / 2;
+    assert!(src.len() >= (TILE - 1) * src_stride + TILE);
+    assert!(dst.len() >= (TILE - 1) * dst_stride + TILE);
+    for (r, c) in [(0, 0), (0, HALF), (HALF, 0), (HALF, HALF)] {
+        // SAFETY: the 8 × 8 block at row r, column c of the tile and its mirror at row c,
+        // column r are inside the slices (checked above for the whole tile).
+        unsafe {
+            transpose_8x8(
+                src.as_ptr().add(r * src_stride + c),
+                src_stride,
+                dst.as_mut_ptr().add(c * dst_stride + r),
+                dst_stride,
+            )
+        }
+    }
+}
+
+/// The 8 × 8 block at `src` (rows `src_stride` apart) transposed to `dst`: pairs of rows
+/// interleaved, then pairs of pairs, then the 128-bit halves exchanged.
+///
+/// # Safety
+/// `src` must be valid for reading and `dst` for writing 8 rows of 8 floats, rows a stride apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_8x8(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::{
+        __m256, _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    };
+    // SAFETY: the caller's.
+    let rows: [__m256; 8] =
+        std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * src_stride)) });
+    // Rows 2p and 2p+1 interleaved within each 128-bit half.
+    let pairs: [__m256; 8] = std::array::from_fn(|i| {
+        let (a, b) = (rows[i & !1], rows[i | 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    // Then each half holds one column of four rows: [q] columns 0/4, 1/5, 2/6, 3/7.
+    let quads: [__m256; 8] = std::array::from_fn(|i| {
+        let q = i & !3;
+        match i % 4 {
+            0 => _mm256_shuffle_ps::<0x44>(pairs[q], pairs[q + 2]),
+            1 => _mm256_shuffle_ps::<0xEE>(pairs[q], pairs[q + 2]),
+            2 => _mm256_shuffle_ps::<0x44>(pairs[q + 1], pairs[q + 3]),
+            _ => _mm256_shuffle_ps::<0xEE>(pairs[q + 1], pairs[q + 3]),
+        }
+    });
+    for j in 0..8 {
+        // Column j: the low halves (rows 0–3, then 4–7) for j < 4, the high halves after.
+        let (a, b) = (quads[j % 4], quads[j % 4 + 4]);
+        let column = if j < 4 {
+            _mm256_permute2f128_ps::<0x20>(a, b)
+        } else {
+            _mm256_permute2f128_ps::<0x31>(a, b)
+        };
+        // SAFETY: the caller's.
+        unsafe { _mm256_storeu_ps(dst.add(j * dst_stride), column) };
     }
 }
