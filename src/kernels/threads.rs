@@ -142,6 +142,7 @@ mod tests {
     }
 
     /// CPU time of the calling thread, in seconds.
+    #[cfg(target_os = "linux")]
     fn thread_cpu_seconds() -> f64 {
         let mut t = libc::timespec {
             tv_sec: 0,
