@@ -6,6 +6,9 @@
 //! `linkat`), else a `.tmp-*` name that is at once renamed over the target. Elsewhere, or on a
 //! filesystem without `O_TMPFILE`, a named `.tmp-*` file is written and renamed.
 
+mod beneath;
+
+pub use beneath::{Opened, Reader, Refused, Why};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -662,8 +662,14 @@ fn a_model_too_large_to_build_is_refused_before_anything_is_allocated() {
     let home = tempfile::tempdir().unwrap();
     let before = snapshot(home.path());
     for (hidden, fault) in [
-        ("100000000000", "a hidden width is 100000000000: each is 1 to 65536 units"),
-        ("512,70000", "a hidden width is 70000: each is 1 to 65536 units"),
+        (
+            "100000000000",
+            "a hidden width is 100000000000: each is 1 to 65536 units",
+        ),
+        (
+            "512,70000",
+            "a hidden width is 70000: each is 1 to 65536 units",
+        ),
         (
             "60000,60000",
             "784-60000-60000-10 has 3647760010 parameters: at most 268435456",
