@@ -289,11 +289,18 @@ mod sys {
             .open(root)?;
         let flags = flags(directory);
         #[cfg(target_os = "linux")]
-        if let Some(opened) = openat2(&root, names, flags) {
+        if !WALK_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(opened) = openat2(&root, names, flags)
+        {
             return opened;
         }
         walk(root.into(), names, flags)
     }
+
+    /// Set by the tests, to try the walk `openat2`'s absence falls back to.
+    #[cfg(target_os = "linux")]
+    pub(super) static WALK_ONLY: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
 
     fn c_name(name: &[u8]) -> io::Result<CString> {
         CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
@@ -360,7 +367,12 @@ mod sys {
             // SAFETY: a valid descriptor and a NUL-terminated name.
             let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
             if fd < 0 {
-                return Err(io::Error::last_os_error());
+                let error = io::Error::last_os_error();
+                // Linux answers O_DIRECTORY | O_NOFOLLOW on a symlink with ENOTDIR: say ELOOP.
+                if error.raw_os_error() == Some(libc::ENOTDIR) && is_symlink(dir, &name) {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                return Err(error);
             }
             // SAFETY: a descriptor the kernel just gave this process, owned from here on.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -369,6 +381,22 @@ mod sys {
             dir = at(&dir, name, self::flags(true) | libc::O_NOFOLLOW)?;
         }
         at(&dir, last, flags | libc::O_NOFOLLOW).map(File::from)
+    }
+
+    /// Whether `name` in `dir` is a symlink (`fstatat`, not following it).
+    fn is_symlink(dir: &OwnedFd, name: &CString) -> bool {
+        // SAFETY: stat is plain data, filled in by fstatat.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor, a NUL-terminated name and a stat to fill.
+        let done = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut stat,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        done == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFLNK
     }
 
     /// The names in directory `names` below `root`, but `.` and `..`: listed from the
@@ -437,5 +465,91 @@ mod sys {
         std::fs::read_dir(checked(root, names)?)?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect()
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// An artifact directory holding `runs/a/history.json` (one link), a FIFO, a symlink to a
+    /// file outside, a symlink to a directory outside, a hard link to a file outside, and a
+    /// file over the cap; the outside files hold `MARKER`.
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let home = tempfile::tempdir().unwrap();
+        let outside = home.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("history.json"), "MARKER").unwrap();
+        let root = home.path().join("artifacts");
+        let run = root.join("runs/a");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("history.json"), "{}").unwrap();
+        std::fs::write(run.join("big"), vec![b' '; 101]).unwrap();
+        let fifo = std::ffi::CString::new(run.join("fifo").into_os_string().into_encoded_bytes());
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o644) }, 0);
+        symlink(outside.join("history.json"), run.join("link")).unwrap();
+        symlink(&outside, root.join("runs/b")).unwrap();
+        std::fs::hard_link(outside.join("history.json"), run.join("hard")).unwrap();
+        (home, root)
+    }
+
+    fn why(reader: &Reader, path: &Path) -> Why {
+        let error = reader.read(path, 100).unwrap_err();
+        Refused::of(&error)
+            .unwrap_or_else(|| panic!("{}: {error}", path.display()))
+            .why
+            .clone()
+    }
+
+    fn check(walk_only: bool) {
+        #[cfg(target_os = "linux")]
+        sys::WALK_ONLY.store(walk_only, std::sync::atomic::Ordering::Relaxed);
+        let (_home, root) = tree();
+        let reader = Reader::beneath(&root);
+        let run = root.join("runs/a");
+        let (bytes, meta) = reader.read(&run.join("history.json"), 100).unwrap();
+        assert_eq!((bytes.as_slice(), meta.len()), (&b"{}"[..], 2));
+        // A FIFO opens at once (O_NONBLOCK) and is refused on its descriptor.
+        assert_eq!(why(&reader, &run.join("fifo")), Why::NotRegular("a FIFO"));
+        assert_eq!(why(&reader, &run.join("link")), Why::Outside);
+        assert_eq!(
+            why(&reader, &root.join("runs/b/history.json")),
+            Why::Outside
+        );
+        assert_eq!(why(&reader, &run.join("hard")), Why::Linked(2));
+        assert_eq!(
+            why(&reader, &run.join("big")),
+            Why::TooLarge {
+                size: 101,
+                cap: 100
+            }
+        );
+        assert_eq!(why(&reader, &run.join("../b/history.json")), Why::Outside);
+        assert_eq!(why(&reader, Path::new("/etc/passwd")), Why::Outside);
+        assert_eq!(
+            reader.read(&run.join("gone"), 100).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        let mut names = reader.read_dir(&root.join("runs")).unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+        let error = reader.read_dir(&root.join("runs/b")).unwrap_err();
+        assert_eq!(Refused::of(&error).unwrap().why, Why::Outside);
+        // The commands read as any program does.
+        let (bytes, _) = Reader::Plain
+            .read(&root.join("runs/b/history.json"), 0)
+            .unwrap();
+        assert_eq!(bytes, b"MARKER");
+    }
+
+    /// Both ways, one after the other (the switch is process-wide).
+    #[test]
+    fn only_regular_files_with_one_link_reached_without_a_symlink_are_read() {
+        check(false);
+        check(true);
+        #[cfg(target_os = "linux")]
+        sys::WALK_ONLY.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
