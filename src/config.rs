@@ -425,6 +425,10 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    /// A model shape that cannot be built ([`MlpConfig::fault`]): too wide, deep or large to
+    /// allocate, which would abort the process instead of failing.
+    #[error("{key}: {message}")]
+    Shape { key: &'static str, message: String },
 }
 
 impl ConfigError {
@@ -820,6 +824,12 @@ impl TrainConfig {
                 &self.model.hidden,
                 "every layer needs at least 1 unit",
             ));
+        }
+        if let Some(message) = self.model().fault() {
+            return Err(ConfigError::Shape {
+                key: "model.hidden",
+                message,
+            });
         }
         if self.run.kernels == Some(Kernels::Fused) && self.run.backend != Backend::Ndarray {
             return Err(ConfigError::Invalid {

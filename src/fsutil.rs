@@ -5,7 +5,14 @@
 //! written and synced it gets a name: the target's own when there was no file (one atomic
 //! `linkat`), else a `.tmp-*` name that is at once renamed over the target. Elsewhere, or on a
 //! filesystem without `O_TMPFILE`, a named `.tmp-*` file is written and renamed.
+//!
+//! Reading is here too: [`Reader`] opens a file someone else may have put in a directory (what
+//! `serve` reads) once, beneath that directory, and checks the file it opened
+//! (`fsutil/beneath.rs`).
 
+mod beneath;
+
+pub use beneath::{Opened, Reader, Refused, Why};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -25,7 +25,7 @@
 //! takes the first `epochs_done` epochs of the history.
 
 use crate::config::TrainConfig;
-use crate::fsutil::{WriteError, write_atomic};
+use crate::fsutil::{Reader, WriteError, write_atomic};
 use crate::kernels::Kernels;
 use crate::model::MlpConfig;
 use serde::{Deserialize, Serialize};
@@ -671,10 +671,19 @@ pub fn suggest(typed: &str, names: &[String], runs: &Path) -> String {
     }
 }
 
-/// A run directory on disk.
+/// The largest record a [`Reader::Beneath`] reads (run.json, history.json, model.json,
+/// config.toml, sweep.toml, a claim): a run of thousands of epochs writes well under 1 MiB.
+pub const MAX_RECORD: u64 = 16 << 20;
+/// The largest weights file a [`Reader::Beneath`] reads (the tutorial's model is 2.7 MB; a
+/// model of [`crate::model::MAX_PARAMS`] parameters is exactly this).
+pub const MAX_WEIGHTS: u64 = 1 << 30;
+
+/// A run directory on disk, and how its files are read (by [`Reader::Plain`] unless
+/// [`RunDir::read_by`] says otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir {
     path: PathBuf,
+    reader: Reader,
 }
 
 impl RunDir {
@@ -698,7 +707,7 @@ impl RunDir {
             }
             Err(source) => return Err(RunDirError::Create { path, source }),
         }
-        let run = Self { path };
+        let run = Self::open(path);
         let checkpoints = run.checkpoint_dir();
         std::fs::create_dir(&checkpoints).map_err(|source| RunDirError::Create {
             path: checkpoints,
@@ -711,7 +720,21 @@ impl RunDir {
     /// yet (one just starting, say). [`RunDir::resolve`] is the checked way from what a user
     /// typed.
     pub fn open(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            reader: Reader::Plain,
+        }
+    }
+
+    /// The run, with its files read by `reader` (`serve`: only beneath the artifact directory).
+    pub fn read_by(mut self, reader: Reader) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// How the run's files are read.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     /// The run a user means by `run`: a name under `<artifact_dir>/runs/`, else a path to a run
@@ -745,20 +768,22 @@ impl RunDir {
     /// Every run directory (one holding `run.json`) under `<artifact_dir>/runs/`, by name. No
     /// runs directory yet means no runs.
     pub fn list(artifact_dir: &Path) -> Result<Vec<Self>, RunDirError> {
+        Self::list_by(artifact_dir, &Reader::Plain)
+    }
+
+    /// [`RunDir::list`], the directory listed and `run.json` checked by `reader`, and every
+    /// run read by it.
+    pub fn list_by(artifact_dir: &Path, reader: &Reader) -> Result<Vec<Self>, RunDirError> {
         let runs = Self::runs_dir(artifact_dir);
-        let entries = match std::fs::read_dir(&runs) {
-            Ok(entries) => entries,
+        let names = match reader.read_dir(&runs) {
+            Ok(names) => names,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(RunDirError::Read { path: runs, source }),
         };
         let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| RunDirError::Read {
-                path: runs.clone(),
-                source,
-            })?;
-            let run = Self::open(entry.path());
-            if run.info_path().is_file() {
+        for name in names {
+            let run = Self::open(runs.join(name)).read_by(reader.clone());
+            if reader.is_file(&run.info_path(), MAX_RECORD) {
                 found.push(run);
             }
         }
@@ -830,28 +855,27 @@ impl RunDir {
     /// files of a save in progress, say) are skipped; no `checkpoint/` means none.
     pub fn checkpoints(&self) -> Result<Vec<EpochCheckpoint>, RunDirError> {
         let dir = self.checkpoint_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let names = match self.reader.read_dir(&dir) {
+            Ok(names) => names,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(RunDirError::Read { path: dir, source }),
         };
         let mut by_epoch = std::collections::BTreeMap::<usize, [Option<u64>; 3]>::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| RunDirError::Read {
-                path: dir.clone(),
-                source,
-            })?;
-            let name = entry.file_name();
+        for name in names {
             let Some((part, epoch)) = parse_checkpoint_name(&name.to_string_lossy()) else {
                 continue;
             };
-            let size = entry
-                .metadata()
-                .map_err(|source| RunDirError::Read {
-                    path: entry.path(),
-                    source,
-                })?
-                .len();
+            let path = dir.join(&name);
+            let size = match &self.reader {
+                Reader::Plain => std::fs::metadata(&path)
+                    .map_err(|source| RunDirError::Read { path, source })?
+                    .len(),
+                // A part that would be refused (a symlink, a FIFO, …) is not there to load.
+                Reader::Beneath(_) => match self.reader.open(&path, MAX_WEIGHTS) {
+                    Ok(opened) => opened.meta.len(),
+                    Err(_) => continue,
+                },
+            };
             by_epoch.entry(epoch).or_default()[part as usize] = Some(size);
         }
         Ok(by_epoch
@@ -900,20 +924,38 @@ impl RunDir {
     /// The run's `config.toml`.
     pub fn read_config(&self) -> Result<TrainConfig, RunDirError> {
         let path = self.config_path();
-        TrainConfig::from_file(&path).map_err(|e| match e {
-            crate::config::ConfigError::Read { path, source } => RunDirError::Read { path, source },
-            other => RunDirError::Malformed {
-                path,
-                message: other.to_string(),
-            },
+        let text = self.read_text(&path)?;
+        TrainConfig::from_toml(&text).map_err(|error| RunDirError::Malformed {
+            message: crate::config::ConfigError::Parse {
+                path: path.clone(),
+                error,
+            }
+            .to_string(),
+            path,
         })
+    }
+
+    /// A record of the run as text, read by the run's reader.
+    fn read_text(&self, path: &Path) -> Result<String, RunDirError> {
+        self.reader
+            .read_to_string(path, MAX_RECORD)
+            .map_err(|source| RunDirError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Whether the run has the file `path` to read (a regular one; beneath the artifact
+    /// directory's descriptor when the reader says so).
+    pub fn has_file(&self, path: &Path) -> bool {
+        self.reader.is_file(path, MAX_WEIGHTS)
     }
 
     /// The model's shape: `model.json`, else the `[model]` section of `config.toml` (a run
     /// recorded before `model.json` was written at its start).
     pub fn read_model_config(&self) -> Result<MlpConfig, RunDirError> {
         let mut path = self.model_config_path();
-        let config = match std::fs::read_to_string(&path) {
+        let config = match self.reader.read_to_string(&path, MAX_RECORD) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| RunDirError::Malformed {
                 path: path.clone(),
                 message: one_line(&e.to_string()),
@@ -981,8 +1023,20 @@ impl RunDir {
     /// `run.json`, with its modification time as the owner's heartbeat.
     pub fn read_info(&self) -> Result<RunInfo, RunDirError> {
         let path = self.info_path();
-        let mut info: RunInfo = read_json(&path)?;
-        info.heartbeat = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let (bytes, meta) =
+            self.reader
+                .read(&path, MAX_RECORD)
+                .map_err(|source| RunDirError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+        let text = String::from_utf8(bytes).map_err(|e| RunDirError::Read {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        let mut info: RunInfo = parse_json(&path, &text)?;
+        // The time of the file read, from its descriptor.
+        info.heartbeat = meta.modified().ok();
         Ok(info)
     }
 
@@ -1002,7 +1056,7 @@ impl RunDir {
 
     pub fn read_history(&self) -> Result<History, RunDirError> {
         let path = self.history_json_path();
-        let history: History = read_json(&path)?;
+        let history: History = parse_json(&path, &self.read_text(&path)?)?;
         if !history.is_consistent() {
             return Err(RunDirError::Malformed {
                 path,
@@ -1036,12 +1090,8 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunDirError> {
     Ok(write_atomic(path, text.as_bytes())?)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, RunDirError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RunDirError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| RunDirError::Malformed {
+fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, RunDirError> {
+    serde_json::from_str(text).map_err(|e| RunDirError::Malformed {
         path: path.to_path_buf(),
         message: e.to_string(),
     })

@@ -6,6 +6,7 @@
 //! holding another architecture. Burn's own restore panics on those, so `--resume` checks a
 //! checkpoint here before Burn reads it.
 
+use crate::fsutil::{Opened, Reader};
 use crate::model::{Mlp, MlpConfig};
 use crate::run_dir::{CheckpointPart, History, RunDir, RunDirError};
 use burn::lr_scheduler::LrSchedulerRecord;
@@ -115,7 +116,7 @@ pub fn load(
 /// The file of `which` weights and the epoch they are from.
 pub fn locate(run: &RunDir, which: Option<Weights>) -> Result<(PathBuf, usize), LoadError> {
     let history = read_history_or_empty(run)?;
-    let which = which.unwrap_or(if run.model_path().is_file() {
+    let which = which.unwrap_or(if run.has_file(&run.model_path()) {
         Weights::Final
     } else {
         Weights::Last
@@ -124,7 +125,7 @@ pub fn locate(run: &RunDir, which: Option<Weights>) -> Result<(PathBuf, usize), 
     let epoch = match which {
         Weights::Final => {
             let path = run.model_path();
-            if !path.is_file() {
+            if !run.has_file(&path) {
                 return Err(LoadError::Missing {
                     path,
                     why: "the run did not finish; use --checkpoint last or an epoch".into(),
@@ -172,6 +173,35 @@ pub fn load_file(path: &Path, config: &MlpConfig, device: &Device) -> Result<Mlp
         what: "model",
         message: one_line(&e.to_string()),
     })?;
+    into_model(record, path, config, device)
+}
+
+/// Loads the model file `path` from its descriptor `opened` ([`Reader::open`]: `serve` reads
+/// weights only so) into a model of shape `config`.
+pub fn load_opened(
+    opened: Opened,
+    path: &Path,
+    config: &MlpConfig,
+    device: &Device,
+) -> Result<Mlp, LoadError> {
+    let unreadable = |message: String| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        what: "model",
+        message: one_line(&message),
+    };
+    let bytes = opened.bytes().map_err(|e| unreadable(e.to_string()))?;
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| unreadable(e.to_string()))?;
+    into_model(record, path, config, device)
+}
+
+/// `record` loaded into a model of shape `config`, or why it does not fit.
+fn into_model(
+    record: ModuleRecord,
+    path: &Path,
+    config: &MlpConfig,
+    device: &Device,
+) -> Result<Mlp, LoadError> {
     config
         .init(device)
         .try_load_record(record)
@@ -214,10 +244,18 @@ pub fn check_checkpoint(
 
 /// `history.json`, or no epochs when the run has not finished one.
 pub fn read_history_or_empty(run: &RunDir) -> Result<History, RunDirError> {
-    if run.history_json_path().is_file() {
-        run.read_history()
-    } else {
-        Ok(History::default())
+    match run.reader() {
+        Reader::Plain if !run.history_json_path().is_file() => Ok(History::default()),
+        Reader::Plain => run.read_history(),
+        // Opened once: a file that is not there is no epochs, one refused is an error.
+        Reader::Beneath(_) => match run.read_history() {
+            Err(RunDirError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(History::default())
+            }
+            read => read,
+        },
     }
 }
 

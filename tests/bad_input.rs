@@ -598,7 +598,7 @@ fn configs() {
         );
     }
 
-    let value_cases: [(&str, &str); 10] = [
+    let value_cases: [(&str, &str); 12] = [
         (
             "[train]\nepochs = 0\n",
             "train.epochs: must be at least 1 (got 0)",
@@ -639,11 +639,49 @@ fn configs() {
             "[model]\nhidden = [512, 0]\n",
             "model.hidden: every layer needs at least 1 unit (got [512, 0])",
         ),
+        // Shapes that cannot be allocated: an abort before #34, now MlpConfig::fault's words.
+        (
+            "[model]\nhidden = [100000000000]\n",
+            "model.hidden: a hidden width is 100000000000: each is 1 to 65536 units",
+        ),
+        (
+            "[model]\nhidden = [65536, 65536]\n",
+            "model.hidden: 784-65536-65536-10 has 4347133962 parameters: at most 268435456",
+        ),
     ];
     for (text, expected) in value_cases {
         let (_home, _config, output) = train_with_config(text);
         assert_fails(&output, 2, &format!("error: {expected}\n"));
     }
+}
+
+/// `--hidden` too wide to allocate: one line naming the key and the fault, exit 2, nothing
+/// written (before #34 the allocation aborted the process).
+#[test]
+fn a_model_too_large_to_build_is_refused_before_anything_is_allocated() {
+    let home = tempfile::tempdir().unwrap();
+    let before = snapshot(home.path());
+    for (hidden, fault) in [
+        (
+            "100000000000",
+            "a hidden width is 100000000000: each is 1 to 65536 units",
+        ),
+        (
+            "512,70000",
+            "a hidden width is 70000: each is 1 to 65536 units",
+        ),
+        (
+            "60000,60000",
+            "784-60000-60000-10 has 3647760010 parameters: at most 268435456",
+        ),
+    ] {
+        let output = mnist_mlp(home.path())
+            .args(["train", "--hidden", hidden])
+            .output()
+            .unwrap();
+        assert_fails(&output, 2, &format!("error: model.hidden: {fault}\n"));
+    }
+    assert_eq!(snapshot(home.path()), before);
 }
 
 #[test]

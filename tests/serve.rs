@@ -672,19 +672,21 @@ fn ctrl_c_stops_the_server_with_130_and_a_taken_port_is_an_error() {
 // ---- Issue #21: what an attacker could do to the old server, one test per finding ----
 
 /// A fresh home whose `artifacts/runs/tiny` is a copy of the trained run, to break on purpose.
-fn copy_of_tiny() -> tempfile::TempDir {
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
+/// A copy of the directory `from` at `to`, every file its own (one link).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+fn copy_of_tiny() -> tempfile::TempDir {
     let home = tempfile::tempdir().unwrap();
     copy_dir(run().path(), &home.path().join("artifacts/runs/tiny"));
     home
@@ -998,7 +1000,9 @@ fn a_symlink_out_of_the_artifact_dir_is_not_followed() {
         assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
         assert_eq!(
             error_of(&body),
-            format!("runs/tiny/{file}: resolves outside the artifact directory; not served")
+            format!(
+                "runs/tiny/{file}: through a symlink or outside the artifact directory; not served"
+            )
         );
         assert!(!leaks(&body));
     }
@@ -1006,6 +1010,202 @@ fn a_symlink_out_of_the_artifact_dir_is_not_followed() {
     let (status, answer) = server.post("api/runs/tiny/predict", "image/png", &seven());
     assert_eq!(status, 403, "{answer}");
     assert!(!leaks(answer.to_string().as_bytes()));
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Swaps `a` and `b` (two names on one filesystem) through `gap`, a name neither uses.
+fn swap(a: &Path, b: &Path, gap: &Path) {
+    std::fs::rename(a, gap).unwrap();
+    std::fs::rename(b, a).unwrap();
+    std::fs::rename(gap, b).unwrap();
+}
+
+/// Files swapped under the server while it reads them (#34, row 4): for 10 s, `tiny`'s
+/// `history.json` turns into a FIFO and back, and the run `swapped` into a symlink to a run
+/// outside the artifact directory whose files hold a marker and back, while four clients ask
+/// for both runs and their files. Checking a path and then reopening it hung every blocking
+/// thread on the FIFO within 10 s and served the outside run's files; the files are now opened
+/// once from the artifact directory's descriptor, without following a symlink.
+#[test]
+fn files_swapped_for_fifos_and_symlinks_while_served_leak_nothing_and_block_nothing() {
+    const MARKER: &str = "MARKER-OUTSIDE-34";
+    let home = copy_of_tiny();
+    let artifacts = home.path().join("artifacts");
+    let runs = artifacts.join("runs");
+    let aside = artifacts.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    copy_dir(&runs.join("tiny"), &runs.join("swapped"));
+    // The run outside: tiny's files, with the marker in every one a page shows as text.
+    let outside = home.path().join("outside-run");
+    copy_dir(&runs.join("tiny"), &outside);
+    let mut info: Value =
+        serde_json::from_slice(&std::fs::read(outside.join("run.json")).unwrap()).unwrap();
+    info["started"] = json!(MARKER);
+    std::fs::write(outside.join("run.json"), info.to_string()).unwrap();
+    for file in ["config.toml", "history.csv", "curves.svg"] {
+        std::fs::write(outside.join(file), format!("# {MARKER}\n")).unwrap();
+    }
+    std::os::unix::fs::symlink(&outside, aside.join("swapped")).unwrap();
+    mkfifo(&aside.join("history.json"));
+    let server = Serving::start(home.path(), "artifacts", &[]);
+    let asks = [
+        "api/runs",
+        "api/runs/swapped",
+        "api/runs/swapped/files/config.toml",
+        "api/runs/swapped/files/history.csv",
+        "api/runs/swapped/files/curves.svg",
+        "api/runs/tiny",
+        "api/runs/tiny/files/history.csv",
+    ];
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let running = || !stop.load(std::sync::atomic::Ordering::Relaxed);
+    let (answered, leaked, slowest, swaps) = std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let mut swaps = 0;
+            while running() {
+                swap(
+                    &runs.join("swapped"),
+                    &aside.join("swapped"),
+                    &aside.join("gap"),
+                );
+                swap(
+                    &runs.join("tiny/history.json"),
+                    &aside.join("history.json"),
+                    &aside.join("gap"),
+                );
+                swaps += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // Left as they were: both swapped an even number of times.
+            if swaps % 2 == 1 {
+                swap(
+                    &runs.join("swapped"),
+                    &aside.join("swapped"),
+                    &aside.join("gap"),
+                );
+                swap(
+                    &runs.join("tiny/history.json"),
+                    &aside.join("history.json"),
+                    &aside.join("gap"),
+                );
+            }
+            swaps
+        });
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                let (server, asks) = (&server, &asks);
+                scope.spawn(move || {
+                    let (mut answered, mut leaked) = (0, 0);
+                    for ask in asks.iter().cycle().skip(c) {
+                        if !running() {
+                            break;
+                        }
+                        let (_, body) = server.get(ask);
+                        answered += 1;
+                        if String::from_utf8_lossy(&body).contains(MARKER) {
+                            leaked += 1;
+                        }
+                    }
+                    (answered, leaked)
+                })
+            })
+            .collect();
+        // A plain GET of the page every 100 ms: each answered within 1 s.
+        let watcher = scope.spawn(|| {
+            let mut slowest = Duration::ZERO;
+            while running() {
+                let start = Instant::now();
+                let (status, _) = server.get("");
+                assert_eq!(status, 200);
+                slowest = slowest.max(start.elapsed());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            slowest
+        });
+        std::thread::sleep(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut answered, mut leaked) = (0, 0);
+        for client in clients {
+            let (a, l) = client.join().unwrap();
+            answered += a;
+            leaked += l;
+        }
+        let (slowest, swaps) = (watcher.join().unwrap(), swapper.join().unwrap());
+        (answered, leaked, slowest, swaps)
+    });
+    eprintln!(
+        "{swaps} swaps, {answered} answers, {leaked} with the marker, slowest page {slowest:?}"
+    );
+    assert_eq!(
+        leaked, 0,
+        "{leaked} of {answered} answers held the outside run's marker"
+    );
+    assert!(
+        swaps > 100 && answered > 100,
+        "{swaps} swaps, {answered} answers"
+    );
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    // No blocking thread was left hanging: 16 reads at once (twice the blocking pool) of both
+    // runs, back as they were, each answered in full within a second.
+    std::thread::scope(|scope| {
+        let reads: Vec<_> = (0..16)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    let run = ["tiny", "swapped"][i % 2];
+                    let detail = server.get_json(&format!("api/runs/{run}"), 200);
+                    assert_eq!(
+                        detail["history"]["val_accuracy"].as_array().unwrap().len(),
+                        2
+                    );
+                    start.elapsed()
+                })
+            })
+            .collect();
+        for read in reads {
+            let took = read.join().unwrap();
+            assert!(took < Duration::from_secs(1), "{took:?}");
+        }
+    });
+}
+
+/// A hard link in a run to a file outside the artifact directory (#34, row 9): refused, its
+/// bytes never served, whichever of the run's files it stands for.
+#[test]
+fn a_hard_link_to_a_file_outside_is_not_served() {
+    let home = copy_of_tiny();
+    let tiny = RunDir::open(home.path().join("artifacts/runs/tiny"));
+    let secret = home.path().join("secret.txt");
+    std::fs::write(&secret, "SECRET-HARD-LINKED").unwrap();
+    std::fs::remove_file(tiny.config_path()).unwrap();
+    std::fs::hard_link(&secret, tiny.config_path()).unwrap();
+    let server = Serving::start(home.path(), "artifacts", &[]);
+    let (status, body) = server.get("api/runs/tiny/files/config.toml");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        error_of(&body),
+        "runs/tiny/config.toml: 2 hard links to it: one may lead outside the artifact directory; not served"
+    );
+    let detail = server.get_json("api/runs/tiny", 200);
+    assert_eq!(detail["config"], Value::Null);
+    assert!(!detail.to_string().contains("SECRET"));
+    // As history.json: the run is listed as unreadable, saying why.
+    std::fs::remove_file(tiny.history_json_path()).unwrap();
+    std::fs::hard_link(&secret, tiny.history_json_path()).unwrap();
+    let runs = server.get_json("api/runs", 200);
+    assert_eq!(runs[0]["status"], "unreadable");
+    assert_eq!(
+        runs[0]["error"],
+        "runs/tiny/history.json: 3 hard links to it: one may lead outside the artifact directory; not served"
+    );
+    assert!(!runs.to_string().contains("SECRET"));
 }
 
 #[test]

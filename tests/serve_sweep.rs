@@ -171,7 +171,7 @@ fn a_sweeps_trials_are_ranked_as_sweep_status_ranks_them() {
     assert_eq!(list[1]["status"], "unreadable");
     assert_eq!(
         list[1]["error"],
-        "sweeps/linked/sweep.toml: resolves outside the artifact directory; not served"
+        "sweeps/linked/sweep.toml: through a symlink or outside the artifact directory; not served"
     );
 }
 
@@ -284,7 +284,7 @@ fn names_that_are_not_a_sweeps_get_a_json_error() {
         (
             "api/sweeps/linked",
             403,
-            "sweeps/linked/sweep.toml: resolves outside the artifact directory; not served",
+            "sweeps/linked/sweep.toml: through a symlink or outside the artifact directory; not served",
         ),
         (
             "api/sweeps/jammed",

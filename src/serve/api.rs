@@ -5,9 +5,10 @@
 use super::files::{FileFault, Inside};
 use crate::batcher;
 use crate::data::idx::PIXELS;
+use crate::fsutil::Refused;
 use crate::inspection::{self, ComputeOn, InspectError, predict};
 use crate::model::Mlp;
-use crate::run_dir::{History, RunDir, RunDirError, RunInfo};
+use crate::run_dir::{History, MAX_RECORD, MAX_WEIGHTS, RunDir, RunDirError, RunInfo};
 use crate::saved::{self, LoadError, Weights};
 use crate::sweep::{Sweep, SweepError, sweeps_dir};
 use serde_json::{Value, json};
@@ -20,13 +21,9 @@ use std::time::SystemTime;
 /// whole, so a 16384² one (the CLI's cap) costs 1.6 GB of memory and seconds of CPU; 2048² at
 /// most 32 MiB. Checked from the header, before decoding.
 pub const MAX_PICTURE_SIDE: u32 = 2048;
-/// The largest record of a run or sweep read (run.json, history.json, model.json, config.toml,
-/// sweep.toml, a claim): a run of thousands of epochs writes well under 1 MiB.
-pub(super) const MAX_RECORD: u64 = 16 << 20;
 /// The largest picture or CSV of a run served (curves, eval's pictures: a few hundred KiB).
+/// Records are read up to [`MAX_RECORD`], weights up to [`MAX_WEIGHTS`].
 const MAX_PAGE_FILE: u64 = 64 << 20;
-/// The largest weights file loaded (the tutorial's model is 2.7 MB; a wider one fits).
-const MAX_WEIGHTS: u64 = 1 << 30;
 
 /// A request the server cannot answer as asked: the HTTP status and why, sent as
 /// `{"error": message}`.
@@ -45,10 +42,37 @@ impl ApiError {
     }
 }
 
+/// The refusal of a file (a symlink, a FIFO, a hard link, too large) somewhere in `error`'s
+/// chain, if one is why it failed.
+pub(super) fn refused_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(refused) = error.downcast_ref::<std::io::Error>().and_then(Refused::of) {
+            return Some(refused);
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// A refused file as an answer: 403, naming the file and why.
+fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    refused_in(error).map(|refused| ApiError::new(403, refused.to_string()))
+}
+
+/// Why `error` happened, as the page says it: the file refused and why, else the error.
+pub(super) fn described(error: &(dyn std::error::Error + 'static)) -> String {
+    refused_in(error).map_or_else(|| error.to_string(), Refused::to_string)
+}
+
 impl From<InspectError> for ApiError {
-    /// A run or checkpoint that is not there is 404, a picture that is not one 400; anything
-    /// else went wrong on this side (a run directory that cannot be read): 500.
+    /// A run or checkpoint that is not there is 404, a picture that is not one 400, a file
+    /// refused 403; anything else went wrong on this side (a run directory that cannot be
+    /// read): 500.
     fn from(error: InspectError) -> Self {
+        if let Some(refused) = refusal(&error) {
+            return refused;
+        }
         let status = match &error {
             InspectError::RunDir(RunDirError::Unknown { .. } | RunDirError::NotARun { .. })
             | InspectError::Load(LoadError::Missing { .. } | LoadError::NoCheckpoint { .. }) => 404,
@@ -75,6 +99,9 @@ impl From<SweepError> for ApiError {
     /// A sweep that is not there is 404; one that cannot be read (a bad `sweep.toml`, a trial's
     /// unreadable run) 500.
     fn from(error: SweepError) -> Self {
+        if let Some(refused) = refusal(&error) {
+            return refused;
+        }
         let status = match &error {
             SweepError::Unknown { .. } => 404,
             _ => 500,
@@ -84,13 +111,12 @@ impl From<SweepError> for ApiError {
 }
 
 impl From<FileFault> for ApiError {
-    /// A file not there is 404; one refused (outside, not regular, too large) 403; the rest 500.
+    /// A file not there is 404; one refused (a symlink on the way, not regular, linked
+    /// elsewhere, too large) 403; the rest 500.
     fn from(fault: FileFault) -> Self {
         let status = match &fault {
             FileFault::Missing(_) => 404,
-            FileFault::Outside(_) | FileFault::NotRegular { .. } | FileFault::TooLarge { .. } => {
-                403
-            }
+            FileFault::Refused { .. } => 403,
             FileFault::Io { .. } => 500,
         };
         Self::new(status, fault.to_string())
@@ -255,25 +281,6 @@ impl App {
         })
     }
 
-    /// Checks `files` of a run before the run-directory code reads them: each one there must be
-    /// a regular file inside the artifact directory of at most `cap` bytes (a FIFO would block
-    /// the read for ever, a symlink could lead anywhere). A file not there is for the reader to
-    /// report.
-    pub(super) fn vet(&self, files: &[PathBuf], cap: u64) -> Result<(), ApiError> {
-        for file in files {
-            match self.inside.check(file, cap) {
-                Ok(_) | Err(FileFault::Missing(_)) => {}
-                Err(fault) => return Err(fault.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Vets what [`inspection::summaries`] reads of `run`.
-    fn vet_records(&self, run: &RunDir) -> Result<(), ApiError> {
-        self.vet(&[run.info_path(), run.history_json_path()], MAX_RECORD)
-    }
-
     /// The run `at` names, only ever one listed under `<artifact_dir>/runs/` or under the
     /// `runs/` of a sweep listed under `<artifact_dir>/sweeps/`: a name that could lead
     /// elsewhere (`..`, a separator, an escape) is refused before any file is touched.
@@ -284,7 +291,7 @@ impl App {
             None => (self.artifact_dir.clone(), "runs/".to_string()),
             Some(sweep) => (self.sweep_dir(sweep)?, format!("sweeps/{sweep}/runs/")),
         };
-        RunDir::list(&base)?
+        RunDir::list_by(&base, self.inside.reader())?
             .into_iter()
             .find(|run| run.name() == *name)
             .ok_or_else(|| ApiError::new(404, format!("{name}: no such run in {place}")))
@@ -312,24 +319,14 @@ impl App {
                 "error": self.relative(error),
             })
         };
-        let (vetted, refused): (Vec<_>, Vec<_>) = RunDir::list(&self.artifact_dir)?
+        let runs = RunDir::list_by(&self.artifact_dir, self.inside.reader())?;
+        let rows: Vec<Value> = inspection::summaries_of(runs)
             .into_iter()
-            .map(|run| (self.vet_records(&run), run))
-            .partition(|(vetted, _)| vetted.is_ok());
-        let mut rows: Vec<Value> =
-            inspection::summaries_of(vetted.into_iter().map(|(_, run)| run).collect())
-                .into_iter()
-                .map(|summary| match &summary.recorded {
-                    Ok((info, history)) => run_row(&summary.run, info, history),
-                    Err(e) => unreadable(summary.run.name(), &e.to_string()),
-                })
-                .collect();
-        // Unreadable ones last, as `summaries` orders them.
-        rows.extend(
-            refused.into_iter().filter_map(|(vetted, run)| {
-                vetted.err().map(|e| unreadable(run.name(), &e.message))
-            }),
-        );
+            .map(|summary| match &summary.recorded {
+                Ok((info, history)) => run_row(&summary.run, info, history),
+                Err(e) => unreadable(summary.run.name(), &described(e)),
+            })
+            .collect();
         Ok(Value::Array(rows))
     }
 
@@ -337,7 +334,6 @@ impl App {
     /// which of the run's files are there.
     pub fn run_detail(&self, at: &RunAt) -> Result<Value, ApiError> {
         let run = self.run(at)?;
-        self.vet_records(&run)?;
         let info = run.read_info()?;
         let history = inspection::report::recorded_history(&run, &info)?;
         let epochs = run.model_checkpoint_epochs()?;
@@ -364,7 +360,7 @@ impl App {
                 "epochs": epochs,
                 "best": best,
                 "last": epochs.last(),
-                "final": run.model_path().is_file(),
+                "final": run.has_file(&run.model_path()),
             },
             "config": config,
             "files": files,
@@ -402,7 +398,6 @@ impl App {
                 predict::prepare_bytes(Path::new("the PNG"), body, MAX_PICTURE_SIDE)?
             }
         };
-        self.vet_records(&run)?;
         let (path, epoch) = saved::locate(&run, which)?;
         let (model, device) = self.model(&run, &path)?;
         let probabilities = predict::classify(&model, &[image], &device)?
@@ -419,21 +414,22 @@ impl App {
 
     /// The model in `path` of `run`, loaded once per file (and again when the file changes).
     fn model(&self, run: &RunDir, path: &Path) -> Result<(Mlp, burn::tensor::Device), ApiError> {
-        let resolved = self.inside.check(path, MAX_WEIGHTS)?;
-        let stamp = std::fs::metadata(resolved)
-            .map(|m| (m.modified().ok(), m.len()))
-            .map_err(|e| ApiError::new(404, format!("{}: {e}", path.display())))?;
+        // Opened once: the stamp is the open file's, and a new model is read from it.
+        let opened = run
+            .reader()
+            .open(path, MAX_WEIGHTS)
+            .map_err(|e| self.inside.fault(path, e))?;
+        let stamp = (opened.meta.modified().ok(), opened.meta.len());
         let cache = || self.models.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = cache().get(path, stamp) {
             return Ok(found);
         }
         // Loaded outside the lock, so that other checkpoints' requests do not wait for it; two
         // requests for a new file may both load it, and the second one stored wins.
-        self.vet(&[run.config_path(), run.model_config_path()], MAX_RECORD)?;
         let config = run.read_config()?;
         let device = self.on.device(&config).map_err(InspectError::from)?;
         let shape = run.read_model_config()?;
-        let model = saved::load_file(path, &shape, &device)?;
+        let model = saved::load_opened(opened, path, &shape, &device)?;
         let bytes = shape.num_params() as u64 * 4;
         cache().put(path, stamp, model.clone(), device.clone(), bytes);
         Ok((model, device))

@@ -1,15 +1,11 @@
-//! The only way `serve` touches a run's files: a regular file that resolves inside the artifact
-//! directory, under a size cap, named in errors by its path relative to that directory.
-//!
-//! A run directory is written by training, but anything can be put there: a `config.toml` that
-//! is a symlink to `/etc/passwd` would be served to any page that asks, a FIFO would block the
-//! thread reading it for ever, a device or a huge file would fill memory. So each file is
-//! resolved (`canonicalize`), checked to be inside the artifact directory and a regular file of
-//! at most its cap before it is opened, and opened without blocking (`O_NONBLOCK`), checked
-//! again on the open file, then read no further than its cap.
+//! The only way `serve` touches a run's files: [`Reader::Beneath`] the artifact directory, so
+//! each file is opened once from the artifact directory's descriptor without following a
+//! symlink, checked on that descriptor (a regular file, one link, under a size cap) and read
+//! from it ([`crate::fsutil::Reader`] says why). The run and sweep records are read by the
+//! same reader inside the run-directory and sweep code ([`crate::run_dir::RunDir::read_by`]);
+//! this names files relative to the artifact directory in errors.
 
-use std::fs::Metadata;
-use std::io::Read;
+use crate::fsutil::{Reader, Refused, Why};
 use std::path::{Path, PathBuf};
 
 /// Why a run's file is not read; shown with the file's path relative to the artifact directory.
@@ -17,12 +13,8 @@ use std::path::{Path, PathBuf};
 pub enum FileFault {
     #[error("{0}: not written (yet)")]
     Missing(String),
-    #[error("{0}: resolves outside the artifact directory; not served")]
-    Outside(String),
-    #[error("{name}: {kind}, not a regular file; not served")]
-    NotRegular { name: String, kind: &'static str },
-    #[error("{name}: {size} bytes, over the {cap} bytes served")]
-    TooLarge { name: String, size: u64, cap: u64 },
+    #[error("{name}: {why}; not served")]
+    Refused { name: String, why: Why },
     #[error("{name}: cannot read: {error}")]
     Io { name: String, error: std::io::Error },
 }
@@ -31,11 +23,20 @@ pub enum FileFault {
 #[derive(Debug, Clone)]
 pub struct Inside {
     root: PathBuf,
+    reader: Reader,
 }
 
 impl Inside {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            reader: Reader::beneath(&root),
+            root,
+        }
+    }
+
+    /// The reader of every file `serve` reads: beneath the artifact directory only.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     /// `path` relative to the artifact directory, for messages (as given when elsewhere).
@@ -46,123 +47,32 @@ impl Inside {
             .to_string()
     }
 
-    /// The checks before opening: `path` resolves inside the artifact directory to a regular
-    /// file of at most `cap` bytes. Gives the resolved path.
-    pub fn check(&self, path: &Path, cap: u64) -> Result<PathBuf, FileFault> {
+    /// The fault of `error`, met opening or reading `path`.
+    pub fn fault(&self, path: &Path, error: std::io::Error) -> FileFault {
         let name = self.name(path);
-        let io = |error: std::io::Error| FileFault::Io {
-            name: name.clone(),
-            error,
-        };
-        let resolved = match std::fs::canonicalize(path) {
-            Ok(resolved) => resolved,
-            // A dangling symlink too: there is nothing to read.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(FileFault::Missing(name));
-            }
-            Err(e) => return Err(io(e)),
-        };
-        // The root is resolved each time: it may not have existed when the server started.
-        let root = std::fs::canonicalize(&self.root).map_err(io)?;
-        if !resolved.starts_with(&root) {
-            return Err(FileFault::Outside(name));
-        }
-        let meta = std::fs::metadata(&resolved).map_err(io)?;
-        regular(&name, &meta, cap)?;
-        Ok(resolved)
-    }
-
-    /// Whether `path` would be read: [`Inside::check`] passes.
-    pub fn readable(&self, path: &Path, cap: u64) -> bool {
-        self.check(path, cap).is_ok()
-    }
-
-    /// `path`'s bytes, after [`Inside::check`]: opened without blocking and checked again on
-    /// the open file (it may have been swapped since), never more than `cap` bytes read.
-    pub fn read(&self, path: &Path, cap: u64) -> Result<Vec<u8>, FileFault> {
-        let resolved = self.check(path, cap)?;
-        let name = self.name(path);
-        let io = |error: std::io::Error| FileFault::Io {
-            name: name.clone(),
-            error,
-        };
-        let file = open_without_blocking(&resolved).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        regular(&name, &meta, cap)?;
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(cap + 1).read_to_end(&mut bytes).map_err(io)?;
-        if bytes.len() as u64 > cap {
-            return Err(FileFault::TooLarge {
+        if let Some(refused) = Refused::of(&error) {
+            return FileFault::Refused {
                 name,
-                size: bytes.len() as u64,
-                cap,
-            });
+                why: refused.why.clone(),
+            };
         }
-        Ok(bytes)
+        match error.kind() {
+            std::io::ErrorKind::NotFound => FileFault::Missing(name),
+            _ => FileFault::Io { name, error },
+        }
     }
-}
 
-/// Opens `path` for reading such that a FIFO cannot block the read's thread, and a symlink
-/// swapped in since the check is not followed.
-#[cfg(unix)]
-fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-}
+    /// Whether `path` would be read: a regular file of at most `cap` bytes with one link,
+    /// reached from the artifact directory without a symlink.
+    pub fn readable(&self, path: &Path, cap: u64) -> bool {
+        self.reader.is_file(path, cap)
+    }
 
-/// Elsewhere (Windows) no FIFO opens as a file; the type is checked on the open file.
-#[cfg(not(unix))]
-fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::open(path)
-}
-
-/// What Unix names a special file of `kind`, if it is one.
-#[cfg(unix)]
-fn unix_kind(kind: &std::fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_char_device() || kind.is_block_device() {
-        Some("a device")
-    } else if kind.is_socket() {
-        Some("a socket")
-    } else {
-        None
+    /// `path`'s bytes, opened once and read from that descriptor, never more than `cap`.
+    pub fn read(&self, path: &Path, cap: u64) -> Result<Vec<u8>, FileFault> {
+        self.reader
+            .read(path, cap)
+            .map(|(bytes, _)| bytes)
+            .map_err(|e| self.fault(path, e))
     }
-}
-
-#[cfg(not(unix))]
-fn unix_kind(_kind: &std::fs::FileType) -> Option<&'static str> {
-    None
-}
-
-/// `meta` is a regular file's, of at most `cap` bytes.
-fn regular(name: &str, meta: &Metadata, cap: u64) -> Result<(), FileFault> {
-    let kind = meta.file_type();
-    let not = |kind| {
-        Err(FileFault::NotRegular {
-            name: name.to_string(),
-            kind,
-        })
-    };
-    if let Some(special) = unix_kind(&kind) {
-        return not(special);
-    }
-    if kind.is_dir() {
-        return not("a directory");
-    }
-    if !kind.is_file() {
-        return not("a special file");
-    }
-    if meta.len() > cap {
-        return Err(FileFault::TooLarge {
-            name: name.to_string(),
-            size: meta.len(),
-            cap,
-        });
-    }
-    Ok(())
 }

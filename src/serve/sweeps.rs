@@ -3,20 +3,21 @@
 //! the sweep module's own reckoning ([`sweep::ranked`]); this only checks the files it reads
 //! first, as for runs, and writes JSON.
 
-use super::api::{ApiError, App, MAX_RECORD};
+use super::api::{ApiError, App};
 use crate::sweep::{self, Sweep, Trial, TrialState};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 impl App {
     /// The sweep called `name`, its `sweep.toml` and every file its trials' states are read
-    /// from checked first (inside the artifact directory, regular, under the cap).
+    /// from read beneath the artifact directory (as run files are: [`super::files`]).
     fn sweep(&self, name: &str) -> Result<Sweep, ApiError> {
-        let dir = self.sweep_dir(name)?;
-        self.vet(&[Sweep::file_of(&dir)], MAX_RECORD)?;
-        let sweep = Sweep::named(&self.artifact_dir, name)?;
-        self.vet(&sweep.state_files()?, MAX_RECORD)?;
-        Ok(sweep)
+        self.sweep_dir(name)?;
+        Ok(Sweep::named(
+            &self.artifact_dir,
+            name,
+            self.inside.reader(),
+        )?)
     }
 
     /// `GET /api/sweeps`: every sweep, by name, with its trials counted by state and its best

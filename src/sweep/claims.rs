@@ -10,7 +10,8 @@
 //! `create_new`, so that only one of several workers that saw it stale gets it.
 
 use super::SweepError;
-use crate::run_dir::{Heartbeat, Owner};
+use crate::fsutil::{Reader, Refused};
+use crate::run_dir::{Heartbeat, MAX_RECORD, Owner};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,9 +66,9 @@ pub fn file_name(trial: &str, generation: usize) -> String {
     }
 }
 
-/// Every claim file of `trial` in `dir`, by generation.
-pub fn claims_of(dir: &Path, trial: &str) -> Result<Vec<usize>, SweepError> {
-    let entries = match std::fs::read_dir(dir) {
+/// Every claim file of `trial` in `dir` (listed by `reader`), by generation.
+fn claims_of(reader: &Reader, dir: &Path, trial: &str) -> Result<Vec<usize>, SweepError> {
+    let entries = match reader.read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
@@ -78,8 +79,8 @@ pub fn claims_of(dir: &Path, trial: &str) -> Result<Vec<usize>, SweepError> {
         }
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in entries {
+        let name = name.to_string_lossy().into_owned();
         if name == trial {
             found.push(0);
         } else if let Some(n) = name
@@ -96,15 +97,34 @@ pub fn claims_of(dir: &Path, trial: &str) -> Result<Vec<usize>, SweepError> {
 
 /// The newest claim of `trial` in `dir`, if any.
 pub fn newest(dir: &Path, trial: &str) -> Result<Option<Claim>, SweepError> {
-    let Some(&generation) = claims_of(dir, trial)?.last() else {
+    newest_by(&Reader::Plain, dir, trial)
+}
+
+/// [`newest`], its files read by `reader`: a claim it refuses (a FIFO, a symlink) is an error,
+/// one it cannot read has no owner, as with [`newest`].
+pub fn newest_by(reader: &Reader, dir: &Path, trial: &str) -> Result<Option<Claim>, SweepError> {
+    let Some(&generation) = claims_of(reader, dir, trial)?.last() else {
         return Ok(None);
     };
     let path = dir.join(file_name(trial, generation));
-    let owner = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<ClaimFile>(&text).ok())
-        .map(|file| file.owner);
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    let owner_of = |text: &[u8]| {
+        serde_json::from_slice::<ClaimFile>(text)
+            .ok()
+            .map(|file| file.owner)
+    };
+    let (owner, modified) = match reader {
+        Reader::Plain => (
+            std::fs::read(&path).ok().and_then(|text| owner_of(&text)),
+            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+        ),
+        Reader::Beneath(_) => match reader.read(&path, MAX_RECORD) {
+            Ok((text, meta)) => (owner_of(&text), meta.modified().ok()),
+            Err(source) if Refused::of(&source).is_some() => {
+                return Err(SweepError::Io { path, source });
+            }
+            Err(_) => (None, None),
+        },
+    };
     Ok(Some(Claim {
         generation,
         owner,

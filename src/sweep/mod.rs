@@ -24,8 +24,8 @@ pub use spec::{Expanded, Halving, Method, Resolved, Rung, Trial, rungs, trial_na
 pub use work::{Line, WorkOptions, WorkReport, index_from_env, work};
 
 use crate::config::{ConfigError, TrainConfig};
-use crate::fsutil::{WriteError, write_atomic};
-use crate::run_dir::{DEFAULT_STALE_AFTER, RunDir, RunDirError, RunInfo, RunStatus};
+use crate::fsutil::{Reader, WriteError, write_atomic};
+use crate::run_dir::{DEFAULT_STALE_AFTER, MAX_RECORD, RunDir, RunDirError, RunInfo, RunStatus};
 use crate::table::{Align, Table};
 use crate::training::TrainError;
 use std::path::{Path, PathBuf};
@@ -100,6 +100,8 @@ pub struct Sweep {
     pub resolved: Resolved,
     /// How long the heartbeat of a trial's owner out of sight counts as fresh.
     stale_after: Duration,
+    /// How its files and its trials' are read.
+    reader: Reader,
 }
 
 impl Sweep {
@@ -117,20 +119,22 @@ impl Sweep {
                 under: named,
             });
         };
-        Self::open(path)
+        Self::open(path, Reader::Plain)
     }
 
     /// The sweep `<artifact_dir>/sweeps/<name>/` only, never a path elsewhere (what `serve`
-    /// opens: a name from a request must not reach outside the artifact directory).
-    pub fn named(artifact_dir: &Path, name: &str) -> Result<Self, SweepError> {
+    /// opens: a name from a request must not reach outside the artifact directory), its files
+    /// and its trials' read by `reader`.
+    pub fn named(artifact_dir: &Path, name: &str, reader: &Reader) -> Result<Self, SweepError> {
         let path = sweeps_dir(artifact_dir).join(name);
-        if name.is_empty() || !Self::file_of(&path).is_file() {
+        // Only whether it is there: whatever it is, `open` reads it through `reader`.
+        if name.is_empty() || std::fs::symlink_metadata(Self::file_of(&path)).is_err() {
             return Err(SweepError::Unknown {
                 name: name.to_string(),
                 under: path,
             });
         }
-        Self::open(path)
+        Self::open(path, reader.clone())
     }
 
     /// The names of the sweeps under `<artifact_dir>/sweeps/` (those holding a `sweep.toml`;
@@ -157,27 +161,14 @@ impl Sweep {
         path.join("sweep.toml")
     }
 
-    /// Every file [`trials`] reads, for a reader that checks files before they are read
-    /// (`serve`): each trial's `run.json` and `history.json`, and its claims in rung 0.
-    pub fn state_files(&self) -> Result<Vec<PathBuf>, SweepError> {
-        let claims = claims::rung_dir(&self.path, 0);
-        let mut files = Vec::new();
-        for trial in &self.resolved.trials {
-            let run = self.run(&trial.name);
-            files.extend([run.info_path(), run.history_json_path()]);
-            for generation in claims::claims_of(&claims, &trial.name)? {
-                files.push(claims.join(claims::file_name(&trial.name, generation)));
-            }
-        }
-        Ok(files)
-    }
-
-    fn open(path: PathBuf) -> Result<Self, SweepError> {
+    fn open(path: PathBuf, reader: Reader) -> Result<Self, SweepError> {
         let file = Self::file_of(&path);
-        let text = std::fs::read_to_string(&file).map_err(|source| SweepError::Read {
-            path: file.clone(),
-            source,
-        })?;
+        let text = reader
+            .read_to_string(&file, MAX_RECORD)
+            .map_err(|source| SweepError::Read {
+                path: file.clone(),
+                source,
+            })?;
         let resolved: Resolved = crate::config::read_toml(&text)
             .map_err(|e| e.to_string())
             .and_then(|resolved: Resolved| resolved.check().map(|()| resolved))
@@ -189,7 +180,13 @@ impl Sweep {
             path,
             resolved,
             stale_after: DEFAULT_STALE_AFTER,
+            reader,
         })
+    }
+
+    /// How the sweep's files are read.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     pub fn path(&self) -> &Path {
@@ -217,7 +214,7 @@ impl Sweep {
     }
 
     pub fn run(&self, trial: &str) -> RunDir {
-        RunDir::open(RunDir::runs_dir(&self.path).join(trial))
+        RunDir::open(RunDir::runs_dir(&self.path).join(trial)).read_by(self.reader.clone())
     }
 
     pub fn rungs(&self) -> Vec<Rung> {
@@ -276,7 +273,7 @@ pub fn init(spec: &Path, artifact_dir: Option<&Path>) -> Result<Sweep, SweepErro
     std::fs::rename(building.path(), &path).map_err(io(&path))?;
     // Renamed away: nothing left for the guard to remove.
     let _ = building.keep();
-    Sweep::open(path)
+    Sweep::open(path, Reader::Plain)
 }
 
 /// Where one trial stands.

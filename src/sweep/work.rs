@@ -4,7 +4,8 @@
 
 use super::claims::{self, Claim};
 use super::{Sweep, SweepError, TrialState, describe, trial_name};
-use crate::run_dir::{EpochMetrics, History, RunInfo, RunStatus};
+use crate::fsutil::{Reader, Refused};
+use crate::run_dir::{EpochMetrics, History, RunDirError, RunInfo, RunStatus};
 use crate::saved;
 use crate::training::{self, Dashboard};
 use std::path::PathBuf;
@@ -342,10 +343,16 @@ fn is_settled(info: &RunInfo, budget: usize, epochs: usize) -> bool {
 }
 
 fn read_info(run: &crate::run_dir::RunDir) -> Result<Option<RunInfo>, SweepError> {
-    if !run.info_path().is_file() {
+    if *run.reader() == Reader::Plain && !run.info_path().is_file() {
         return Ok(None);
     }
-    Ok(Some(run.read_info()?))
+    // Beneath the artifact directory the file is opened once: not there is no run yet.
+    match run.read_info() {
+        Err(RunDirError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        read => Ok(Some(read?)),
+    }
 }
 
 /// Every trial's record, in trial order.
@@ -355,11 +362,19 @@ pub(super) fn trial_states(sweep: &Sweep) -> Result<Vec<TrialState>, SweepError>
         let run = sweep.run(&trial.name);
         let info = read_info(&run)?;
         let mut history = match &info {
-            Some(_) => saved::read_history_or_empty(&run).unwrap_or_default(),
+            Some(_) => match saved::read_history_or_empty(&run) {
+                Ok(history) => history,
+                // A file refused (a FIFO, a symlink) is said, not taken for no epochs.
+                Err(RunDirError::Read { source, path }) if Refused::of(&source).is_some() => {
+                    return Err(RunDirError::Read { source, path }.into());
+                }
+                Err(_) => History::default(),
+            },
             None => History::default(),
         };
         history.truncate(info.as_ref().map_or(0, |i| i.epochs_done));
-        let claimed = claims::newest(&claims::rung_dir(sweep.path(), 0), &trial.name)?.is_some();
+        let claims = claims::rung_dir(sweep.path(), 0);
+        let claimed = claims::newest_by(sweep.reader(), &claims, &trial.name)?.is_some();
         states.push(TrialState {
             name: trial.name.clone(),
             state: describe(info.as_ref(), claimed, None, sweep.stale_after()),
