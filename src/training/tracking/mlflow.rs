@@ -918,6 +918,9 @@ mod tests {
         fn json(&self) -> Value {
             serde_json::from_slice(&self.body).unwrap_or(Value::Null)
         }
+        fn body_text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
         fn is(&self, method: &str, endpoint: &str) -> bool {
             self.method == method && self.url.split('?').next() == Some(endpoint)
         }
@@ -993,6 +996,12 @@ mod tests {
                 let id = format!("run{runs}");
                 let info = json!({"run_id": id, "artifact_uri": format!("mlflow-artifacts:/7/{id}/artifacts")});
                 (200, json!({"run": {"info": info}}))
+            }
+            // An earlier start of a run directory logged to run "old" (a resume finds it).
+            "/api/2.0/mlflow/runs/search" if request.body_text().contains("mnist-mlp.run_dir") => {
+                let info =
+                    json!({"run_id": "old", "artifact_uri": "mlflow-artifacts:/7/old/artifacts"});
+                (200, json!({"runs": [{"info": info}]}))
             }
             "/api/2.0/mlflow/runs/search" => (200, json!({})),
             _ => (200, json!({})),
@@ -1336,6 +1345,84 @@ mod tests {
         // Not a sweep: a run whose directory only looks like a trial's.
         std::fs::remove_file(sweep.join("sweep.toml")).unwrap();
         assert_eq!(sweep_of(run.path()), None);
+    }
+
+    #[test]
+    fn a_resumed_run_goes_on_in_the_mlflow_run_it_started_in() {
+        let server = Server::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let (run, info, config, history) = recorded(dir.path(), 2, RunStatus::Running);
+        let mut tracker = Mlflow::new("tracking.mlflow", &server.uri, DEFAULT_EXPERIMENT).unwrap();
+        tracker.start(&TrackedRun {
+            run: &run,
+            info: &info,
+            config: &config,
+            history: &history,
+        });
+        let third = EpochMetrics {
+            loss: 0.1,
+            accuracy: 0.9,
+            val_loss: 0.2,
+            val_accuracy: 0.95,
+        };
+        tracker.epoch(3, &third, 0.001);
+        tracker.finish(RunStatus::Finished, &run);
+        let requests = server.requests();
+        let search = requests
+            .iter()
+            .find(|r| r.url.ends_with("/runs/search"))
+            .unwrap()
+            .json();
+        let path = std::path::absolute(run.path()).unwrap();
+        assert_eq!(
+            search["filter"],
+            format!("tags.`mnist-mlp.run_dir` = '{}'", path.display())
+        );
+        assert!(
+            !requests.iter().any(|r| r.url.ends_with("/runs/create")),
+            "{requests:?}"
+        );
+        let updates: Vec<Value> = requests
+            .iter()
+            .filter(|r| r.url.ends_with("/runs/update"))
+            .map(Request::json)
+            .collect();
+        assert_eq!(updates[0], json!({"run_id": "old", "status": "RUNNING"}));
+        assert_eq!(updates[1]["status"], "FINISHED");
+        // The two epochs before the resume went with the first start.
+        assert_eq!(metric_points(&requests, "loss"), vec![(3, json!(0.1))]);
+        assert!(
+            requests
+                .iter()
+                .all(|r| !r.url.contains("/artifacts/") || r.url.contains("/7/old/"))
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_not_found_there_is_logged_whole() {
+        let server = Server::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let (run, info, config, history) = recorded(dir.path(), 2, RunStatus::Running);
+        // A path with a quote cannot be searched for: a new MLflow run, with the history.
+        let quoted = RunDir::open(dir.path().join("it's"));
+        std::fs::rename(run.path(), quoted.path()).unwrap();
+        let mut tracker = Mlflow::new("tracking.mlflow", &server.uri, DEFAULT_EXPERIMENT).unwrap();
+        tracker.start(&TrackedRun {
+            run: &quoted,
+            info: &info,
+            config: &config,
+            history: &history,
+        });
+        tracker.finish(RunStatus::Finished, &quoted);
+        let requests = server.requests();
+        assert!(requests.iter().any(|r| r.url.ends_with("/runs/create")));
+        let expected: Vec<(u64, Value)> = history
+            .accuracy
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 + 1, json!(v)))
+            .collect();
+        assert_eq!(metric_points(&requests, "accuracy"), expected);
     }
 
     #[test]
