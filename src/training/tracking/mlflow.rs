@@ -18,9 +18,8 @@ use super::{TrackedRun, Tracker};
 use crate::run_dir::{EpochMetrics, History, RunDir, RunStatus};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `tracking.mlflow_experiment`'s default: a sweep's trials go to the sweep's experiment instead.
@@ -66,7 +65,8 @@ pub struct Mlflow {
     experiment: String,
     queue: Option<Sender<Msg>>,
     done: Option<Receiver<()>>,
-    said: Arc<AtomicBool>,
+    /// The first fault, once said.
+    said: Said,
     /// Epochs whose four metrics are queued already (those recorded before a resume or replay).
     logged_epochs: usize,
 }
@@ -80,7 +80,7 @@ impl Mlflow {
             experiment: experiment.to_string(),
             queue: None,
             done: None,
-            said: Arc::new(AtomicBool::new(false)),
+            said: Said::default(),
             logged_epochs: 0,
         })
     }
@@ -184,6 +184,10 @@ impl Tracker for Mlflow {
                 &run.path().display().to_string(),
             );
         }
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.said.lock().ok().and_then(|said| said.clone())
     }
 }
 
@@ -317,11 +321,16 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// A tracker's first fault, shared with its worker.
+type Said = Arc<Mutex<Option<String>>>;
+
 /// Says the tracker's fault, once per tracker: one line naming the server.
-fn worker_fault(said: &AtomicBool, uri: &str, fault: &str, run: &str) {
-    if said.swap(true, Ordering::SeqCst) {
+fn worker_fault(said: &Said, uri: &str, fault: &str, run: &str) {
+    let Ok(mut first) = said.lock() else { return };
+    if first.is_some() {
         return;
     }
+    *first = Some(format!("mlflow: {uri}: {fault}"));
     let later = if run.is_empty() {
         String::new()
     } else {
@@ -574,7 +583,7 @@ struct Sent {
 /// The background thread: sends what it is given, in order, until the first fault.
 struct Worker {
     client: Client,
-    said: Arc<AtomicBool>,
+    said: Said,
     run: Option<Run>,
     /// The run directory, for the hint after a fault.
     label: String,
@@ -841,6 +850,7 @@ fn proxied_path(artifact_uri: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[test]
     fn only_http_and_https_uris_are_taken() {
@@ -1096,7 +1106,7 @@ mod tests {
         }
         std::fs::write(run.path().join("model.bpk"), b"weights\x00\xff").unwrap();
         tracker.finish(RunStatus::Finished, &run);
-        assert!(!tracker.said.load(Ordering::SeqCst), "a fault was said");
+        assert_eq!(tracker.fault(), None);
 
         let requests = server.requests();
         let first = &requests[0];
@@ -1255,7 +1265,13 @@ mod tests {
             tracker.epoch(epoch, &m, 0.001);
         }
         tracker.finish(RunStatus::Finished, &run);
-        assert!(tracker.said.load(Ordering::SeqCst));
+        assert_eq!(
+            tracker.fault(),
+            Some(format!(
+                "mlflow: {}: HTTP 500 INTERNAL_ERROR: boom",
+                server.uri
+            ))
+        );
         assert_eq!(server.requests().len(), 1, "{:?}", server.requests());
     }
 
@@ -1291,7 +1307,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert!(tracker.said.load(Ordering::SeqCst));
+        assert!(tracker.fault().is_some());
     }
 
     #[test]

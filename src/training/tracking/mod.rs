@@ -16,4 +16,7 @@ pub trait Tracker: Send {
     fn step(&mut self, _step: u64, _loss: f64) {}
     fn epoch(&mut self, epoch: usize, metrics: &crate::run_dir::EpochMetrics, learning_rate: f64);
     fn finish(&mut self, status: crate::run_dir::RunStatus, run: &crate::run_dir::RunDir);
+    fn fault(&self) -> Option<String> {
+        None
+    }
 }
