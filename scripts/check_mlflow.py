@@ -2,16 +2,18 @@
 """Reads back, with MLflow's own client, what `mnist-mlp train --mlflow URI` (or `mnist-mlp log
 RUN --mlflow URI`) logged, and compares it with the run directory:
 
-    python3 scripts/check_mlflow.py run URI RUN_DIR STATUS [--experiment NAME] [--uploads N]
+    python3 scripts/check_mlflow.py run URI RUN_DIR STATUS [--experiment NAME] [--uploads N] [--log]
     python3 scripts/check_mlflow.py sweep URI SWEEP_DIR TRIALS
 
-`run`: the newest MLflow run tagged `mnist-mlp.run_dir` = RUN_DIR (absolute) must have every
+`run`: the MLflow run tagged `mnist-mlp.run_dir` = RUN_DIR (absolute) must have every
 setting of RUN_DIR/config.toml as a `section.key` param with its value, every metric of
 history.json at every epoch (step = epoch) exactly, a learning_rate per epoch, the run's tags,
 every file of RUN_DIR as an artifact of the same size, and status STATUS (FINISHED, KILLED,
 FAILED); `--uploads N`: exactly N MLflow runs carry that tag (a `log` after a partial upload
-adds one). `sweep`: the experiment named after the sweep holds the sweep's parent run (tag
-`mnist-mlp.sweep`) and TRIALS runs under it (`mlflow.parentRunId`), each checked as `run`.
+adds one); the run checked is the newest the training made (tag `mnist-mlp.source` = train),
+with `--log` the newest `log` made. `sweep`: the experiment named after the sweep holds the
+sweep's parent run (tag `mnist-mlp.sweep`) and TRIALS runs under it (`mlflow.parentRunId`),
+each checked as `run`.
 Needs the `mlflow` package (scripts/test-tracking.sh installs a pinned one). Prints what it
 compared; exits 1 on any difference.
 """
@@ -111,7 +113,7 @@ def check_run(client, run, run_dir, status):
 
 def main(argv):
     if len(argv) < 4 or argv[0] not in ("run", "sweep"):
-        fail(__doc__.strip().splitlines()[4])
+        fail("usage:\n" + "\n".join(__doc__.splitlines()[3:5]))
     mode, uri = argv[0], argv[1]
     client = MlflowClient(tracking_uri=uri)
     if mode == "run":
@@ -123,7 +125,11 @@ def main(argv):
             wanted = int(argv[argv.index("--uploads") + 1])
             if len(runs) != wanted:
                 fail(f"{run_dir.name}: {len(runs)} MLflow runs, expected {wanted}")
-        run = check_run(client, runs[0], run_dir, status)
+        source = "log" if "--log" in argv else "train"
+        mine = [r for r in runs if r.data.tags.get("mnist-mlp.source") == source]
+        if not mine:
+            fail(f"{run_dir}: no MLflow run tagged with it made by {source}")
+        run = check_run(client, mine[0], run_dir, status)
         if "--experiment" in argv:
             wanted = argv[argv.index("--experiment") + 1]
             got = client.get_experiment(run.info.experiment_id).name

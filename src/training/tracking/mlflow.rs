@@ -103,13 +103,17 @@ impl Tracker for Mlflow {
         let run_dir = std::path::absolute(tracked.run.path())
             .unwrap_or_else(|_| tracked.run.path().to_path_buf());
         let live = tracked.info.status == RunStatus::Running;
+        let mut tags = tags(tracked, &run_dir);
+        // Which logged it: the training itself, or `log` afterwards (a new MLflow run each time).
+        let source = if live { "train" } else { "log" };
+        tags.push(("mnist-mlp.source".into(), source.into()));
         let start = Start {
             experiment,
             sweep,
             run_name: tracked.info.name.clone(),
             start_ms: rfc3339_ms(&tracked.info.started).unwrap_or_else(now_ms),
             params: params(tracked.config),
-            tags: tags(tracked, &run_dir),
+            tags,
             run_dir: run_dir.display().to_string(),
             resume: live && tracked.history.epochs() > 0,
             replay: !live,
