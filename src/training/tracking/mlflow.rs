@@ -37,25 +37,19 @@ const BATCH_PARAMS: usize = 100;
 /// An MLflow setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum MlflowError {
-    #[error(
-        "{key}: {uri:?} is not an http:// or https:// URI (the address of an MLflow tracking \
-         server, e.g. http://127.0.0.1:5000; file: stores and databricks are not supported)"
-    )]
+    #[error("{key}: {}", crate::config::MLFLOW_URI.replacen("must be", &format!("{uri:?} is not"), 1))]
     Scheme { key: &'static str, uri: String },
 }
 
 /// Checks that `uri` (the value of setting `key`) is one this client speaks to.
 pub fn check_uri(key: &'static str, uri: &str) -> Result<(), MlflowError> {
-    let lower = uri.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
-        _ => Err(MlflowError::Scheme {
+    if crate::config::is_mlflow_uri(uri) {
+        Ok(())
+    } else {
+        Err(MlflowError::Scheme {
             key,
             uri: uri.to_string(),
-        }),
+        })
     }
 }
 
@@ -874,7 +868,7 @@ mod tests {
         ] {
             let error = check_uri("tracking.mlflow", bad).unwrap_err().to_string();
             assert!(
-                error.starts_with(&format!("tracking.mlflow: {bad:?} is not an http://")),
+                error.starts_with(&format!("tracking.mlflow: {bad:?} is not the http://")),
                 "{error}"
             );
         }
