@@ -29,14 +29,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-train() { # args for train, with the small run's settings
-  "$bin" train --limit-train 2000 --epochs 2 --seed 5 --dashboard none "$@"
-}
+# The small run's settings but its epochs. (Trainings go in the background as "$bin" itself, not
+# through a function, so that $! is the training's process and SIGINT reaches it.)
+small=(--limit-train 2000 --seed 5 --dashboard none)
 
-# Waits until `history.json` of run directory $1 holds an epoch.
+# Waits until `history.json` of run directory $1, trained by process $2, holds an epoch.
 wait_for_epoch() {
   local history="$1/history.json"
   for _ in $(seq 600); do
+    kill -0 "$2" 2>/dev/null || { echo "the training of $1 ended early" >&2; return 1; }
     [[ -s $history ]] && python3 -c 'import json, sys
 sys.exit(len(json.load(open(sys.argv[1]))["loss"]) < 1)' "$history" 2>/dev/null && return 0
     sleep 0.1
@@ -79,14 +80,14 @@ mlflow_start
 runs="$work/mlflow-runs/runs"
 
 echo "== train --mlflow"
-train --artifact-dir "$work/mlflow-runs" --run-name ml --mlflow "$mlflow_uri" >/dev/null
+"$bin" train "${small[@]}" --artifact-dir "$work/mlflow-runs" --run-name ml --epochs 2 --mlflow "$mlflow_uri" >/dev/null
 check_mlflow run "$mlflow_uri" "$runs/ml" FINISHED --experiment mnist-mlp --uploads 1
 
 echo "== SIGINT: KILLED (the URI from MLFLOW_TRACKING_URI, the experiment from the flag)"
-MLFLOW_TRACKING_URI=$mlflow_uri train --artifact-dir "$work/mlflow-runs" --run-name ml-int \
-  --epochs 200 --mlflow-experiment stopped >/dev/null 2>&1 &
+MLFLOW_TRACKING_URI=$mlflow_uri "$bin" train "${small[@]}" --artifact-dir "$work/mlflow-runs" --run-name ml-int \
+  --epochs 200 --mlflow-experiment stopped >/dev/null 2>"$work/int.err" &
 pid=$!
-wait_for_epoch "$runs/ml-int"
+wait_for_epoch "$runs/ml-int" "$pid"
 kill -INT "$pid"
 status=0
 wait "$pid" || status=$?
@@ -94,10 +95,11 @@ wait "$pid" || status=$?
 check_mlflow run "$mlflow_uri" "$runs/ml-int" KILLED --experiment stopped --uploads 1
 
 echo "== the server killed mid-run: the training completes, says so once; log RUN uploads it"
-train --artifact-dir "$work/mlflow-runs" --run-name ml-down --epochs 30 \
-  --mlflow "$mlflow_uri" >/dev/null 2>"$work/down.err" &
+# Long enough to be killed mid-run; one checkpoint kept, so that `log` has little to upload.
+"$bin" train "${small[@]}" --artifact-dir "$work/mlflow-runs" --run-name ml-down --epochs 30 \
+  --keep-last 1 --mlflow "$mlflow_uri" >/dev/null 2>"$work/down.err" &
 pid=$!
-wait_for_epoch "$runs/ml-down"
+check_mlflow wait "$mlflow_uri" "$runs/ml-down"
 mlflow_stop
 wait "$pid"
 grep -q '"status": "finished"' "$runs/ml-down/run.json"

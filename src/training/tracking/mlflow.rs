@@ -27,7 +27,7 @@ pub const DEFAULT_EXPERIMENT: &str = "mnist-mlp";
 /// Connecting, and a JSON call's whole exchange.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// One artifact's upload (a checkpoint is a few MB).
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(10);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `finish` waits for what is queued to be sent.
 pub const FINISH_WAIT: Duration = Duration::from_secs(10);
 /// MLflow's limits on one `runs/log-batch`.
@@ -61,6 +61,8 @@ pub struct Mlflow {
     done: Option<Receiver<()>>,
     /// The first fault, once said.
     said: Said,
+    /// `log RUN`: a recorded run uploaded whole (see [`Start::replay`]).
+    replay: bool,
     /// Epochs whose four metrics are queued already (those recorded before a resume or replay).
     logged_epochs: usize,
 }
@@ -75,6 +77,7 @@ impl Mlflow {
             queue: None,
             done: None,
             said: Said::default(),
+            replay: false,
             logged_epochs: 0,
         })
     }
@@ -114,6 +117,7 @@ impl Tracker for Mlflow {
             history: history_metrics(tracked.history),
         };
         self.logged_epochs = tracked.history.epochs();
+        self.replay = !live;
         let (queue, inbox) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let worker = Worker {
@@ -121,18 +125,16 @@ impl Tracker for Mlflow {
             said: self.said.clone(),
             run: None,
             label: tracked.run.path().display().to_string(),
+            replay: !live,
             sent: Sent::default(),
         };
         let spawned = std::thread::Builder::new()
             .name("mlflow".into())
             .spawn(move || worker.serve(inbox, done_tx));
         if let Err(e) = spawned {
-            worker_fault(
-                &self.said,
-                &self.uri,
-                &format!("cannot start its thread: {e}"),
-                "",
-            );
+            let run = tracked.run.path().display().to_string();
+            let fault = format!("cannot start its thread: {e}");
+            worker_fault(&self.said, &self.uri, &fault, live.then_some(run.as_str()));
             return;
         }
         self.queue = Some(queue);
@@ -171,16 +173,15 @@ impl Tracker for Mlflow {
         // Closing the queue lets the worker end once it has sent the rest.
         self.queue = None;
         let Some(done) = self.done.take() else { return };
-        if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(FINISH_WAIT) {
-            worker_fault(
-                &self.said,
-                &self.uri,
-                &format!(
-                    "still sending after {} s; stopped waiting",
-                    FINISH_WAIT.as_secs()
-                ),
-                &run.path().display().to_string(),
-            );
+        // `log` waits for the whole upload (each request has its own timeout); a training
+        // only a bounded time, and `log` uploads the rest later.
+        if self.replay {
+            let _ = done.recv();
+        } else if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(FINISH_WAIT) {
+            let run = run.path().display().to_string();
+            let waited = FINISH_WAIT.as_secs();
+            let fault = format!("still sending after {waited} s; stopped waiting");
+            worker_fault(&self.said, &self.uri, &fault, Some(&run));
         }
     }
 
@@ -322,19 +323,20 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
 /// A tracker's first fault, shared with its worker.
 type Said = Arc<Mutex<Option<String>>>;
 
-/// Says the tracker's fault, once per tracker: one line naming the server.
-fn worker_fault(said: &Said, uri: &str, fault: &str, run: &str) {
+/// Keeps the tracker's first fault and says it, once per tracker: one line naming the server,
+/// with how to upload the run at `run` later. `log` (no `run`) fails with it instead.
+fn worker_fault(said: &Said, uri: &str, fault: &str, run: Option<&str>) {
     let Ok(mut first) = said.lock() else { return };
     if first.is_some() {
         return;
     }
     *first = Some(format!("mlflow: {uri}: {fault}"));
-    let later = if run.is_empty() {
-        String::new()
-    } else {
-        format!("; `mnist-mlp log {run} --mlflow {uri}` uploads the run whole later")
-    };
-    eprintln!("mlflow: {uri}: {fault}; nothing more is sent there, the training goes on{later}");
+    if let Some(run) = run {
+        eprintln!(
+            "mlflow: {uri}: {fault}; nothing more is sent there, the training goes on; \
+             `mnist-mlp log {run} --mlflow {uri}` uploads the run whole later"
+        );
+    }
 }
 
 /// A metric value at a step, timestamped when it was measured.
@@ -585,6 +587,8 @@ struct Worker {
     run: Option<Run>,
     /// The run directory, for the hint after a fault.
     label: String,
+    /// `log RUN`: faults are returned, not said (see [`worker_fault`]).
+    replay: bool,
     sent: Sent,
 }
 
@@ -596,12 +600,8 @@ impl Worker {
             queued.extend(inbox.try_iter());
             for msg in coalesce(queued) {
                 if let Err(fault) = self.handle(msg) {
-                    worker_fault(
-                        &self.said,
-                        &self.client.base,
-                        &fault.to_string(),
-                        &self.label,
-                    );
+                    let run = (!self.replay).then_some(self.label.as_str());
+                    worker_fault(&self.said, &self.client.base, &fault.to_string(), run);
                     // Dropping `done` unblocks `finish`.
                     return;
                 }
