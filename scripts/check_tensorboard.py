@@ -9,10 +9,12 @@ TB_DIR` wrote it):
 - train/: epoch_loss, epoch_accuracy and epoch_learning_rate at steps 0, 1, ... (Keras's epoch
   numbers); validation/: epoch_loss and epoch_accuracy (val_loss, val_accuracy). Each equals
   history.json's value exactly as TensorBoard holds scalars: the f32 nearest the f64 recorded.
-  The learning rate equals optimizer.learning_rate (f32) for a constant schedule.
+  The learning rate equals optimizer.learning_rate (f32) for a constant schedule. An
+  interrupted run may hold one epoch more than history.json (recorded, its checkpoint not).
 - with --log-every-steps N: train/batch_loss at every multiple of N up to the last step and
   nowhere else; at the last step of an epoch, the epoch's running mean is the epoch's loss
-  (to 1e-6: history.json's loss is Burn's epoch mean, batch_loss our running one). Without it:
+  (to 1e-6: history.json's loss is Burn's epoch mean, batch_loss our running one); an
+  interrupted run's also up to where it stopped. Without it:
   no batch_loss (a run logged afterwards has no step losses).
 - the HParams plugin's session start in TB_DIR/<run>: group_name the run's name, hparams equal
   to config.toml's settings (train.*, optimizer.*, model.*), and a session end whose status is
@@ -48,7 +50,7 @@ def scalars(acc, tag):
     return {e.step: e.value for e in events}
 
 
-def check_epochs(tb_run, history, config):
+def check_epochs(tb_run, history, config, status):
     epochs = len(history["loss"])
     assert epochs > 0, "history.json has no epoch"
     train, valid = load(tb_run / "train"), load(tb_run / "validation")
@@ -61,8 +63,13 @@ def check_epochs(tb_run, history, config):
     for (acc, tag), values in wanted.items():
         got = scalars(acc, tag)
         want = {step: f32(v) for step, v in enumerate(values)}
+        if status == "interrupted" and len(got) == epochs + 1:
+            # Stopped after an epoch was recorded but before its checkpoint was complete:
+            # history.json ends before it, and a resume trains it again to the same values.
+            del got[epochs]
         assert got == want, f"{tag}: {got} != {want}"
     rates = scalars(train, "epoch_learning_rate")
+    rates.pop(epochs, None) if status == "interrupted" else None
     assert sorted(rates) == list(range(epochs)), rates
     if config["optimizer"].get("schedule", "constant") == "constant":
         lr = f32(config["optimizer"]["learning_rate"])
@@ -79,7 +86,11 @@ def check_steps(train, history, run_info, config, every):
     per_epoch = -(-run_info["train_images"] // batch_size)
     epochs = len(history["loss"])
     got = scalars(train, "batch_loss")
-    want_steps = list(range(every, per_epoch * epochs + 1, every))
+    last = per_epoch * epochs
+    if run_info["status"] == "interrupted" and got:
+        # Stopped mid-epoch: the steps of the epoch it was in are logged too.
+        last = max(last, max(got))
+    want_steps = list(range(every, last + 1, every))
     assert sorted(got) == want_steps, f"batch_loss steps {sorted(got)} != {want_steps}"
     for epoch in range(1, epochs + 1):
         last = epoch * per_epoch
@@ -130,7 +141,7 @@ def main():
         config = tomllib.loads((run_dir / "config.toml").read_text())
         info = json.loads((run_dir / "run.json").read_text())
         tb_run = args.tb_dir / name
-        train = check_epochs(tb_run, history, config)
+        train = check_epochs(tb_run, history, config, info["status"])
         steps = check_steps(train, history, info, config, args.log_every_steps)
         hparams = check_hparams(tb_run, name, config, info["status"])
         seen.append(hparams)
