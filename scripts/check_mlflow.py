@@ -9,13 +9,14 @@ RUN --mlflow URI`) logged, and compares it with the run directory:
 `run`: the MLflow run tagged `mnist-mlp.run_dir` = RUN_DIR (absolute) must have every
 setting of RUN_DIR/config.toml as a `section.key` param with its value, every metric of
 history.json at every epoch (step = epoch) exactly, a learning_rate per epoch, the run's tags,
-every file of RUN_DIR as an artifact of the same size (experiment.log: by name), and status STATUS (FINISHED, KILLED,
-FAILED); `--uploads N`: exactly N MLflow runs carry that tag (a `log` after a partial upload
+every file of RUN_DIR as an artifact of the same size (experiment.log: by name), and status
+STATUS (FINISHED, KILLED, FAILED); `--uploads N`: exactly N MLflow runs carry that tag (a `log` after a partial upload
 adds one); the run checked is the newest the training made (tag `mnist-mlp.source` = train),
 with `--log` the newest `log` made. `sweep`: the experiment named after the sweep holds the
 sweep's parent run (tag `mnist-mlp.sweep`) and TRIALS runs under it (`mlflow.parentRunId`),
-each checked as `run`. `wait`: waits (60 s at most) until an MLflow run tagged with RUN_DIR has
-an epoch's loss: a training is then logging there.
+each checked as `run` with the status its run.json gives (interrupted: KILLED). `wait`: waits
+(60 s at most) until an MLflow run tagged with RUN_DIR has an epoch's loss: a training is then
+logging there.
 Needs the `mlflow` package (scripts/test-tracking.sh installs a pinned one). Prints what it
 compared; exits 1 on any difference.
 """
@@ -30,6 +31,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 EPOCH_KEYS = ["loss", "accuracy", "val_loss", "val_accuracy"]
+# MLflow's status of a run by its run.json's (a trial successive halving stopped: interrupted).
+STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
 
 
 def fail(message):
@@ -170,7 +173,8 @@ def main(argv):
         runs = runs_of(client, run_dir, ids)
         if len(runs) != 1 or runs[0].data.tags.get("mlflow.parentRunId") != parent:
             fail(f"{run_dir.name}: {len(runs)} MLflow runs, expected 1 under the parent")
-        check_run(client, runs[0], run_dir, "FINISHED")
+        recorded = json.loads((run_dir / "run.json").read_text())["status"]
+        check_run(client, runs[0], run_dir, STATUS[recorded])
     print(f"{sweep_dir.name}: {trials} trials under parent {parent} in experiment "
           f"{sweep_dir.name!r}")
 

@@ -95,10 +95,10 @@ impl TrackingError {
 }
 
 /// The trackers a run logs to (none unless `[tracking]` names one), and what they need of the
-/// run to be told each epoch's learning rate.
+/// run to be told each epoch's learning rate. The training hands them its loss every
+/// `tracking.log_every_steps` steps (`history::HistoryLogger`).
 pub struct Trackers {
     trackers: Vec<Box<dyn Tracker>>,
-    every: u64,
     rates: EpochRates,
 }
 
@@ -113,7 +113,6 @@ impl Trackers {
             });
         Self {
             trackers,
-            every: config.tracking.log_every_steps.max(1) as u64,
             rates: EpochRates::new(config, train_images),
         }
     }
@@ -122,7 +121,6 @@ impl Trackers {
     pub fn none() -> Self {
         Self {
             trackers: Vec::new(),
-            every: 1,
             rates: EpochRates::new(&TrainConfig::default(), 1),
         }
     }
@@ -135,11 +133,6 @@ impl Trackers {
         for tracker in &mut self.trackers {
             tracker.start(run);
         }
-    }
-
-    /// Whether the loss after `step` goes to the trackers (every `log_every_steps`).
-    pub fn wants_step(&self, step: u64) -> bool {
-        !self.trackers.is_empty() && step.is_multiple_of(self.every)
     }
 
     pub fn step(&mut self, step: u64, loss: f64) {
@@ -245,7 +238,6 @@ pub fn log_recorded(run: &RunDir, targets: &LogTargets) -> Result<(), TrackingEr
     let history = crate::saved::read_history_or_empty(run)?;
     let mut trackers = Trackers {
         trackers,
-        every: 1,
         rates: EpochRates::new(&config, info.train_images),
     };
     trackers.start(&TrackedRun {

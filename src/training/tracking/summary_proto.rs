@@ -16,10 +16,8 @@ pub const DT_FLOAT: i32 = 1;
 pub const HPARAMS_PLUGIN: &str = "hparams";
 pub const SESSION_START_TAG: &str = "_hparams_/session_start_info";
 pub const SESSION_END_TAG: &str = "_hparams_/session_end_info";
-pub const STATUS_UNKNOWN: i32 = 0;
 pub const STATUS_SUCCESS: i32 = 1;
 pub const STATUS_FAILURE: i32 = 2;
-pub const STATUS_RUNNING: i32 = 3;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {

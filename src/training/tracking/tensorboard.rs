@@ -7,7 +7,7 @@
 //! - `DIR/<run>/validation`: `epoch_loss` and `epoch_accuracy`, the same tags, so the two
 //!   curves overlay under one tag;
 //! - `DIR/<run>`: the HParams plugin's session start (the run's settings as hyper-parameters)
-//!   and end (its status). No experiment summary is written: TensorBoard builds the experiment
+//!   and end (its status, once it finished or failed). No experiment summary is written: TensorBoard builds the experiment
 //!   from the sessions of every run under DIR (so a sweep's trials compare with one another)
 //!   and takes the metrics from their scalars.
 //!
@@ -21,9 +21,8 @@
 use super::event_file::{frame, records};
 use super::summary_proto::{
     Event, FILE_VERSION, HPARAMS_PLUGIN, HParamsPluginData, PluginData, ProtoValue,
-    SESSION_END_TAG, SESSION_START_TAG, STATUS_FAILURE, STATUS_RUNNING, STATUS_SUCCESS,
-    STATUS_UNKNOWN, SessionEndInfo, SessionStartInfo, Summary, SummaryMetadata, SummaryValue,
-    null_tensor,
+    SESSION_END_TAG, SESSION_START_TAG, STATUS_FAILURE, STATUS_SUCCESS, SessionEndInfo,
+    SessionStartInfo, Summary, SummaryMetadata, SummaryValue, null_tensor,
 };
 use super::{TrackedRun, Tracker};
 use crate::config::TrainConfig;
@@ -132,23 +131,26 @@ impl Tracker for TensorBoard {
     }
 
     fn finish(&mut self, status: RunStatus, _run: &RunDir) {
+        // An interrupted run may be resumed: its session is not over. TensorBoard keeps the
+        // first session end it reads of a run, so only a last one is written.
         let status = match status {
-            RunStatus::Finished => STATUS_SUCCESS,
-            RunStatus::Failed => STATUS_FAILURE,
-            RunStatus::Running => STATUS_RUNNING,
-            RunStatus::Interrupted => STATUS_UNKNOWN,
+            RunStatus::Finished => Some(STATUS_SUCCESS),
+            RunStatus::Failed => Some(STATUS_FAILURE),
+            RunStatus::Interrupted | RunStatus::Running => None,
         };
-        let end = hparams_value(
-            SESSION_END_TAG,
-            HParamsPluginData {
-                session_end_info: Some(SessionEndInfo {
-                    status,
-                    end_time_secs: now(),
-                }),
-                ..Default::default()
-            },
-        );
-        self.with_files(|files| files.root.write(0, vec![end]));
+        if let Some(status) = status {
+            let end = hparams_value(
+                SESSION_END_TAG,
+                HParamsPluginData {
+                    session_end_info: Some(SessionEndInfo {
+                        status,
+                        end_time_secs: now(),
+                    }),
+                    ..Default::default()
+                },
+            );
+            self.with_files(|files| files.root.write_once(0, end));
+        }
         // Every record is already in the files; they close here.
         self.files = None;
     }
@@ -328,6 +330,39 @@ pub(crate) fn hparams(config: &TrainConfig) -> BTreeMap<String, ProtoValue> {
             }
         }
     }
+    // Saved only when not the tutorial's, but a sweep's trials compare on them either way.
+    let always = [
+        (
+            "optimizer.name",
+            toml::Value::try_from(config.optimizer.name),
+        ),
+        (
+            "optimizer.schedule",
+            toml::Value::try_from(config.optimizer.schedule),
+        ),
+        ("model.dropout", toml::Value::try_from(config.model.dropout)),
+        (
+            "train.validation_split",
+            toml::Value::try_from(config.train.validation_split),
+        ),
+        (
+            "augment.enabled",
+            toml::Value::try_from(config.augment.enabled),
+        ),
+        (
+            "early_stopping.enabled",
+            toml::Value::try_from(config.early_stopping.enabled),
+        ),
+        (
+            "reduce_lr_on_plateau.enabled",
+            toml::Value::try_from(config.reduce_lr_on_plateau.enabled),
+        ),
+    ];
+    for (key, value) in always {
+        if let Some(value) = value.ok().as_ref().and_then(proto_value) {
+            out.entry(key.to_string()).or_insert(value);
+        }
+    }
     out
 }
 
@@ -357,4 +392,344 @@ fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::{History, Owner, RunInfo, ValidatedOn};
+
+    /// Written by TensorBoard's own `EventFileWriter` (scripts/make_tensorboard_fixture.py).
+    const FIXTURE: &[u8] = include_bytes!("../../../tests/fixtures/tensorboard/events.bin");
+
+    fn fixture_events() -> Vec<Event> {
+        let (records, fault) = records(FIXTURE);
+        assert_eq!(fault, None);
+        records.iter().map(|r| Event::decode(*r).unwrap()).collect()
+    }
+
+    #[test]
+    fn our_scalar_event_is_byte_for_byte_tensorboards() {
+        let events = fixture_events();
+        assert_eq!(events[0].file_version.as_deref(), Some(FILE_VERSION));
+        let ours = Event {
+            wall_time: 1_700_000_000.5,
+            step: 3,
+            file_version: None,
+            summary: Some(Summary {
+                value: vec![SummaryValue {
+                    tag: "epoch_loss".into(),
+                    simple_value: Some(0.25),
+                    ..Default::default()
+                }],
+            }),
+        };
+        assert_eq!(events[1], ours);
+        let (records, _) = records(FIXTURE);
+        assert_eq!(ours.encode_to_vec(), records[1]);
+    }
+
+    #[test]
+    fn our_session_start_is_tensorboards() {
+        let events = fixture_events();
+        let theirs = &events[2].summary.as_ref().unwrap().value[0];
+        let mut hparams = BTreeMap::new();
+        let number = |x| ProtoValue {
+            number_value: Some(x),
+            ..Default::default()
+        };
+        hparams.insert("optimizer.learning_rate".to_string(), number(0.001));
+        hparams.insert(
+            "optimizer.name".to_string(),
+            ProtoValue {
+                string_value: Some("rmsprop".into()),
+                ..Default::default()
+            },
+        );
+        hparams.insert(
+            "train.shuffle".to_string(),
+            ProtoValue {
+                bool_value: Some(true),
+                ..Default::default()
+            },
+        );
+        let data = HParamsPluginData {
+            session_start_info: Some(SessionStartInfo {
+                hparams,
+                group_name: "run-1".into(),
+                start_time_secs: 1_700_000_000.0,
+            }),
+            ..Default::default()
+        };
+        let ours = hparams_value(SESSION_START_TAG, data.clone());
+        // The same tag, tensor and plugin; the content the same message (a map's entries may
+        // come in any order, so the bytes are compared decoded).
+        assert_eq!(theirs.tag, ours.tag);
+        assert_eq!(theirs.tensor, ours.tensor);
+        let plugin = |v: &SummaryValue| v.metadata.clone().unwrap().plugin_data.unwrap();
+        assert_eq!(plugin(theirs).plugin_name, HPARAMS_PLUGIN);
+        let content = HParamsPluginData::decode(&plugin(theirs).content[..]).unwrap();
+        assert_eq!(content, data);
+        assert_eq!(
+            content.encode_to_vec().len(),
+            plugin(theirs).content.len(),
+            "nothing of theirs is left out of ours"
+        );
+    }
+
+    fn info(name: &str) -> RunInfo {
+        RunInfo {
+            name: name.into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            status: RunStatus::Running,
+            epochs_planned: 3,
+            epochs_done: 0,
+            epoch_seconds: Vec::new(),
+            backend: "ndarray".into(),
+            kernels: None,
+            threads: None,
+            simd: None,
+            device: "cpu".into(),
+            data: "test".into(),
+            train_images: 100,
+            valid_images: 100,
+            validated_on: ValidatedOn::Test,
+            stopped_early: None,
+            restored_epoch: None,
+            mnist_mlp_version: "0".into(),
+            owner: Owner::me(),
+            error: None,
+            heartbeat: None,
+        }
+    }
+
+    const EPOCHS: [EpochMetrics; 3] = [
+        EpochMetrics {
+            loss: 0.5,
+            accuracy: 0.8,
+            val_loss: 0.4,
+            val_accuracy: 0.85,
+        },
+        EpochMetrics {
+            loss: 0.3,
+            accuracy: 0.9,
+            val_loss: 0.25,
+            val_accuracy: 0.925,
+        },
+        EpochMetrics {
+            loss: 0.123456789,
+            accuracy: 0.987654321,
+            val_loss: 0.1,
+            val_accuracy: 0.97,
+        },
+    ];
+
+    /// Every (tag, step, value) of the event files in `dir`, in the order written, and the
+    /// file_version of each file.
+    fn read_dir(dir: &Path) -> (Vec<(String, i64, Option<f32>)>, Vec<String>) {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        // In the order written: by the number this process gave each file (`.<n>.v2`).
+        let number = |p: &PathBuf| -> u64 {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.rsplit('.').nth(1).unwrap().parse().unwrap()
+        };
+        paths.sort_by_key(number);
+        let (mut values, mut versions) = (Vec::new(), Vec::new());
+        for path in paths {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(name.starts_with("events.out.tfevents.") && name.ends_with(".v2"));
+            let bytes = std::fs::read(&path).unwrap();
+            let (records, fault) = records(&bytes);
+            assert_eq!(fault, None);
+            let first = Event::decode(records[0]).unwrap();
+            versions.push(first.file_version.unwrap());
+            for record in &records[1..] {
+                let event = Event::decode(*record).unwrap();
+                for v in event.summary.unwrap().value {
+                    values.push((v.tag, event.step, v.simple_value));
+                }
+            }
+        }
+        (values, versions)
+    }
+
+    fn train(dir: &Path, run: &RunDir, epochs: std::ops::RangeInclusive<usize>) -> TensorBoard {
+        let mut config = TrainConfig::default();
+        config.model.hidden = vec![64, 32];
+        let mut history = History::default();
+        for m in &EPOCHS[..epochs.start() - 1] {
+            history.push(*m);
+        }
+        let mut tb = TensorBoard::new(dir.to_path_buf());
+        tb.start(&TrackedRun {
+            run,
+            info: &info("r"),
+            config: &config,
+            history: &history,
+        });
+        for epoch in epochs {
+            tb.step(epoch as u64 * 10, 1.0 / epoch as f64);
+            tb.epoch(epoch, &EPOCHS[epoch - 1], 0.001);
+        }
+        tb
+    }
+
+    #[test]
+    fn a_run_reads_back_as_keras_lays_it_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), "r").unwrap();
+        let tb_dir = tmp.path().join("tb");
+        let mut tb = train(&tb_dir, &run, 1..=3);
+        tb.finish(RunStatus::Finished, &run);
+        assert_eq!(tb.fault(), None);
+
+        let (train, versions) = read_dir(&tb_dir.join("r/train"));
+        assert_eq!(versions, [FILE_VERSION]);
+        let at = |values: &[(String, i64, Option<f32>)], tag: &str| -> Vec<(i64, f32)> {
+            values
+                .iter()
+                .filter(|(t, ..)| t == tag)
+                .map(|(_, step, v)| (*step, v.unwrap()))
+                .collect()
+        };
+        let epochs = |f: fn(&EpochMetrics) -> f64| -> Vec<(i64, f32)> {
+            EPOCHS
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i as i64, f(m) as f32))
+                .collect()
+        };
+        assert_eq!(at(&train, "epoch_loss"), epochs(|m| m.loss));
+        assert_eq!(at(&train, "epoch_accuracy"), epochs(|m| m.accuracy));
+        assert_eq!(
+            at(&train, "epoch_learning_rate"),
+            vec![(0, 0.001), (1, 0.001), (2, 0.001)]
+        );
+        assert_eq!(
+            at(&train, "batch_loss"),
+            vec![(10, 1.0), (20, 0.5), (30, (1.0f64 / 3.0) as f32)]
+        );
+        let (valid, _) = read_dir(&tb_dir.join("r/validation"));
+        assert_eq!(at(&valid, "epoch_loss"), epochs(|m| m.val_loss));
+        assert_eq!(at(&valid, "epoch_accuracy"), epochs(|m| m.val_accuracy));
+        assert_eq!(valid.len(), 6, "{valid:?}");
+
+        let (root, _) = read_dir(&tb_dir.join("r"));
+        let tags: Vec<_> = root.iter().map(|(t, ..)| t.as_str()).collect();
+        assert_eq!(tags, [SESSION_START_TAG, SESSION_END_TAG]);
+        let session = session_data(&tb_dir.join("r"));
+        let start = session[0].session_start_info.clone().unwrap();
+        assert_eq!(start.group_name, "r");
+        assert_eq!(
+            start.hparams["model.hidden"].string_value.as_deref(),
+            Some("64,32")
+        );
+        assert_eq!(start.hparams["train.epochs"].number_value, Some(5.0));
+        assert_eq!(start.hparams["train.shuffle"].bool_value, Some(true));
+        assert_eq!(
+            start.hparams["optimizer.name"].string_value.as_deref(),
+            Some("rmsprop")
+        );
+        assert!(!start.hparams.contains_key("run.artifact_dir"));
+        assert_eq!(
+            session[1].session_end_info.clone().unwrap().status,
+            STATUS_SUCCESS
+        );
+    }
+
+    fn session_data(dir: &Path) -> Vec<HParamsPluginData> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(path).unwrap();
+            for record in records(&bytes).0 {
+                let event = Event::decode(record).unwrap();
+                for v in event.summary.into_iter().flat_map(|s| s.value) {
+                    let plugin = v.metadata.unwrap().plugin_data.unwrap();
+                    out.push(HParamsPluginData::decode(&plugin.content[..]).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_resumed_run_adds_files_without_logging_a_step_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), "r").unwrap();
+        let tb_dir = tmp.path().join("tb");
+        // Killed after epoch 2 was logged (no finish), resumed after epoch 1: epoch 2 is
+        // trained again and must not be logged again.
+        drop(train(&tb_dir, &run, 1..=2));
+        let mut tb = train(&tb_dir, &run, 2..=3);
+        tb.finish(RunStatus::Finished, &run);
+        let (train, versions) = read_dir(&tb_dir.join("r/train"));
+        assert_eq!(versions.len(), 2, "a new file beside the first");
+        let steps: Vec<_> = train
+            .iter()
+            .filter(|(t, ..)| t == "epoch_loss")
+            .map(|(_, s, _)| *s)
+            .collect();
+        assert_eq!(steps, [0, 1, 2]);
+        let batches: Vec<_> = train
+            .iter()
+            .filter(|(t, ..)| t == "batch_loss")
+            .map(|(_, s, _)| *s)
+            .collect();
+        assert_eq!(batches, [10, 20, 30]);
+        let (valid, _) = read_dir(&tb_dir.join("r/validation"));
+        assert_eq!(valid.len(), 6);
+        let (root, _) = read_dir(&tb_dir.join("r"));
+        let tags: Vec<_> = root.iter().map(|(t, ..)| t.as_str()).collect();
+        assert_eq!(
+            tags,
+            [SESSION_START_TAG, SESSION_END_TAG],
+            "one session start"
+        );
+    }
+
+    #[test]
+    fn a_write_that_fails_is_a_fault_and_nothing_more() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), "r").unwrap();
+        // A file where the directory goes: nothing can be created under it.
+        let blocked = tmp.path().join("tb");
+        std::fs::write(&blocked, b"not a directory").unwrap();
+        let mut tb = train(&blocked, &run, 1..=2);
+        tb.finish(RunStatus::Finished, &run);
+        let fault = tb.fault().expect("the fault is kept");
+        assert!(fault.contains("tb/r"), "{fault}");
+        assert_eq!(std::fs::read(&blocked).unwrap(), b"not a directory");
+    }
+
+    #[test]
+    fn a_record_cut_by_a_kill_leaves_the_rest_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::create(tmp.path(), "r").unwrap();
+        let tb_dir = tmp.path().join("tb");
+        drop(train(&tb_dir, &run, 1..=2));
+        let dir = tb_dir.join("r/train");
+        let path = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        // What was whole is read, and a resumed run logs the epoch whose record was cut.
+        let mut tb = train(&tb_dir, &run, 2..=2);
+        tb.finish(RunStatus::Interrupted, &run);
+        let logged = logged_steps(&dir);
+        assert_eq!(logged["epoch_loss"], 1);
+        assert_eq!(logged["epoch_learning_rate"], 1);
+    }
 }
