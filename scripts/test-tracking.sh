@@ -45,7 +45,10 @@ bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/mnist-mlp"
 work=$(mktemp -d)
 mlflow_pid=
 cleanup() {
-  [[ -n $mlflow_pid ]] && kill -9 -- "-$mlflow_pid" 2>/dev/null
+  if [[ -n $mlflow_pid ]]; then
+    kill -9 -- "-$mlflow_pid" 2>/dev/null
+    wait "$mlflow_pid" 2>/dev/null
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
