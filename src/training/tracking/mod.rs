@@ -103,7 +103,7 @@ pub struct Trackers {
 impl Trackers {
     /// The trackers `config.tracking` names, for a run of `train_images` training images.
     pub fn from_config(config: &TrainConfig, train_images: usize) -> Self {
-        let (trackers, mlflow_missing) = build(&LogTargets::from(&config.tracking));
+        let (trackers, mlflow_missing) = build(&LogTargets::from(&config.tracking), false);
         if mlflow_missing {
             eprintln!(
                 "warning: tracking.mlflow: MLflow logging is built by #35's MLflow part, not in \
@@ -164,10 +164,16 @@ impl Trackers {
 }
 
 /// The trackers `targets` names, and whether it named MLflow, which this build lacks.
-fn build(targets: &LogTargets) -> (Vec<Box<dyn Tracker>>, bool) {
+/// `replay`: for `log RUN`, which fails with a tracker's fault rather than going on.
+fn build(targets: &LogTargets, replay: bool) -> (Vec<Box<dyn Tracker>>, bool) {
     let mut trackers: Vec<Box<dyn Tracker>> = Vec::new();
     if let Some(dir) = &targets.tensorboard {
-        trackers.push(Box::new(TensorBoard::new(dir.clone())));
+        let tensorboard = TensorBoard::new(dir.clone());
+        trackers.push(Box::new(if replay {
+            tensorboard.quiet()
+        } else {
+            tensorboard
+        }));
     }
     (trackers, targets.mlflow.is_some())
 }
@@ -224,7 +230,7 @@ pub fn log_recorded(run: &RunDir, targets: &LogTargets) -> Result<(), TrackingEr
     if targets.tensorboard.is_none() && targets.mlflow.is_none() {
         return Err(TrackingError::NoTarget);
     }
-    let (trackers, mlflow_missing) = build(targets);
+    let (trackers, mlflow_missing) = build(targets, true);
     if mlflow_missing {
         return Err(TrackingError::MlflowMissing);
     }
