@@ -106,11 +106,10 @@ impl Trackers {
     /// The trackers `config.tracking` names, for a run of `train_images` training images.
     pub fn from_config(config: &TrainConfig, train_images: usize) -> Self {
         // The config was validated: its MLflow URI is one the tracker takes.
-        let trackers = build(&LogTargets::from(&config.tracking), "tracking.mlflow")
-            .unwrap_or_else(|e| {
-                eprintln!("warning: {e}; the run is not logged there");
-                Vec::new()
-            });
+        let trackers = build(&LogTargets::from(&config.tracking), false).unwrap_or_else(|e| {
+            eprintln!("warning: {e}; the run is not logged there");
+            Vec::new()
+        });
         Self {
             trackers,
             rates: EpochRates::new(config, train_images),
@@ -164,18 +163,26 @@ impl Trackers {
     }
 }
 
-/// The trackers `targets` names; `mlflow_key` is where its MLflow URI came from, for the error.
-fn build(
-    targets: &LogTargets,
-    mlflow_key: &'static str,
-) -> Result<Vec<Box<dyn Tracker>>, MlflowError> {
+/// The trackers `targets` names. `replay`: for `log RUN`, which fails with a tracker's fault
+/// rather than going on (and names its MLflow URI `--mlflow` in an error, not the config key).
+fn build(targets: &LogTargets, replay: bool) -> Result<Vec<Box<dyn Tracker>>, MlflowError> {
     let mut trackers: Vec<Box<dyn Tracker>> = Vec::new();
     if let Some(dir) = &targets.tensorboard {
-        trackers.push(Box::new(TensorBoard::new(dir.clone())));
+        let tensorboard = TensorBoard::new(dir.clone());
+        trackers.push(Box::new(if replay {
+            tensorboard.quiet()
+        } else {
+            tensorboard
+        }));
     }
     if let Some(uri) = &targets.mlflow {
         let experiment = &targets.mlflow_experiment;
-        trackers.push(Box::new(Mlflow::new(mlflow_key, uri, experiment)?));
+        let key = if replay {
+            "--mlflow"
+        } else {
+            "tracking.mlflow"
+        };
+        trackers.push(Box::new(Mlflow::new(key, uri, experiment)?));
     }
     Ok(trackers)
 }
@@ -232,7 +239,7 @@ pub fn log_recorded(run: &RunDir, targets: &LogTargets) -> Result<(), TrackingEr
     if targets.tensorboard.is_none() && targets.mlflow.is_none() {
         return Err(TrackingError::NoTarget);
     }
-    let trackers = build(targets, "--mlflow")?;
+    let trackers = build(targets, true)?;
     let info = run.read_info()?;
     let config = run.read_config()?;
     let history = crate::saved::read_history_or_empty(run)?;

@@ -41,6 +41,8 @@ pub struct TensorBoard {
     dir: PathBuf,
     files: Option<Files>,
     fault: Option<String>,
+    /// Keeps the fault for the caller instead of saying it (`log RUN` fails with it).
+    quiet: bool,
 }
 
 /// The run's three event files.
@@ -57,16 +59,22 @@ impl TensorBoard {
             dir,
             files: None,
             fault: None,
+            quiet: false,
         }
+    }
+
+    /// Says nothing on stderr: the fault is only [`Tracker::fault`]'s.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 
     /// Says the first fault once and stops writing; training goes on.
     fn failed(&mut self, error: String) {
         if self.fault.is_none() {
-            eprintln!(
-                "warning: TensorBoard ({}): {error}; the run goes on without it",
-                self.dir.display()
-            );
+            if !self.quiet {
+                eprintln!("warning: --tensorboard: {error}; the run goes on without it");
+            }
             self.fault = Some(error);
         }
         self.files = None;
@@ -81,26 +89,24 @@ impl TensorBoard {
         }
     }
 
-    fn open(&self, run: &TrackedRun<'_>) -> Result<Files, String> {
+    /// The run's files, each created when its first record is written.
+    fn open(&self, run: &TrackedRun<'_>) -> Files {
         let root = self.dir.join(run.run.name());
         let host = crate::run_dir::Owner::me()
             .host
             .unwrap_or_else(|| "localhost".to_string());
         let open = |dir: PathBuf| EventFile::open(dir, &host);
-        Ok(Files {
-            train: open(root.join("train"))?,
-            validation: open(root.join("validation"))?,
-            root: open(root)?,
-        })
+        Files {
+            train: open(root.join("train")),
+            validation: open(root.join("validation")),
+            root: open(root),
+        }
     }
 }
 
 impl Tracker for TensorBoard {
     fn start(&mut self, run: &TrackedRun<'_>) {
-        match self.open(run) {
-            Ok(files) => self.files = Some(files),
-            Err(error) => return self.failed(error),
-        }
+        self.files = Some(self.open(run));
         let start = session_start(run.config, &run.run.name());
         self.with_files(|files| files.root.write_once(0, start));
     }
@@ -161,49 +167,68 @@ impl Tracker for TensorBoard {
 }
 
 /// One event file of this process, in a directory that may hold others' (a resumed run's).
+/// Created with its first record, so that logging nothing new (`log RUN` of a run logged
+/// already) leaves no file behind.
 struct EventFile {
-    path: PathBuf,
-    file: std::fs::File,
+    dir: PathBuf,
+    host: String,
+    file: Option<(PathBuf, std::fs::File)>,
     /// The last step of each tag in the directory's files: what is logged already.
     logged: HashMap<String, i64>,
 }
 
 impl EventFile {
-    /// Creates `dir` and a new event file in it, named as TensorFlow names its own
+    fn open(dir: PathBuf, host: &str) -> Self {
+        Self {
+            logged: logged_steps(&dir),
+            dir,
+            host: host.to_string(),
+            file: None,
+        }
+    }
+
+    /// Creates the directory and a new event file in it, named as TensorFlow names its own
     /// (`events.out.tfevents.<secs>.<host>.<pid>.<n>.v2`), its first record the file version.
-    fn open(dir: PathBuf, host: &str) -> Result<Self, String> {
-        let logged = logged_steps(&dir);
-        std::fs::create_dir_all(&dir)
+    fn create(&self) -> Result<(PathBuf, std::fs::File), String> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir)
             .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let name = format!(
-            "events.out.tfevents.{secs}.{host}.{}.{}.v2",
+            "events.out.tfevents.{secs}.{}.{}.{}.v2",
+            self.host,
             std::process::id(),
             FILE_NUMBER.fetch_add(1, Ordering::Relaxed)
         );
         let path = dir.join(name);
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-        let mut file = Self { path, file, logged };
-        file.append(&Event {
+        let version = Event {
             wall_time: now(),
             step: 0,
             file_version: Some(FILE_VERSION.to_string()),
             summary: None,
-        })?;
-        Ok(file)
+        };
+        file.write_all(&frame(&version.encode_to_vec()))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        Ok((path, file))
     }
 
     fn append(&mut self, event: &Event) -> Result<(), String> {
+        if self.file.is_none() {
+            self.file = Some(self.create()?);
+        }
+        let Some((path, file)) = &mut self.file else {
+            return Ok(());
+        };
         // One write per record, straight to the file: nothing waits in a buffer.
-        self.file
-            .write_all(&frame(&event.encode_to_vec()))
-            .map_err(|e| format!("{}: cannot write: {e}", self.path.display()))
+        file.write_all(&frame(&event.encode_to_vec()))
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
     }
 
     /// `value` under `tag` at `step`, unless the directory holds that step of it already.
@@ -527,7 +552,10 @@ mod tests {
 
     /// Every (tag, step, value) of the event files in `dir`, in the order written, and the
     /// file_version of each file.
-    fn read_dir(dir: &Path) -> (Vec<(String, i64, Option<f32>)>, Vec<String>) {
+    /// A scalar as read back: its tag, step and value.
+    type Logged = (String, i64, Option<f32>);
+
+    fn read_dir(dir: &Path) -> (Vec<Logged>, Vec<String>) {
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -590,7 +618,7 @@ mod tests {
 
         let (train, versions) = read_dir(&tb_dir.join("r/train"));
         assert_eq!(versions, [FILE_VERSION]);
-        let at = |values: &[(String, i64, Option<f32>)], tag: &str| -> Vec<(i64, f32)> {
+        let at = |values: &[Logged], tag: &str| -> Vec<(i64, f32)> {
             values
                 .iter()
                 .filter(|(t, ..)| t == tag)
