@@ -99,7 +99,10 @@ impl Tracker for Mlflow {
         };
         let run_dir = std::path::absolute(tracked.run.path())
             .unwrap_or_else(|_| tracked.run.path().to_path_buf());
-        let live = tracked.info.status == RunStatus::Running;
+        // A training of this process (new or resumed), else `log` replaying a recorded run,
+        // whatever it recorded (a run whose process died still says `running`).
+        let live = tracked.info.status == RunStatus::Running
+            && tracked.info.owner.pid == std::process::id();
         let mut tags = tags(tracked, &run_dir);
         // Which logged it: the training itself, or `log` afterwards (a new MLflow run each time).
         let source = if live { "train" } else { "log" };
@@ -1437,6 +1440,47 @@ mod tests {
             .map(|(i, v)| (i as u64 + 1, json!(v)))
             .collect();
         assert_eq!(metric_points(&requests, "accuracy"), expected);
+    }
+
+    #[test]
+    fn a_run_whose_process_died_running_is_replayed_not_resumed() {
+        let server = Server::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let (run, mut info, config, history) = recorded(dir.path(), 2, RunStatus::Running);
+        // Recorded as running by a process that is not this one.
+        info.owner.pid = std::process::id().wrapping_add(1);
+        let mut tracker = Mlflow::new("--mlflow", &server.uri, DEFAULT_EXPERIMENT).unwrap();
+        tracker.start(&TrackedRun {
+            run: &run,
+            info: &info,
+            config: &config,
+            history: &History::default(),
+        });
+        for epoch in 1..=2 {
+            tracker.epoch(epoch, &history.get(epoch - 1).unwrap(), 0.01);
+        }
+        tracker.finish(RunStatus::Running, &run);
+        let requests = server.requests();
+        assert!(!requests.iter().any(|r| r.url.ends_with("/runs/search")));
+        let create = requests
+            .iter()
+            .find(|r| r.url.ends_with("/runs/create"))
+            .unwrap()
+            .json();
+        assert!(
+            create["tags"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"key": "mnist-mlp.source", "value": "log"}))
+        );
+        let expected: Vec<(u64, Value)> = history
+            .loss
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64 + 1, json!(v)))
+            .collect();
+        assert_eq!(metric_points(&requests, "loss"), expected);
+        assert_eq!(requests.last().unwrap().json()["status"], "KILLED");
     }
 
     #[test]
