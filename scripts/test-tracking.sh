@@ -46,8 +46,8 @@ work=$(mktemp -d)
 mlflow_pid=
 cleanup() {
   if [[ -n $mlflow_pid ]]; then
-    kill -9 -- "-$mlflow_pid" 2>/dev/null
-    wait "$mlflow_pid" 2>/dev/null
+    kill -9 -- "-$mlflow_pid" 2>/dev/null || true
+    wait "$mlflow_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
