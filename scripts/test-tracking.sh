@@ -57,6 +57,8 @@ art="$work/artifacts"
 # The MLflow server, on the same SQLite store and artifact directory each time, in its own
 # process group (it runs workers); started here, so that it gets ready while TensorBoard's part
 # trains, and waited for where it is needed.
+# MLflow 3 sends usage telemetry by default: not from CI (which has no web anyway).
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 mlflow_port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mlflow_uri="http://127.0.0.1:$mlflow_port"
 mlflow_start() {
