@@ -37,6 +37,43 @@ pub struct TrainConfig {
     pub reduce_lr_on_plateau: ReduceLrOnPlateau,
     #[serde(skip_serializing_if = "is_default_retention")]
     pub checkpoints: Retention,
+    /// Where else the run is logged (TensorBoard, MLflow); saved only when set, so a resumed
+    /// run goes on logging there and the tutorial's saved config is as it was.
+    #[serde(skip_serializing_if = "TrackingSection::is_default")]
+    pub tracking: TrackingSection,
+}
+
+/// Where else a run is logged as it trains (`training::tracking`); nothing by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingSection {
+    /// TensorBoard event files under `<tensorboard>/<run name>/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
+    /// The training loss goes to the trackers every this many steps.
+    pub log_every_steps: usize,
+    /// An MLflow tracking server's URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment the run is logged under.
+    pub mlflow_experiment: String,
+}
+
+impl Default for TrackingSection {
+    fn default() -> Self {
+        Self {
+            tensorboard: None,
+            log_every_steps: 100,
+            mlflow: None,
+            mlflow_experiment: "mnist-mlp".to_string(),
+        }
+    }
+}
+
+impl TrackingSection {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn is_default_retention(retention: &Retention) -> bool {
@@ -406,6 +443,22 @@ pub struct RunSettings {
     /// val_accuracy, what --checkpoint best loads) (checkpoints.keep_best) [default: true]
     #[arg(long, value_name = "true|false")]
     pub keep_best: Option<bool>,
+    /// Also write TensorBoard event files, laid out as Keras's TensorBoard callback does:
+    /// DIR/<run name>/train and DIR/<run name>/validation, with the settings as HParams
+    /// (tracking.tensorboard)
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
+    /// Log the training loss to TensorBoard and MLflow every N steps (tracking.log_every_steps)
+    /// [default: 100]
+    #[arg(long, value_name = "N")]
+    pub log_every_steps: Option<usize>,
+    /// Also log the run to the MLflow tracking server at URI (tracking.mlflow)
+    #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment the run is logged under (tracking.mlflow_experiment) [default:
+    /// mnist-mlp]
+    #[arg(long, value_name = "NAME")]
+    pub mlflow_experiment: Option<String>,
 }
 
 /// A config that cannot be used. Each names the file or the key.
@@ -581,6 +634,10 @@ impl TrainConfig {
             nesterov,
             weight_decay,
             dropout,
+            tensorboard,
+            log_every_steps,
+            mlflow,
+            mlflow_experiment,
         } = settings;
         set(&mut self.train.epochs, epochs);
         set(&mut self.train.batch_size, batch_size);
@@ -632,6 +689,11 @@ impl TrainConfig {
         set_some(&mut self.optimizer.nesterov, nesterov);
         set_some(&mut self.optimizer.weight_decay, weight_decay);
         set(&mut self.model.dropout, dropout);
+        let tracking = &mut self.tracking;
+        set_some(&mut tracking.tensorboard, tensorboard);
+        set(&mut tracking.log_every_steps, log_every_steps);
+        set_some(&mut tracking.mlflow, mlflow);
+        set(&mut tracking.mlflow_experiment, mlflow_experiment);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
@@ -676,6 +738,29 @@ impl TrainConfig {
         }
         if t.limit_valid == Some(0) {
             return Err(invalid("train.limit_valid", 0, "must be at least 1"));
+        }
+        let tracking = &self.tracking;
+        if tracking.log_every_steps == 0 {
+            return Err(invalid("tracking.log_every_steps", 0, "must be at least 1"));
+        }
+        if tracking
+            .tensorboard
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(invalid("tracking.tensorboard", "", "must name a directory"));
+        }
+        if let Some(uri) = &tracking.mlflow
+            && !is_mlflow_uri(uri)
+        {
+            return Err(invalid("tracking.mlflow", uri, MLFLOW_URI));
+        }
+        if tracking.mlflow_experiment.trim().is_empty() {
+            return Err(invalid(
+                "tracking.mlflow_experiment",
+                &tracking.mlflow_experiment,
+                "must not be empty",
+            ));
         }
         Ok(())
     }
@@ -974,6 +1059,20 @@ fn invalid(key: &'static str, value: impl std::fmt::Debug, reason: &'static str)
         value: format!("{value:?}"),
         reason,
     }
+}
+
+/// What an MLflow URI must be, for messages.
+pub const MLFLOW_URI: &str = "must be the http:// or https:// address of an MLflow tracking \
+     server, e.g. http://127.0.0.1:5000 (file: stores and databricks are not supported)";
+
+/// Whether `uri` is one the MLflow client (`training::tracking`) speaks to: its REST API over
+/// http:// or https://, with a host.
+pub fn is_mlflow_uri(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.starts_with('/'))
 }
 
 /// What a plain name is, for messages.
@@ -1390,6 +1489,10 @@ mod tests {
         ("nesterov", "true"),
         ("weight_decay", "0.01"),
         ("dropout", "0.2"),
+        ("tensorboard", "tb"),
+        ("log_every_steps", "10"),
+        ("mlflow", "http://127.0.0.1:5000"),
+        ("mlflow_experiment", "other"),
     ];
 
     /// Every flag of `train`'s settings, given on the command line, changes the config: a flag

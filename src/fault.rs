@@ -17,6 +17,7 @@ use crate::run_dir::RunDirError;
 use crate::saved::LoadError;
 use crate::sweep::SweepError;
 use crate::training::TrainError;
+use crate::training::tracking::TrackingError;
 use std::error::Error;
 
 pub const SUCCESS: u8 = 0;
@@ -59,6 +60,9 @@ fn is_bad_input(error: &(dyn Error + 'static)) -> Option<bool> {
         return Some(e.is_bad_input());
     }
     if let Some(e) = error.downcast_ref::<TrainError>() {
+        return Some(e.is_bad_input());
+    }
+    if let Some(e) = error.downcast_ref::<TrackingError>() {
         return Some(e.is_bad_input());
     }
     if let Some(e) = error.downcast_ref::<DataError>() {

@@ -57,6 +57,26 @@ enum Command {
     /// and show them best first. See docs/sweeps.md.
     #[command(subcommand)]
     Sweep(SweepCommand),
+    /// Log a recorded run to TensorBoard event files or an MLflow tracking server, as `train
+    /// --tensorboard`/`--mlflow` would have: for runs trained without them, or while the
+    /// server was down. Epochs only: the step losses are not recorded.
+    Log(LogArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct LogArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Write the run's event files under DIR/<run name>/ (as train --tensorboard); epochs a
+    /// directory already holds are not written again
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
+    /// The MLflow tracking server to log the run to (as train --mlflow)
+    #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI")]
+    mlflow: Option<String>,
+    /// The MLflow experiment the run is logged under
+    #[arg(long, value_name = "NAME", default_value = "mnist-mlp")]
+    mlflow_experiment: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -451,6 +471,10 @@ fn refuse_settings_with_resume(matches: &clap::ArgMatches) {
         .get_many::<clap::Id>("settings")
         .into_iter()
         .flatten()
+        // Only what was typed: MLFLOW_TRACKING_URI in the environment is no setting given.
+        .filter(|id| {
+            train.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        })
         .find(|id| id.as_str() != "epochs");
     if let Some(id) = given {
         use clap::CommandFactory;
@@ -532,6 +556,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(args) => show(args),
         Command::Export(args) => export(args),
         Command::Sweep(command) => sweep_command(command),
+        Command::Log(args) => {
+            let run = args.run.resolve()?;
+            training::tracking::log_recorded(
+                &run,
+                &training::tracking::LogTargets {
+                    tensorboard: args.tensorboard,
+                    mlflow: args.mlflow,
+                    mlflow_experiment: args.mlflow_experiment,
+                },
+            )?;
+            println!("{}", run.path().display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             fault::exit_on_ctrl_c();
             serve::serve(&serve::ServeOptions {

@@ -851,7 +851,13 @@ fn every_train_flag_is_a_setting_of_a_grid() {
         ("limit_valid", "100"),
         ("hidden", "[16]"),
     ];
+    let tensorboard = format!("{:?}", home.join("tb").display().to_string());
     let base = [
+        ("tensorboard", tensorboard.as_str()),
+        ("log_every_steps", "5"),
+        // Nothing listens there: the trial says so once and trains on.
+        ("mlflow", "\"http://127.0.0.1:9\""),
+        ("mlflow_experiment", "\"flags\""),
         ("batch_size", "64"),
         ("seed", "3"),
         ("shuffle", "false"),
@@ -939,6 +945,12 @@ fn every_train_flag_is_a_setting_of_a_grid() {
         }
         let output = run_ok(&mut work(home, &name));
         assert_eq!(finished_trials(&stdout(&output)), ["trial-000"], "{name}");
+    }
+    // The base group's trial logged to TensorBoard, in its own run's directories.
+    for part in ["train", "validation"] {
+        let dir = home.join("tb/trial-000").join(part);
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(files, 1, "{}", dir.display());
     }
     // The sweep names its trials itself.
     std::fs::write(

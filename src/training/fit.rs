@@ -12,6 +12,7 @@ use super::history::{HistoryLogger, Recorder, lock};
 use super::interrupt::{self, CtrlC, is_user_kill, panic_message};
 use super::loader::MnistLoader;
 use super::terminal::{CtrlCInDashboard, Terminal};
+use super::tracking::{TrackedRun, Trackers};
 use super::watch::{self, PlateauLr, Watch};
 use super::{TrainError, TrainOutcome, now_rfc3339};
 use crate::backend::Backend;
@@ -69,14 +70,23 @@ pub(super) fn fit(
     device: &Device,
     dashboard: Dashboard,
 ) -> Result<TrainOutcome, TrainError> {
+    let trackers = Trackers::from_config(&plan.config, train_split.len());
     let recorder = Recorder::new(plan.run.clone(), plan.info.clone(), plan.history.clone())
         .retaining(
             plan.config.checkpoints.clone(),
             plan.config.early_stopping.clone(),
         )
+        .tracking(trackers)
         .shared();
     let model = plan.model.clone();
     let (lr_scheduler, watch) = scheduler_and_watch(&plan, &recorder, train_split.len())?;
+    // From here on `settle` runs, and tells the trackers how the run ended.
+    lock(&recorder).trackers.start(&TrackedRun {
+        run: &plan.run,
+        info: &plan.info,
+        config: &plan.config,
+        history: &plan.history,
+    });
     let tracker = Arc::new(SaveTracker::new(plan.after, {
         let recorder = recorder.clone();
         move |epoch| lock(&recorder).checkpoint_complete(epoch)
@@ -230,6 +240,7 @@ fn supervised_training(
     let (config, run, after) = (&plan.config, &plan.run, plan.after);
     let batch_size = config.train.batch_size;
     let valid_batches = valid_split.len().div_ceil(batch_size);
+    let train_batches = train_split.len().div_ceil(batch_size);
     let mut train_loader = MnistLoader::new(
         MnistDataset::new(Arc::new(train_split)),
         batch_size,
@@ -262,11 +273,15 @@ fn supervised_training(
             )
             .with_checkpointing_strategy(EveryEpoch)
             .num_epochs(plan.last_epoch())
-            .with_metric_logger(HistoryLogger::new(
-                recorder.clone(),
-                interrupter.clone(),
-                valid_batches,
-            ));
+            .with_metric_logger({
+                let logger =
+                    HistoryLogger::new(recorder.clone(), interrupter.clone(), valid_batches);
+                if lock(recorder).trackers.is_empty() {
+                    logger
+                } else {
+                    logger.with_step_losses(train_batches, config.tracking.log_every_steps as u64)
+                }
+            });
     if after > 0 {
         // Burn restores model, optimizer and scheduler through the checkpointers above and
         // numbers the next epoch after + 1.
@@ -356,7 +371,14 @@ fn settle(
         );
     }
     recorder.info.error = recorder.error.clone();
-    run.write_info(&recorder.info)?;
+    let written = run.write_info(&recorder.info);
+    // The run's files are final (or as final as they will be): the trackers end it too.
+    let status = match written {
+        Ok(()) => recorder.info.status,
+        Err(_) => RunStatus::Failed,
+    };
+    recorder.trackers.finish(status, run);
+    written?;
     if let Some(message) = recorder.error.clone() {
         return Err(TrainError::Failed {
             run: run.path().to_path_buf(),

@@ -7,6 +7,7 @@
 //! epochs after a kill, as many as Burn's background checkpoint writes lagged behind (a run
 //! that ends in-process is trimmed to `epochs_done`).
 
+use super::tracking::Trackers;
 use crate::callbacks::{EarlyStopping, Retention};
 use crate::plots;
 use crate::run_dir::{EpochMetrics, History, RunDir, RunInfo};
@@ -87,6 +88,8 @@ pub(crate) struct Recorder {
     /// Which checkpoints to keep as epochs complete, and the early stopping whose best weights
     /// must stay while it may restore them.
     retention: Option<(Retention, EarlyStopping)>,
+    /// Where else the run is logged (they only read the record).
+    pub trackers: Trackers,
 }
 
 impl Recorder {
@@ -100,7 +103,14 @@ impl Recorder {
             error: None,
             info,
             retention: None,
+            trackers: Trackers::none(),
         }
+    }
+
+    /// Logs the run to `trackers` as well.
+    pub(crate) fn tracking(mut self, trackers: Trackers) -> Self {
+        self.trackers = trackers;
+        self
     }
 
     /// Deletes, as each epoch completes, the checkpoints `rule` does not keep.
@@ -141,6 +151,7 @@ impl Recorder {
         if let Err(e) = self.run.write_history(&self.history) {
             self.fail(e.to_string());
         }
+        self.trackers.epoch(self.history.epochs(), &self.history);
         self.draw_curves();
     }
 
@@ -194,6 +205,19 @@ pub struct HistoryLogger {
     batches: usize,
     /// Batches in a whole validation split.
     valid_batches: usize,
+    /// The step losses for the trackers: batches in a training epoch and the period, when any
+    /// tracker is on; the epoch's training loss so far (sum weighted by batch size, images).
+    tracking: Option<StepLosses>,
+}
+
+/// The training loss as Keras logs it after each batch: the mean over the epoch so far,
+/// each batch weighted by its size.
+struct StepLosses {
+    train_batches: usize,
+    every: u64,
+    sum: f64,
+    images: usize,
+    batches: usize,
 }
 
 impl HistoryLogger {
@@ -208,6 +232,35 @@ impl HistoryLogger {
             interrupter,
             batches: 0,
             valid_batches,
+            tracking: None,
+        }
+    }
+
+    /// Also hands the training loss to the recorder's trackers every `every` steps, with
+    /// `train_batches` steps an epoch.
+    pub(crate) fn with_step_losses(mut self, train_batches: usize, every: u64) -> Self {
+        self.tracking = Some(StepLosses {
+            train_batches,
+            every: every.max(1),
+            sum: 0.0,
+            images: 0,
+            batches: 0,
+        });
+        self
+    }
+
+    /// A training batch's loss: the running mean goes to the trackers at every period's step.
+    fn step_loss(&mut self, epoch: usize, loss: f64, images: usize) {
+        let Some(steps) = &mut self.tracking else {
+            return;
+        };
+        steps.sum += loss * images as f64;
+        steps.images += images;
+        steps.batches += 1;
+        let step = (epoch.saturating_sub(1) * steps.train_batches + steps.batches) as u64;
+        if step.is_multiple_of(steps.every) && steps.images > 0 {
+            let mean = steps.sum / steps.images as f64;
+            lock(&self.recorder).trackers.step(step, mean);
         }
     }
 }
@@ -229,6 +282,13 @@ impl MetricLogger for HistoryLogger {
                 && self.collector.name(id) == Some("Loss")
             {
                 self.batches += 1;
+                if train {
+                    let images = match numeric.numeric_entry {
+                        Some(NumericEntry::Aggregated { count, .. }) => count,
+                        _ => 1,
+                    };
+                    self.step_loss(epoch, loss, images);
+                }
                 if !loss.is_finite() {
                     let which = if train { "training" } else { "validation" };
                     lock(&self.recorder).fail(format!(
@@ -264,6 +324,9 @@ impl MetricLogger for HistoryLogger {
     fn log_epoch_summary(&mut self, summary: EpochSummary) {
         let batches = std::mem::take(&mut self.batches);
         if !matches!(summary.split, Split::Valid) {
+            if let Some(steps) = &mut self.tracking {
+                (steps.sum, steps.images, steps.batches) = (0.0, 0, 0);
+            }
             return;
         }
         let metrics = self.collector.take();

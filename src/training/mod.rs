@@ -12,6 +12,7 @@ mod loader;
 pub mod retention;
 mod step;
 mod terminal;
+pub mod tracking;
 pub mod watch;
 
 pub use checkpoint::{AtomicCheckpointer, EveryEpoch, SaveTracker};

@@ -55,6 +55,7 @@ pub fn mnist_mlp(home: &Path) -> Command {
         .env_remove("MNIST_DATA_DIR")
         .env_remove("MNIST_MIRROR")
         .env_remove("MNIST_MLP_ARTIFACT_DIR")
+        .env_remove("MLFLOW_TRACKING_URI")
         .env_remove("RUST_BACKTRACE")
         .current_dir(home);
     command
