@@ -867,7 +867,8 @@ impl RunDir {
             };
             let path = dir.join(&name);
             let size = match &self.reader {
-                Reader::Plain => std::fs::metadata(&path)
+                // As the directory entry says (a symlink's own size, as before #34).
+                Reader::Plain => std::fs::symlink_metadata(&path)
                     .map_err(|source| RunDirError::Read { path, source })?
                     .len(),
                 // A part that would be refused (a symlink, a FIFO, …) is not there to load.
