@@ -562,7 +562,7 @@ fn configs() {
         ),
         (
             "[trian]\nepochs = 5\n",
-            "trian: unknown key `trian`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints` (line 1)",
+            "trian: unknown key `trian`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints`, `tracking` (line 1)",
         ),
         (
             "[train]\nepochs = \"five\"\n",
@@ -672,7 +672,7 @@ fn config_files_that_cannot_be_read() {
     assert_fails(
         &output,
         2,
-        "error: config/train.toml: epochs: unknown key `epochs`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints` (line 1)\n",
+        "error: config/train.toml: epochs: unknown key `epochs`, expected one of `train`, `optimizer`, `model`, `data`, `run`, `augment`, `early_stopping`, `reduce_lr_on_plateau`, `checkpoints`, `tracking` (line 1)\n",
     );
     std::fs::remove_dir_all(home.path().join("config")).unwrap();
     assert_eq!(snapshot(home.path()), before);
