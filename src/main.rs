@@ -532,43 +532,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => eval(args),
-        Command::Predict(args) => {
-            let run = args.run.resolve()?;
-            let answers = predict::predict_each(
-                &run,
-                args.checkpoint.checkpoint,
-                &args.images,
-                (&args.on).into(),
-            )?;
-            let (table, failed) =
-                predict::report(answers, args.save_input.as_deref(), args.json.json)?;
-            out(&table)?;
-            // One line per picture that could not be read; the others are answered above.
-            for error in &failed {
-                eprintln!("error: {error}");
-            }
-            Ok(failed
-                .iter()
-                .map(|e| fault::exit_code(e))
-                .max()
-                .map_or(ExitCode::SUCCESS, ExitCode::from))
-        }
+        Command::Predict(args) => predict(args),
         Command::Show(args) => show(args),
         Command::Export(args) => export(args),
         Command::Sweep(command) => sweep_command(command),
-        Command::Log(args) => {
-            let run = args.run.resolve()?;
-            training::tracking::log_recorded(
-                &run,
-                &training::tracking::LogTargets {
-                    tensorboard: args.tensorboard,
-                    mlflow: args.mlflow,
-                    mlflow_experiment: args.mlflow_experiment,
-                },
-            )?;
-            println!("{}", run.path().display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Log(args) => log(args),
         Command::Serve(args) => {
             fault::exit_on_ctrl_c();
             serve::serve(&serve::ServeOptions {
@@ -581,6 +549,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn predict(args: PredictArgs) -> Result<ExitCode> {
+    let run = args.run.resolve()?;
+    let answers = predict::predict_each(
+        &run,
+        args.checkpoint.checkpoint,
+        &args.images,
+        (&args.on).into(),
+    )?;
+    let (table, failed) = predict::report(answers, args.save_input.as_deref(), args.json.json)?;
+    out(&table)?;
+    // One line per picture that could not be read; the others are answered above.
+    for error in &failed {
+        eprintln!("error: {error}");
+    }
+    Ok(failed
+        .iter()
+        .map(|e| fault::exit_code(e))
+        .max()
+        .map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+fn log(args: LogArgs) -> Result<ExitCode> {
+    let run = args.run.resolve()?;
+    training::tracking::log_recorded(
+        &run,
+        &training::tracking::LogTargets {
+            tensorboard: args.tensorboard,
+            mlflow: args.mlflow,
+            mlflow_experiment: args.mlflow_experiment,
+        },
+    )?;
+    println!("{}", run.path().display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn prune(args: PruneArgs) -> Result<ExitCode> {
