@@ -24,6 +24,8 @@
 # The Python packages are pinned and installed into a venv outside the clone, one per set of
 # pins (so CI runs on one machine install them once). MNIST comes from the cache, or through the
 # usual sources when it is empty.
+#
+#   scripts/test-tracking.sh --setup    # only make the venv (.ci/run does it while Rust compiles)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,9 @@ if [[ ! -f "$venv/.installed" ]]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
   touch "$venv/.installed"
+fi
+if [[ ${1:-} == --setup ]]; then
+  exit 0
 fi
 python="$venv/bin/python"
 
