@@ -534,6 +534,30 @@ fn plain_words(message: &str) -> String {
     .fold(one_line, |m, (from, to)| m.replace(from, to))
 }
 
+/// `slot` takes `value` when a setting gave one.
+fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+    if let Some(value) = value {
+        *slot = value.clone();
+    }
+}
+
+/// `slot`, itself optional, takes `value` when a setting gave one.
+fn set_some<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+    if value.is_some() {
+        slot.clone_from(value);
+    }
+}
+
+/// Applies each setting given to its slot of the config, `set` or `set_some` by the slot's
+/// type. [`RunSettings`] is destructured whole (no `..`): a new setting does not compile until
+/// it has its line here, and each has exactly one.
+macro_rules! apply_settings {
+    ($settings:expr, $($how:ident $slot:expr => $field:ident),* $(,)?) => {{
+        let RunSettings { $($field),* } = $settings;
+        $($how(&mut $slot, $field);)*
+    }};
+}
+
 impl TrainConfig {
     /// Reads a config file; unknown keys and wrongly typed values are errors naming the key.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -571,16 +595,6 @@ impl TrainConfig {
     }
 
     fn apply(&mut self, overrides: &Overrides) {
-        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
-            if let Some(value) = value {
-                *slot = value.clone();
-            }
-        }
-        fn set_some<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
-            if value.is_some() {
-                slot.clone_from(value);
-            }
-        }
         // Whole destructuring, no `..`: a new field does not compile until it is applied here.
         let Overrides {
             settings,
@@ -588,112 +602,58 @@ impl TrainConfig {
             mirrors,
             artifact_dir,
         } = overrides;
-        let RunSettings {
-            epochs,
-            batch_size,
-            seed,
-            shuffle,
-            limit_train,
-            limit_valid,
-            learning_rate,
-            rho,
-            epsilon,
-            schedule,
-            hidden,
-            run_name,
-            backend,
-            device,
-            kernels,
-            threads,
-            augment,
-            validation_split,
-            init_from,
-            early_stopping,
-            early_stopping_monitor,
-            early_stopping_min_delta,
-            early_stopping_patience,
-            early_stopping_mode,
-            early_stopping_baseline,
-            restore_best_weights,
-            early_stopping_start_from_epoch,
-            reduce_lr_on_plateau,
-            reduce_lr_monitor,
-            reduce_lr_factor,
-            reduce_lr_patience,
-            reduce_lr_mode,
-            reduce_lr_min_delta,
-            reduce_lr_cooldown,
-            min_lr,
-            keep_last,
-            keep_best,
-            optimizer,
-            beta_1,
-            beta_2,
-            amsgrad,
-            momentum,
-            nesterov,
-            weight_decay,
-            dropout,
-            tensorboard,
-            log_every_steps,
-            mlflow,
-            mlflow_experiment,
-        } = settings;
-        set(&mut self.train.epochs, epochs);
-        set(&mut self.train.batch_size, batch_size);
-        set(&mut self.train.seed, seed);
-        set(&mut self.train.shuffle, shuffle);
-        set_some(&mut self.train.limit_train, limit_train);
-        set_some(&mut self.train.limit_valid, limit_valid);
-        set(&mut self.optimizer.learning_rate, learning_rate);
-        set(&mut self.optimizer.rho, rho);
-        set(&mut self.optimizer.epsilon, epsilon);
-        set(&mut self.optimizer.schedule, schedule);
-        set(&mut self.model.hidden, hidden);
-        set_some(&mut self.run.name, run_name);
-        set(&mut self.run.backend, backend);
-        set(&mut self.run.device, device);
-        set_some(&mut self.run.kernels, kernels);
-        set_some(&mut self.run.threads, threads);
-        set(&mut self.augment.enabled, augment);
-        set(&mut self.train.validation_split, validation_split);
-        set_some(&mut self.train.init_from, init_from);
-        let stopping = &mut self.early_stopping;
-        set(&mut stopping.enabled, early_stopping);
-        set(&mut stopping.monitor, early_stopping_monitor);
-        set(&mut stopping.min_delta, early_stopping_min_delta);
-        set(&mut stopping.patience, early_stopping_patience);
-        set(&mut stopping.mode, early_stopping_mode);
-        set_some(&mut stopping.baseline, early_stopping_baseline);
-        set(&mut stopping.restore_best_weights, restore_best_weights);
-        set(
-            &mut stopping.start_from_epoch,
-            early_stopping_start_from_epoch,
+        apply_settings!(
+            settings,
+            set self.train.epochs => epochs,
+            set self.train.batch_size => batch_size,
+            set self.train.seed => seed,
+            set self.train.shuffle => shuffle,
+            set_some self.train.limit_train => limit_train,
+            set_some self.train.limit_valid => limit_valid,
+            set self.optimizer.learning_rate => learning_rate,
+            set self.optimizer.rho => rho,
+            set self.optimizer.epsilon => epsilon,
+            set self.optimizer.schedule => schedule,
+            set self.model.hidden => hidden,
+            set_some self.run.name => run_name,
+            set self.run.backend => backend,
+            set self.run.device => device,
+            set_some self.run.kernels => kernels,
+            set_some self.run.threads => threads,
+            set self.augment.enabled => augment,
+            set self.train.validation_split => validation_split,
+            set_some self.train.init_from => init_from,
+            set self.early_stopping.enabled => early_stopping,
+            set self.early_stopping.monitor => early_stopping_monitor,
+            set self.early_stopping.min_delta => early_stopping_min_delta,
+            set self.early_stopping.patience => early_stopping_patience,
+            set self.early_stopping.mode => early_stopping_mode,
+            set_some self.early_stopping.baseline => early_stopping_baseline,
+            set self.early_stopping.restore_best_weights => restore_best_weights,
+            set self.early_stopping.start_from_epoch => early_stopping_start_from_epoch,
+            set self.reduce_lr_on_plateau.enabled => reduce_lr_on_plateau,
+            set self.reduce_lr_on_plateau.monitor => reduce_lr_monitor,
+            set self.reduce_lr_on_plateau.factor => reduce_lr_factor,
+            set self.reduce_lr_on_plateau.patience => reduce_lr_patience,
+            set self.reduce_lr_on_plateau.mode => reduce_lr_mode,
+            set self.reduce_lr_on_plateau.min_delta => reduce_lr_min_delta,
+            set self.reduce_lr_on_plateau.cooldown => reduce_lr_cooldown,
+            set self.reduce_lr_on_plateau.min_lr => min_lr,
+            set_some self.checkpoints.keep_last => keep_last,
+            set self.checkpoints.keep_best => keep_best,
+            set self.optimizer.name => optimizer,
+            set_some self.optimizer.beta_1 => beta_1,
+            set_some self.optimizer.beta_2 => beta_2,
+            set_some self.optimizer.amsgrad => amsgrad,
+            set_some self.optimizer.momentum => momentum,
+            set_some self.optimizer.nesterov => nesterov,
+            set_some self.optimizer.weight_decay => weight_decay,
+            set self.model.dropout => dropout,
+            set_some self.tracking.tensorboard => tensorboard,
+            set self.tracking.log_every_steps => log_every_steps,
+            set_some self.tracking.mlflow => mlflow,
+            set self.tracking.mlflow_experiment => mlflow_experiment,
         );
-        let plateau = &mut self.reduce_lr_on_plateau;
-        set(&mut plateau.enabled, reduce_lr_on_plateau);
-        set(&mut plateau.monitor, reduce_lr_monitor);
-        set(&mut plateau.factor, reduce_lr_factor);
-        set(&mut plateau.patience, reduce_lr_patience);
-        set(&mut plateau.mode, reduce_lr_mode);
-        set(&mut plateau.min_delta, reduce_lr_min_delta);
-        set(&mut plateau.cooldown, reduce_lr_cooldown);
-        set(&mut plateau.min_lr, min_lr);
-        set_some(&mut self.checkpoints.keep_last, keep_last);
-        set(&mut self.checkpoints.keep_best, keep_best);
-        set(&mut self.optimizer.name, optimizer);
-        set_some(&mut self.optimizer.beta_1, beta_1);
-        set_some(&mut self.optimizer.beta_2, beta_2);
-        set_some(&mut self.optimizer.amsgrad, amsgrad);
-        set_some(&mut self.optimizer.momentum, momentum);
-        set_some(&mut self.optimizer.nesterov, nesterov);
-        set_some(&mut self.optimizer.weight_decay, weight_decay);
-        set(&mut self.model.dropout, dropout);
-        let tracking = &mut self.tracking;
-        set_some(&mut tracking.tensorboard, tensorboard);
-        set(&mut tracking.log_every_steps, log_every_steps);
-        set_some(&mut tracking.mlflow, mlflow);
-        set(&mut tracking.mlflow_experiment, mlflow_experiment);
         set_some(&mut self.data.dir, data_dir);
         set(&mut self.data.mirrors, mirrors);
         set(&mut self.run.artifact_dir, artifact_dir);
