@@ -277,6 +277,37 @@ impl std::fmt::Display for ValidatedOn {
     }
 }
 
+/// A run of this process that has just started, for the unit tests of what reads a run.
+#[cfg(test)]
+impl RunInfo {
+    pub(crate) fn sample(name: &str) -> Self {
+        RunInfo {
+            name: name.into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            ended: None,
+            status: RunStatus::Running,
+            epochs_planned: 3,
+            epochs_done: 0,
+            epoch_seconds: Vec::new(),
+            backend: "ndarray".into(),
+            kernels: None,
+            threads: None,
+            simd: None,
+            device: "CPU".into(),
+            data: "cache".into(),
+            train_images: 100,
+            valid_images: 100,
+            validated_on: ValidatedOn::Test,
+            stopped_early: None,
+            restored_epoch: None,
+            mnist_mlp_version: "0".into(),
+            owner: Owner::me(),
+            error: None,
+            heartbeat: None,
+        }
+    }
+}
+
 impl RunInfo {
     /// The status to show: a run that says `running` but whose owner is gone was killed, so
     /// it is shown as interrupted.
@@ -1149,28 +1180,13 @@ mod tests {
 
     fn running(owner: Owner) -> RunInfo {
         RunInfo {
-            name: "r".into(),
-            started: "2026-01-01T00:00:00Z".into(),
-            ended: None,
-            status: RunStatus::Running,
             epochs_planned: 5,
             epochs_done: 1,
             epoch_seconds: vec![1.0],
-            backend: "ndarray".into(),
-            kernels: None,
-            threads: None,
-            simd: None,
-            device: "CPU".into(),
-            data: "cache".into(),
             train_images: 10,
             valid_images: 10,
-            validated_on: ValidatedOn::Test,
-            stopped_early: None,
-            restored_epoch: None,
-            mnist_mlp_version: "0".into(),
             owner,
-            error: None,
-            heartbeat: None,
+            ..RunInfo::sample("r")
         }
     }
 

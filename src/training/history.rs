@@ -362,34 +362,10 @@ impl MetricLogger for HistoryLogger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_dir::RunStatus;
 
     fn recorder(dir: &std::path::Path) -> Recorder {
         let run = RunDir::create(dir, "r").unwrap();
-        let info = RunInfo {
-            name: "r".into(),
-            started: "2026-01-01T00:00:00Z".into(),
-            ended: None,
-            status: RunStatus::Running,
-            epochs_planned: 3,
-            epochs_done: 0,
-            epoch_seconds: Vec::new(),
-            backend: "ndarray".into(),
-            kernels: None,
-            threads: None,
-            simd: None,
-            device: "cpu".into(),
-            data: "test".into(),
-            train_images: 0,
-            valid_images: 0,
-            validated_on: crate::run_dir::ValidatedOn::Test,
-            stopped_early: None,
-            restored_epoch: None,
-            mnist_mlp_version: "0".into(),
-            owner: crate::run_dir::Owner::me(),
-            error: None,
-            heartbeat: None,
-        };
+        let info = RunInfo::sample("r");
         Recorder::new(run, info, History::default())
     }
 

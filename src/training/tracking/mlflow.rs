@@ -1047,28 +1047,15 @@ mod tests {
         }
         run.write_history(&history).unwrap();
         let info = crate::run_dir::RunInfo {
-            name: "tracked".into(),
             started: "2026-12-07T10:00:00Z".into(),
             ended: (status != RunStatus::Running).then(|| "2026-12-07T10:05:00Z".into()),
             status,
-            epochs_planned: 3,
             epochs_done: epochs,
             epoch_seconds: vec![1.0; epochs],
-            backend: "ndarray".into(),
             kernels: Some(crate::kernels::Kernels::Fused),
             threads: Some(2),
-            simd: None,
-            device: "CPU".into(),
-            data: "cache".into(),
-            train_images: 100,
-            valid_images: 100,
-            validated_on: crate::run_dir::ValidatedOn::Test,
-            stopped_early: None,
-            restored_epoch: None,
             mnist_mlp_version: "0.1.0".into(),
-            owner: crate::run_dir::Owner::me(),
-            error: None,
-            heartbeat: None,
+            ..crate::run_dir::RunInfo::sample("tracked")
         };
         run.write_info(&info).unwrap();
         (run, info, config, history)

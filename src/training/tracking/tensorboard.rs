@@ -422,7 +422,7 @@ fn now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_dir::{History, Owner, RunInfo, ValidatedOn};
+    use crate::run_dir::{History, RunInfo};
 
     /// Written by TensorBoard's own `EventFileWriter` (scripts/make_tensorboard_fixture.py).
     const FIXTURE: &[u8] = include_bytes!("../../../tests/fixtures/tensorboard/events.bin");
@@ -502,33 +502,6 @@ mod tests {
         );
     }
 
-    fn info(name: &str) -> RunInfo {
-        RunInfo {
-            name: name.into(),
-            started: "2026-01-01T00:00:00Z".into(),
-            ended: None,
-            status: RunStatus::Running,
-            epochs_planned: 3,
-            epochs_done: 0,
-            epoch_seconds: Vec::new(),
-            backend: "ndarray".into(),
-            kernels: None,
-            threads: None,
-            simd: None,
-            device: "cpu".into(),
-            data: "test".into(),
-            train_images: 100,
-            valid_images: 100,
-            validated_on: ValidatedOn::Test,
-            stopped_early: None,
-            restored_epoch: None,
-            mnist_mlp_version: "0".into(),
-            owner: Owner::me(),
-            error: None,
-            heartbeat: None,
-        }
-    }
-
     const EPOCHS: [EpochMetrics; 3] = [
         EpochMetrics {
             loss: 0.5,
@@ -596,7 +569,7 @@ mod tests {
         let mut tb = TensorBoard::new(dir.to_path_buf());
         tb.start(&TrackedRun {
             run,
-            info: &info("r"),
+            info: &RunInfo::sample("r"),
             config: &config,
             history: &history,
         });
