@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_fails, mnist_mlp, run_ok, stderr, stdout, train_args};
+use common::{assert_fails, mnist_mlp, stderr, stdout, train_args, train_small};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,28 +156,12 @@ fn walk(dir: &Path) -> usize {
         .sum()
 }
 
-/// A small real run, `name`, with `extra` flags.
-fn train(home: &Path, name: &str, extra: &[&str]) -> std::process::Output {
-    let mut command = mnist_mlp(home);
-    train_args(&mut command, name).args([
-        "--limit-train",
-        "320",
-        "--limit-valid",
-        "200",
-        "--epochs",
-        "2",
-        "--dashboard",
-        "none",
-    ]);
-    run_ok(command.args(extra))
-}
-
 #[test]
 fn a_training_sends_its_history_steps_files_and_end() {
     let server = Server::start(Answers::Mlflow);
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    let output = train(
+    let output = train_small(
         home,
         "ml",
         &["--mlflow", &server.uri, "--log-every-steps", "4"],
@@ -233,10 +217,10 @@ fn a_training_sends_its_history_steps_files_and_end() {
 fn a_server_at_fault_is_said_once_and_the_training_is_the_same() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    train(home, "plain", &[]);
+    train_small(home, "plain", &[]);
 
     let erring = Server::start(Answers::Error);
-    let erred = train(home, "erring", &["--mlflow", &erring.uri]);
+    let erred = train_small(home, "erring", &["--mlflow", &erring.uri]);
     assert_eq!(
         stderr(&erred),
         format!(
@@ -252,7 +236,7 @@ fn a_server_at_fault_is_said_once_and_the_training_is_the_same() {
     // Connections the kernel queues and nobody accepts: no answer ever comes.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let uri = format!("http://{}", silent.local_addr().unwrap());
-    let output = train(
+    let output = train_small(
         home,
         "silent",
         &["--mlflow", &uri, "--log-every-steps", "1"],
@@ -271,7 +255,7 @@ fn a_server_at_fault_is_said_once_and_the_training_is_the_same() {
 fn log_uploads_a_recorded_run_whole_or_fails_with_the_fault() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    train(home, "r", &[]);
+    train_small(home, "r", &[]);
     let server = Server::start(Answers::Mlflow);
     let log = |uri: &str| {
         mnist_mlp(home)

@@ -5,24 +5,8 @@
 
 mod common;
 
-use common::{assert_fails, mnist_mlp, run_ok, snapshot, stderr, stdout, train_args};
+use common::{assert_fails, mnist_mlp, run_ok, snapshot, stderr, stdout, train_args, train_small};
 use std::path::Path;
-
-/// A small real run, `name`, under `home/artifacts`, with `extra` flags.
-fn train(home: &Path, name: &str, extra: &[&str]) -> std::process::Output {
-    let mut command = mnist_mlp(home);
-    train_args(&mut command, name).args([
-        "--limit-train",
-        "300",
-        "--limit-valid",
-        "200",
-        "--epochs",
-        "2",
-        "--dashboard",
-        "none",
-    ]);
-    run_ok(command.args(extra))
-}
 
 fn files_under(dir: &Path) -> Vec<String> {
     let mut files: Vec<String> = snapshot(dir)
@@ -38,10 +22,10 @@ fn files_under(dir: &Path) -> Vec<String> {
 fn a_tensorboard_dir_that_cannot_be_written_is_said_once_and_the_run_trains_on() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    let plain = train(home, "plain", &[]);
+    let plain = train_small(home, "plain", &[]);
     // A file where the directory should be: no event file can be made under it.
     std::fs::write(home.join("tb"), b"in the way").unwrap();
-    let blocked = train(
+    let blocked = train_small(
         home,
         "blocked",
         &["--tensorboard", "tb", "--log-every-steps", "1"],
@@ -67,7 +51,7 @@ fn a_tensorboard_dir_that_cannot_be_written_is_said_once_and_the_run_trains_on()
 fn log_writes_a_recorded_run_once_and_a_logged_one_not_again() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
-    train(
+    train_small(
         home,
         "r",
         &["--tensorboard", "tb", "--log-every-steps", "3"],
@@ -130,7 +114,7 @@ fn bad_tracking_input_is_one_line_naming_it() {
     );
     assert!(!home.join("artifacts/runs/x").exists());
 
-    train(home, "r", &[]);
+    train_small(home, "r", &[]);
     let output = mnist_mlp(home)
         .args(["log", "r", "--artifact-dir", "artifacts"])
         .output()

@@ -581,6 +581,23 @@ impl Drop for Serving {
     }
 }
 
+/// A small real run `name` under `<home>/artifacts` (320 training images, 200 validation
+/// images, 2 epochs, no dashboard) with `extra` flags: 10 steps an epoch at batch 32.
+pub fn train_small(home: &Path, name: &str, extra: &[&str]) -> Output {
+    let mut command = mnist_mlp(home);
+    train_args(&mut command, name).args([
+        "--limit-train",
+        "320",
+        "--limit-valid",
+        "200",
+        "--epochs",
+        "2",
+        "--dashboard",
+        "none",
+    ]);
+    run_ok(command.args(extra))
+}
+
 /// Trains `name` under `<home>/artifacts`: `images` training images, 2 epochs, seed 5.
 pub fn train_tiny(home: &Path, name: &str, images: usize) {
     train_for(home, name, images, 2);
